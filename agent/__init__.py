@@ -1,0 +1,1 @@
+"""The conversation: Realtime session core, tools, summary extraction, scripted intake."""

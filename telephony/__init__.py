@@ -1,0 +1,1 @@
+"""The phone edge: FastAPI app, Twilio webhooks and Media Streams, the per-call bridge, CLI."""

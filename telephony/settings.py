@@ -1,0 +1,82 @@
+"""The one settings class: environment variables or ``.env``, names fixed by DESIGN.md.
+
+Nothing is required to start: with no OpenAI key the scripted intake answers, with no
+Salesforce credentials the embedded local CRM keeps the records, and the database
+defaults to a SQLite file in the working directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service configuration. Secrets are ``SecretStr`` and never logged."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    public_base_url: str = "http://localhost:8080"
+
+    twilio_account_sid: str = ""
+    twilio_auth_token: SecretStr = SecretStr("")
+    twilio_api_base_url: str = "https://api.twilio.com"
+
+    openai_api_key: SecretStr = SecretStr("")
+    openai_base_url: str = "https://api.openai.com/v1"
+    openai_realtime_model: str = "gpt-realtime"
+    openai_summary_model: str = "gpt-4o-mini"
+    openai_voice: str = "alloy"
+
+    salesforce_login_url: str = ""
+    salesforce_client_id: str = ""
+    salesforce_client_secret: SecretStr = SecretStr("")
+    salesforce_username: str = ""
+    salesforce_private_key_file: Path | None = None
+    salesforce_access_token: SecretStr = SecretStr("")
+    salesforce_instance_url: str = ""
+    salesforce_api_version: str = "62.0"
+    salesforce_timeout_seconds: float = 10.0
+
+    database_url: str = "sqlite:///receptionist.db"
+    businesses_file: Path | None = None
+
+    staff_username: str = "staff"
+    staff_password_hash: SecretStr = SecretStr("")
+
+    max_call_seconds: Annotated[int, Field(ge=30)] = 1800
+    max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
+
+    @property
+    def openai_configured(self) -> bool:
+        return bool(self.openai_api_key.get_secret_value())
+
+    @property
+    def salesforce_configured(self) -> bool:
+        if self.salesforce_access_token.get_secret_value() and self.salesforce_instance_url:
+            return True
+        if not self.salesforce_login_url or not self.salesforce_client_id:
+            return False
+        return bool(self.salesforce_client_secret.get_secret_value()) or bool(
+            self.salesforce_username and self.salesforce_private_key_file
+        )
+
+    @property
+    def twilio_configured(self) -> bool:
+        return bool(self.twilio_account_sid and self.twilio_auth_token.get_secret_value())
+
+    def public_url(self, path: str) -> str:
+        """The URL Twilio used to reach ``path`` (what signatures are computed over)."""
+        return self.public_base_url.rstrip("/") + path
+
+    def public_ws_url(self, path: str) -> str:
+        base = self.public_base_url.rstrip("/")
+        if base.startswith("https://"):
+            return "wss://" + base.removeprefix("https://") + path
+        return "ws://" + base.removeprefix("http://") + path
+
+
+__all__ = ["Settings"]
