@@ -1,0 +1,226 @@
+"""The durable store: calls (transcript written as the call goes), summaries, and the
+outbox of CRM deliveries. SQLite (WAL) by default, PostgreSQL through ``DATABASE_URL``.
+
+A summary is committed here *before* any CRM is called; the outbox row is written in the
+same transaction, so a crash between the two cannot lose a call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+from agent.summary import CallSummary, TranscriptTurn
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    """Declarative base shared by the store and the embedded local CRM."""
+
+
+class CallRecord(Base):
+    """One phone call, from the first webhook to its finalization."""
+
+    __tablename__ = "calls"
+
+    call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    business: Mapped[str] = mapped_column(String(255))
+    business_number: Mapped[str] = mapped_column(String(32), default="")
+    caller_phone: Mapped[str] = mapped_column(String(32), default="")
+    mode: Mapped[str] = mapped_column(String(16), default="realtime")
+    state: Mapped[str] = mapped_column(String(16), default="active", index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    transcript: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    notes: Mapped[str] = mapped_column(Text, default="")
+
+
+class SummaryRecord(Base):
+    """The final CallSummary of a call, as JSON (the contract of agent.summary)."""
+
+    __tablename__ = "summaries"
+
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.call_sid"), primary_key=True
+    )
+    summary_json: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    def summary(self) -> CallSummary:
+        return CallSummary.model_validate_json(self.summary_json)
+
+
+class OutboxJob(Base):
+    """One CRM delivery to make; at most one per call."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(
+        String(64), ForeignKey("calls.call_sid"), unique=True, index=True
+    )
+    state: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    crm: Mapped[str] = mapped_column(String(32), default="")
+    result_json: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept ``postgresql://`` as users write it and pick the installed psycopg 3 driver."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url.removeprefix("postgres://")
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    url = normalize_database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        event.listen(engine, "connect", _sqlite_pragmas)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    return engine
+
+
+class Store:
+    """Calls, summaries and the outbox over one engine. Every method is one transaction."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def from_url(cls, url: str) -> Store:
+        return cls(make_engine(url))
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    def begin_call(
+        self,
+        call_sid: str,
+        *,
+        business: str,
+        business_number: str,
+        caller_phone: str,
+        mode: str,
+    ) -> None:
+        """Record a call as it starts; a repeated webhook for the same call changes nothing."""
+        with self.sessions.begin() as session:
+            if session.get(CallRecord, call_sid) is not None:
+                return
+            session.add(
+                CallRecord(
+                    call_sid=call_sid,
+                    business=business,
+                    business_number=business_number,
+                    caller_phone=caller_phone,
+                    mode=mode,
+                    transcript=[],
+                    details={},
+                )
+            )
+
+    def get_call(self, call_sid: str) -> CallRecord | None:
+        with self.sessions() as session:
+            return session.get(CallRecord, call_sid)
+
+    def set_mode(self, call_sid: str, mode: str) -> None:
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None:
+                call.mode = mode
+
+    def save_progress(
+        self,
+        call_sid: str,
+        transcript: list[TranscriptTurn],
+        details: dict[str, Any],
+    ) -> None:
+        """Write the transcript and captured details so far (crash recovery reads these)."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is None or call.state != "active":
+                return
+            call.transcript = [t.model_dump(mode="json") for t in transcript]
+            call.details = json.loads(json.dumps(details, default=str))
+
+    def active_calls(self) -> list[CallRecord]:
+        with self.sessions() as session:
+            return list(session.scalars(select(CallRecord).where(CallRecord.state == "active")))
+
+    def finalize(self, summary: CallSummary, *, crm: str) -> bool:
+        """Commit the summary and its outbox job in one transaction.
+
+        Returns False (and writes nothing) when the call was already finalized, so a
+        duplicate ``stop`` or status callback cannot create a second delivery.
+        """
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, summary.call_sid, with_for_update=True)
+            if call is None:
+                call = CallRecord(
+                    call_sid=summary.call_sid,
+                    business=summary.business,
+                    caller_phone=summary.caller_phone,
+                    transcript=[],
+                    details={},
+                )
+                session.add(call)
+                session.flush()
+            elif call.state != "active":
+                return False
+            call.state = "finalized"
+            call.ended_at = utcnow()
+            call.transcript = [t.model_dump(mode="json") for t in summary.transcript]
+            session.add(
+                SummaryRecord(call_sid=summary.call_sid, summary_json=summary.model_dump_json())
+            )
+            session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
+            return True
+
+    def get_summary(self, call_sid: str) -> CallSummary | None:
+        with self.sessions() as session:
+            record = session.get(SummaryRecord, call_sid)
+            return record.summary() if record else None
+
+    def outbox_job(self, call_sid: str) -> OutboxJob | None:
+        with self.sessions() as session:
+            return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
