@@ -1,0 +1,1 @@
+"""pytest fixtures for the openai stand-in (registered by tests/conftest.py)."""

@@ -1,0 +1,1 @@
+"""pytest fixtures for the salesforce stand-in (registered by tests/conftest.py)."""

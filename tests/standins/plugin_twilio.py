@@ -1,0 +1,1 @@
+"""pytest fixtures for the twilio stand-in (registered by tests/conftest.py)."""
