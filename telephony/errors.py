@@ -1,0 +1,45 @@
+"""Exceptions raised by the phone edge.
+
+The tree::
+
+    TelephonyError                  anything the phone edge raises
+    ├── MediaStreamStateError       we misused the Media Streams core (sent before start)
+    ├── SignatureError              a request was not signed by Twilio with our auth token
+    └── TwilioRestError             Twilio's REST API refused or failed a call update / SMS
+
+Errors carry the ``call_sid`` when known; messages never contain caller words.
+"""
+
+from __future__ import annotations
+
+
+class TelephonyError(Exception):
+    """Base class of every error the phone edge raises."""
+
+    def __init__(self, message: str, *, call_sid: str | None = None):
+        super().__init__(message)
+        self.call_sid = call_sid
+
+
+class MediaStreamStateError(TelephonyError):
+    """Our code asked the Media Streams core for something its state forbids."""
+
+
+class SignatureError(TelephonyError):
+    """X-Twilio-Signature missing or wrong."""
+
+
+class TwilioRestError(TelephonyError):
+    """A Twilio REST request failed; ``status`` and Twilio's ``code`` when it answered."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        call_sid: str | None = None,
+        status: int | None = None,
+        code: int | None = None,
+    ):
+        super().__init__(message, call_sid=call_sid)
+        self.status = status
+        self.code = code
