@@ -23,6 +23,7 @@ from sqlalchemy import (
     event,
     select,
 )
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from agent.summary import CallSummary, TranscriptTurn
@@ -52,6 +53,10 @@ class CallRecord(Base):
     transcript: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     notes: Mapped[str] = mapped_column(Text, default="")
+    intake_json: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
 
 
 class SummaryRecord(Base):
@@ -183,9 +188,30 @@ class Store:
             call.transcript = [t.model_dump(mode="json") for t in transcript]
             call.details = json.loads(json.dumps(details, default=str))
 
-    def active_calls(self) -> list[CallRecord]:
+    def save_intake(self, call_sid: str, intake_json: str, details: dict[str, Any]) -> None:
+        """Keep the scripted intake's state between Twilio's webhooks."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is None or call.state != "active":
+                return
+            call.mode = "intake"
+            call.intake_json = intake_json
+            call.details = json.loads(json.dumps(details, default=str))
+
+    def mark_ended_by_agent(self, call_sid: str) -> None:
+        """The agent hung up: whatever TwiML follows the stream must not restart the call."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None:
+                call.notes = "ended_by_agent"
+
+    def active_calls(self, *, idle_for: dt.timedelta | None = None) -> list[CallRecord]:
+        """Calls not finalized yet; with ``idle_for``, only those with no progress for that long."""
+        query = select(CallRecord).where(CallRecord.state == "active")
+        if idle_for is not None:
+            query = query.where(CallRecord.updated_at < utcnow() - idle_for)
         with self.sessions() as session:
-            return list(session.scalars(select(CallRecord).where(CallRecord.state == "active")))
+            return list(session.scalars(query))
 
     def finalize(self, summary: CallSummary, *, crm: str) -> bool:
         """Commit the summary and its outbox job in one transaction.
@@ -193,6 +219,15 @@ class Store:
         Returns False (and writes nothing) when the call was already finalized, so a
         duplicate ``stop`` or status callback cannot create a second delivery.
         """
+        try:
+            return self._finalize(summary, crm=crm)
+        except (IntegrityError, OperationalError):
+            # A concurrent finalization won the race; the primary keys kept it single.
+            if self.get_summary(summary.call_sid) is not None:
+                return False
+            raise
+
+    def _finalize(self, summary: CallSummary, *, crm: str) -> bool:
         with self.sessions.begin() as session:
             call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if call is None:

@@ -1,0 +1,212 @@
+"""The outbox delivery worker: takes finalized summaries to the CRM, durably.
+
+Each job is claimed with a lease (``state='delivering'``, ``locked_until``). On PostgreSQL
+the claim uses ``FOR UPDATE SKIP LOCKED`` so several workers never take the same job; on
+SQLite a conditional UPDATE does the same for the single node. A worker killed mid-delivery
+leaves a lease that expires, and the job is taken again — deliveries are idempotent per
+CallSid, so a retry never writes twice.
+
+Outcomes: delivered; retried with exponential backoff and jitter (5xx, timeouts, connection
+errors); retried after a long pause (``REQUEST_LIMIT_EXCEEDED``); dead-lettered with the
+reason for staff (rejections, bad credentials, too many attempts) and retryable from the
+staff pages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import json
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import or_, select, update
+
+from crm.config import CrmProfile, CrmWriter
+from crm.errors import (
+    CrmError,
+    CrmRateLimitedError,
+    CrmTransientError,
+)
+from crm.store import OutboxJob, Store, utcnow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    base_delay: float = 2.0
+    max_delay: float = 900.0
+    rate_limit_delay: float = 300.0
+    max_attempts: int = 15
+    lease_seconds: float = 120.0
+
+    def backoff(self, attempts: int, rng: random.Random) -> float:
+        """Exponential backoff with jitter: ~base·2^(n-1), spread ±50 %, capped."""
+        raw = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        return float(raw * rng.uniform(0.5, 1.5))
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    call_sid: str
+    state: str
+    detail: str = ""
+
+
+class DeliveryWorker:
+    """Delivers outbox jobs through one CRM writer."""
+
+    def __init__(
+        self,
+        store: Store,
+        writer: CrmWriter,
+        profile_for: Callable[[str], CrmProfile],
+        *,
+        policy: RetryPolicy | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.writer = writer
+        self.profile_for = profile_for
+        self.policy = policy or RetryPolicy()
+        self.rng = rng or random.Random()
+        self.wake = asyncio.Event()
+
+    # -- claiming --------------------------------------------------------------------
+
+    def claim(self, now: dt.datetime | None = None) -> OutboxJob | None:
+        """Take the next due job (or one whose lease expired) and lease it to this worker."""
+        now = now or utcnow()
+        due = or_(
+            (OutboxJob.state == "pending") & (OutboxJob.next_attempt_at <= now),
+            (OutboxJob.state == "delivering") & (OutboxJob.locked_until < now),
+        )
+        lease = now + dt.timedelta(seconds=self.policy.lease_seconds)
+        with self.store.sessions.begin() as session:
+            query = select(OutboxJob).where(due).order_by(OutboxJob.next_attempt_at).limit(1)
+            if self.store.engine.dialect.name == "postgresql":
+                query = query.with_for_update(skip_locked=True)
+            job = session.scalars(query).first()
+            if job is None:
+                return None
+            claimed = session.execute(
+                update(OutboxJob)
+                .where(OutboxJob.id == job.id, OutboxJob.state == job.state)
+                .where(
+                    or_(
+                        OutboxJob.locked_until.is_(None), OutboxJob.locked_until == job.locked_until
+                    )
+                )
+                .values(state="delivering", locked_until=lease, attempts=OutboxJob.attempts + 1)
+            )
+            if claimed.rowcount != 1:  # type: ignore[attr-defined]
+                return None
+            session.refresh(job)
+            return job
+
+    # -- delivering ------------------------------------------------------------------
+
+    def deliver_one(self, now: dt.datetime | None = None) -> Outcome | None:
+        """Claim and deliver one job (blocking). ``None`` when nothing is due."""
+        job = self.claim(now)
+        if job is None:
+            return None
+        summary = self.store.get_summary(job.call_sid)
+        if summary is None:
+            return self._finish(job, "dead", "no summary stored for this call")
+        try:
+            result = self.writer.deliver(summary, self.profile_for(summary.business))
+        except CrmRateLimitedError as exc:
+            delay = max(self.policy.rate_limit_delay, exc.retry_after or 0.0)
+            return self._retry(job, exc, delay)
+        except CrmTransientError as exc:
+            delay = max(self.policy.backoff(job.attempts, self.rng), exc.retry_after or 0.0)
+            return self._retry(job, exc, delay)
+        except CrmError as exc:
+            return self._finish(job, "dead", str(exc))
+        payload = json.dumps(dataclasses.asdict(result))
+        outcome = self._finish(job, "delivered", "", result_json=payload)
+        log.info(
+            "call %s delivered to %s as %s %s (%d API requests%s)",
+            job.call_sid,
+            self.writer.name,
+            result.record_type,
+            result.record_id,
+            result.api_requests,
+            ", already there" if result.already_delivered else "",
+        )
+        for warning in result.warnings:
+            log.warning("call %s: %s", job.call_sid, warning)
+        return outcome
+
+    def _retry(self, job: OutboxJob, exc: CrmError, delay: float) -> Outcome:
+        if job.attempts >= self.policy.max_attempts:
+            return self._finish(job, "dead", f"gave up after {job.attempts} attempts: {exc}")
+        next_at = utcnow() + dt.timedelta(seconds=delay)
+        with self.store.sessions.begin() as session:
+            session.execute(
+                update(OutboxJob)
+                .where(OutboxJob.id == job.id)
+                .values(
+                    state="pending", locked_until=None, next_attempt_at=next_at, last_error=str(exc)
+                )
+            )
+        log.warning(
+            "call %s delivery attempt %d failed (%s); retrying in %.0fs",
+            job.call_sid,
+            job.attempts,
+            type(exc).__name__,
+            delay,
+        )
+        return Outcome(job.call_sid, "pending", str(exc))
+
+    def _finish(self, job: OutboxJob, state: str, error: str, result_json: str = "") -> Outcome:
+        values: dict[str, object] = {"state": state, "locked_until": None, "last_error": error}
+        if state == "delivered":
+            values["delivered_at"] = utcnow()
+            values["result_json"] = result_json
+        with self.store.sessions.begin() as session:
+            session.execute(update(OutboxJob).where(OutboxJob.id == job.id).values(**values))
+        if state == "dead":
+            log.error("call %s dead-lettered: %s", job.call_sid, error)
+        return Outcome(job.call_sid, state, error)
+
+    def drain(self, now: dt.datetime | None = None) -> list[Outcome]:
+        """Deliver every job due now (blocking); used by tests, the demo and the CLI."""
+        outcomes = []
+        while (outcome := self.deliver_one(now)) is not None:
+            outcomes.append(outcome)
+        return outcomes
+
+    async def run(self, stop: asyncio.Event, *, poll_seconds: float = 2.0) -> None:
+        """Deliver until ``stop`` is set; woken early by ``wake`` when a call is finalized."""
+        while not stop.is_set():
+            try:
+                outcome = await asyncio.to_thread(self.deliver_one)
+            except Exception:  # a database hiccup must not kill the worker
+                log.exception("delivery worker iteration failed")
+                outcome = None
+            if outcome is not None:
+                continue
+            self.wake.clear()
+            waiters = {asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())}
+            _, pending = await asyncio.wait(
+                waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED
+            )
+            for task in pending:
+                task.cancel()
+
+
+def retry_dead_job(store: Store, call_sid: str) -> bool:
+    """Put a dead-lettered job back in the queue (staff action)."""
+    with store.sessions.begin() as session:
+        result = session.execute(
+            update(OutboxJob)
+            .where(OutboxJob.call_sid == call_sid, OutboxJob.state == "dead")
+            .values(state="pending", next_attempt_at=utcnow(), attempts=0, last_error="")
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,279 @@
+"""The embedded local CRM: the same decision matrix as Salesforce, records kept in the
+service's own database. Used when no Salesforce credentials are configured (and by the
+demo), so a business can start with nothing but a phone number.
+
+Records are stored Salesforce-shaped (sObject name, an 18-character id with the real key
+prefix, the field values as JSON), so what staff see locally is what Salesforce would
+hold. A delivery runs in one transaction; a row per delivered call makes a second
+delivery of the same CallSid write nothing, even from two workers at once.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Engine, String, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from agent.summary import CallSummary
+from crm.config import CrmProfile, DeliveryResult
+from crm.errors import CrmRejectedError
+from crm.org_schema import OrgSchema, standard_org_schema
+from crm.planner import (
+    ID_PREFIXES,
+    FoundRecord,
+    Lookup,
+    Plan,
+    Ref,
+    UpdateRecord,
+    UpsertRecord,
+    lookup_phone_terms,
+    parse_phone,
+    plan_delivery,
+)
+from crm.store import Base, utcnow
+
+KEY_PREFIXES = {sobject: prefix for prefix, sobject in ID_PREFIXES.items()}
+
+
+class LocalRecord(Base):
+    """One record of the local CRM (a Lead, Contact, Task, ...)."""
+
+    __tablename__ = "local_crm_records"
+
+    id: Mapped[str] = mapped_column(String(18), primary_key=True)
+    sobject: Mapped[str] = mapped_column(String(64), index=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    modified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LocalDelivery(Base):
+    """The result of delivering one call; its primary key makes delivery idempotent."""
+
+    __tablename__ = "local_crm_deliveries"
+
+    call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    result_json: Mapped[str] = mapped_column(Text)
+    delivered_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+def new_id(sobject: str) -> str:
+    """An 18-character id with the sObject's real key prefix (e.g. ``00Q`` for Lead)."""
+    prefix = KEY_PREFIXES.get(sobject, "a00")
+    return (prefix + uuid.uuid4().hex.upper())[:18]
+
+
+def _digits(value: Any) -> str:
+    return "".join(c for c in str(value or "") if c.isdigit())
+
+
+class LocalCrm:
+    """A CrmWriter over the service's own database (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(self, engine: Engine, *, schema: OrgSchema | None = None):
+        self.engine = engine
+        self.schema = schema or standard_org_schema()
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+        Base.metadata.create_all(engine, tables=[LocalRecord.__table__, LocalDelivery.__table__])  # type: ignore[list-item]
+
+    # --- CrmWriter --------------------------------------------------------------------
+
+    def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """Write the call's records; a CallSid delivered before writes nothing."""
+        previous = self._previous_result(summary.call_sid)
+        if previous is not None:
+            return previous
+        try:
+            with self.sessions.begin() as session:
+                lookup = self._lookup(session, summary)
+                plan = plan_delivery(summary, profile, lookup, self.schema, today=dt.date.today())
+                result = self._execute(session, plan, summary.call_sid)
+                session.add(
+                    LocalDelivery(
+                        call_sid=summary.call_sid, result_json=json.dumps(_result_json(result))
+                    )
+                )
+        except IntegrityError:
+            # Another worker delivered the same call between our check and our commit.
+            again = self._previous_result(summary.call_sid)
+            if again is None:
+                raise CrmRejectedError(
+                    "local CRM refused the records", call_sid=summary.call_sid
+                ) from None
+            return again
+        return result
+
+    # --- seeding and inspection -------------------------------------------------------
+
+    def add_contact(
+        self,
+        *,
+        first_name: str,
+        last_name: str,
+        phone: str,
+        email: str | None = None,
+        account_name: str | None = None,
+    ) -> str:
+        """Add an existing customer (and their Account); returns the Contact id."""
+        with self.sessions.begin() as session:
+            account_id = None
+            if account_name:
+                account_id = new_id("Account")
+                session.add(
+                    LocalRecord(id=account_id, sobject="Account", fields={"Name": account_name})
+                )
+            contact_id = new_id("Contact")
+            fields: dict[str, Any] = {
+                "FirstName": first_name,
+                "LastName": last_name,
+                "Phone": phone,
+            }
+            if email:
+                fields["Email"] = email
+            if account_id:
+                fields["AccountId"] = account_id
+            session.add(LocalRecord(id=contact_id, sobject="Contact", fields=fields))
+        return contact_id
+
+    def dump(self) -> dict[str, list[dict[str, Any]]]:
+        """Every local record by sObject, oldest first; transcripts decoded to text."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        with self.sessions() as session:
+            rows = session.scalars(
+                select(LocalRecord).order_by(LocalRecord.created_at, LocalRecord.id)
+            )
+            for row in rows:
+                fields = dict(row.fields)
+                if row.sobject == "ContentVersion" and "VersionData" in fields:
+                    raw = base64.b64decode(str(fields["VersionData"]))
+                    fields["VersionData"] = raw.decode("utf-8", "replace")
+                out.setdefault(row.sobject, []).append({"Id": row.id, **fields})
+        return out
+
+    # --- internals --------------------------------------------------------------------
+
+    def _previous_result(self, call_sid: str) -> DeliveryResult | None:
+        with self.sessions() as session:
+            row = session.get(LocalDelivery, call_sid)
+            if row is None:
+                return None
+            data = json.loads(row.result_json)
+        return DeliveryResult(
+            record_type=data["record_type"],
+            record_id=data["record_id"],
+            created=tuple((t, i) for t, i in data["created"]),
+            updated=tuple((t, i) for t, i in data["updated"]),
+            warnings=tuple(data["warnings"]),
+            already_delivered=True,
+        )
+
+    def _lookup(self, session: Session, summary: CallSummary) -> Lookup:
+        terms = set(lookup_phone_terms(summary))
+        email = (summary.email or "").strip().casefold()
+        contacts: list[FoundRecord] = []
+        leads: list[FoundRecord] = []
+        rows = session.scalars(
+            select(LocalRecord).where(LocalRecord.sobject.in_(("Contact", "Lead")))
+        )
+        for row in rows:
+            fields = row.fields
+            if row.sobject == "Lead" and fields.get("IsConverted"):
+                continue
+            if not (self._phone_matches(fields, terms) or _email_matches(fields, email)):
+                continue
+            found = FoundRecord(
+                sobject=row.sobject,
+                id=row.id,
+                fields={**fields, "Id": row.id, "LastModifiedDate": row.modified_at.isoformat()},
+            )
+            (contacts if row.sobject == "Contact" else leads).append(found)
+        return Lookup(contacts=tuple(contacts), leads=tuple(leads))
+
+    @staticmethod
+    def _phone_matches(fields: dict[str, Any], terms: set[str]) -> bool:
+        for name in ("Phone", "MobilePhone"):
+            number = parse_phone(str(fields.get(name) or ""))
+            if number is not None:
+                if {
+                    str(number.national_number),
+                    f"{number.country_code}{number.national_number}",
+                } & terms:
+                    return True
+            elif _digits(fields.get(name)) and _digits(fields.get(name)) in terms:
+                return True
+        return False
+
+    def _execute(self, session: Session, plan: Plan, call_sid: str) -> DeliveryResult:
+        ids: dict[str, str] = {}
+        created: list[tuple[str, str]] = []
+        updated: list[tuple[str, str]] = []
+        now = utcnow()
+        for action in plan.actions:
+            values = {
+                k: (ids[v.name] if isinstance(v, Ref) else _jsonable(v))
+                for k, v in action.fields.items()
+            }
+            if isinstance(action, UpdateRecord):
+                row = session.get(LocalRecord, action.record_id)
+                if row is None:
+                    raise CrmRejectedError(
+                        f"{action.sobject} {action.record_id} no longer exists",
+                        call_sid=call_sid,
+                        error_code="ENTITY_IS_DELETED",
+                    )
+                row.fields = {**row.fields, **values}
+                row.modified_at = now
+                ids[action.ref] = row.id
+                updated.append((action.sobject, row.id))
+            else:
+                if isinstance(action, UpsertRecord):
+                    values[action.external_id_field] = action.external_id
+                record_id = new_id(action.sobject)
+                if action.sobject == "ContentVersion":
+                    values["ContentDocumentId"] = new_id("ContentDocument")
+                session.add(
+                    LocalRecord(
+                        id=record_id, sobject=action.sobject, fields=values, modified_at=now
+                    )
+                )
+                ids[action.ref] = record_id
+                created.append((action.sobject, record_id))
+        record_id = ids[plan.record.name] if isinstance(plan.record, Ref) else plan.record
+        return DeliveryResult(
+            record_type=plan.record_type,
+            record_id=record_id,
+            created=tuple(created),
+            updated=tuple(updated),
+            warnings=plan.warnings,
+        )
+
+
+def _email_matches(fields: dict[str, Any], email: str) -> bool:
+    return bool(email) and str(fields.get("Email") or "").strip().casefold() == email
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def _result_json(result: DeliveryResult) -> dict[str, Any]:
+    return {
+        "record_type": result.record_type,
+        "record_id": result.record_id,
+        "created": [list(p) for p in result.created],
+        "updated": [list(p) for p in result.updated],
+        "warnings": list(result.warnings),
+    }
+
+
+__all__ = ["LocalCrm", "LocalDelivery", "LocalRecord", "new_id"]

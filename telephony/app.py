@@ -1,0 +1,94 @@
+"""The FastAPI app: factory, lifespan, health and metrics; one router per area."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from crm.config import CrmWriter
+from telephony import routes_intake, routes_staff, routes_twilio
+from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
+from telephony.services import Services
+from telephony.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None, *, crm: CrmWriter | None = None, run_worker: bool = True
+) -> FastAPI:
+    """Build the service. ``crm`` replaces the configured CRM (tests, demo)."""
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.build(settings, crm=crm)
+        app.state.services = services
+        single_node = services.store.engine.dialect.name == "sqlite"
+        recovered = await services.finalizer.recover(
+            idle_for=None if single_node else dt.timedelta(seconds=settings.max_call_seconds)
+        )
+        if recovered:
+            log.warning("finalized %d call(s) left active by a previous process", recovered)
+        stop = asyncio.Event()
+        worker = asyncio.create_task(services.worker.run(stop)) if run_worker else None
+        log.info(
+            "receptionist ready: crm=%s openai=%s twilio_rest=%s businesses=%d",
+            services.crm.name,
+            "on" if settings.openai_configured else "off (scripted intake)",
+            "on" if services.twilio else "off",
+            len(services.businesses),
+        )
+        try:
+            yield
+        finally:
+            stop.set()
+            if worker is not None:
+                await worker
+            services.store.engine.dispose()
+
+    app = FastAPI(
+        title="After-hours receptionist", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
+    app.include_router(routes_twilio.router)
+    app.include_router(routes_intake.router)
+    app.include_router(routes_staff.router)
+
+    @app.exception_handler(TwilioRequestRefused)
+    async def refused(_request: Request, exc: TwilioRequestRefused) -> Response:
+        return JSONResponse({"detail": exc.reason}, status_code=exc.status)
+
+    @app.get("/healthz")
+    def healthz(services: ServicesDep) -> JSONResponse:
+        try:
+            with services.store.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            database = "ok"
+        except Exception as exc:
+            database = f"error: {type(exc).__name__}"
+        status = 200 if database == "ok" else 503
+        return JSONResponse(
+            {
+                "status": "ok" if status == 200 else "degraded",
+                "database": database,
+                "crm": services.crm.name,
+                "openai": services.settings.openai_configured,
+                "twilio_rest": services.twilio is not None,
+                "twilio_signatures": services.signatures.configured,
+            },
+            status_code=status,
+        )
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return app

@@ -1,0 +1,332 @@
+"""The per-call bridge: Twilio Media Stream ⇄ OpenAI Realtime, a thin shell around two
+sans-I/O cores (``telephony.media_streams`` and ``agent.realtime_core``).
+
+One ``asyncio.TaskGroup`` per call owns every task: the Twilio reader, the Realtime reader,
+the progress saver and any tool side effects. Audio to the caller is written as soon as it
+arrives (Twilio buffers it), so a ``clear`` is never stuck behind our own queue.
+
+Failure paths:
+- Realtime unreachable at call start, or dropped mid-call: what was said is saved, the
+  stream is closed, and Twilio moves on to the ``<Redirect>`` after ``<Connect>`` — the
+  scripted intake picks up with an apology and skips what is already known.
+- Malformed or unknown Twilio frames: logged (no contents) and ignored.
+- Caller hangs up (``stop``) or the socket drops: the call is finalized from what was saved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agent.business import Business
+from agent.realtime_core import (
+    Action,
+    ClearPlayback,
+    Conversation,
+    HangUp,
+    ModelError,
+    PlayAudio,
+    RunTool,
+    SendToModel,
+    SessionConfig,
+)
+from agent.tools import TOOLS, FlagEmergency, RequestCallback
+from crm.store import Store
+from telephony import metrics
+from telephony.media_streams import (
+    AudioReceived,
+    DtmfReceived,
+    MarkEchoed,
+    MediaStreamProtocol,
+    ProtocolViolation,
+    StreamStarted,
+    StreamStopped,
+)
+
+log = logging.getLogger(__name__)
+
+
+class RealtimeConnection(Protocol):
+    """The part of openai's ``AsyncRealtimeConnection`` the bridge uses."""
+
+    async def send_raw(self, data: bytes | str) -> None: ...
+    async def recv_bytes(self) -> bytes: ...
+    async def close(self, *, code: int = 1000, reason: str = "") -> None: ...
+
+
+ConnectRealtime = Callable[[], Awaitable[RealtimeConnection]]
+
+
+class _CallOver(Exception):
+    """Raised inside the TaskGroup to end the call's tasks; ``reason`` says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeContext:
+    """Everything one call's bridge needs from the service."""
+
+    store: Store
+    connect_realtime: ConnectRealtime | None
+    business_for: Callable[[str], Business | None]
+    instructions_for: Callable[[Business], str]
+    hang_up: Callable[[str], Awaitable[None]] | None
+    notify_emergency: Callable[[str, Business, FlagEmergency], Awaitable[None]]
+    transfer: Callable[[str, Business], Awaitable[None]] | None
+    finalize: Callable[[str, str], Awaitable[Any]]
+    live_calls: set[str]
+    voice: str = "alloy"
+    connect_timeout: float = 8.0
+    max_frame_chars: int = 65536
+    max_call_seconds: int = 1800
+    progress_interval: float = 2.0
+    start_timeout: float = 10.0
+
+
+class CallBridge:
+    """Runs one Media Stream from ``start`` to its end."""
+
+    def __init__(self, websocket: WebSocket, context: BridgeContext) -> None:
+        self.ws = websocket
+        self.ctx = context
+        self.stream = MediaStreamProtocol(max_frame_chars=context.max_frame_chars)
+        self.call_sid = ""
+        self.business: Business | None = None
+        self.conversation: Conversation | None = None
+        self.model: RealtimeConnection | None = None
+        self.group: asyncio.TaskGroup | None = None
+        self._loop = asyncio.get_running_loop()
+        self._t0 = self._loop.time()
+
+    def now(self) -> float:
+        return self._loop.time() - self._t0
+
+    # -- entry point -----------------------------------------------------------------
+
+    async def run(self) -> None:
+        started = await self._await_start()
+        if started is None:
+            return
+        self.call_sid = started.call_sid
+        self._t0 = self._loop.time()
+        number = started.custom_parameters.get("business_number", "")
+        self.business = self.ctx.business_for(number)
+        call = self.ctx.store.get_call(self.call_sid)
+        if self.business is None or call is None:
+            log.warning("stream for unknown call %s / number; closing", self.call_sid)
+            await self._close_stream()
+            return
+        metrics.STREAMS.inc()
+        self.ctx.live_calls.add(self.call_sid)
+        try:
+            reason = await self._converse()
+        finally:
+            self.ctx.live_calls.discard(self.call_sid)
+        if reason == "takeover":
+            await self._close_stream()  # Twilio follows the <Redirect> into the scripted intake
+            return
+        await self._close_stream()
+        await self.ctx.finalize(self.call_sid, reason)
+
+    async def _await_start(self) -> StreamStarted | None:
+        try:
+            async with asyncio.timeout(self.ctx.start_timeout):
+                while True:
+                    text = await self.ws.receive_text()
+                    for event in self.stream.receive(text):
+                        if isinstance(event, StreamStarted):
+                            return event
+                        if isinstance(event, ProtocolViolation):
+                            self._violation(event)
+        except (TimeoutError, WebSocketDisconnect, RuntimeError):
+            log.warning("media stream ended before its start message")
+            return None
+
+    # -- the conversation ------------------------------------------------------------
+
+    async def _converse(self) -> str:
+        assert self.business is not None
+        if self.ctx.connect_realtime is None:
+            self._takeover_note("OpenAI is not configured")
+            return "takeover"
+        try:
+            async with asyncio.timeout(self.ctx.connect_timeout):
+                self.model = await self.ctx.connect_realtime()
+        except Exception as exc:  # any failure to connect means: hand over, never dead air
+            metrics.REALTIME_FAILURES.labels(stage="connect").inc()
+            log.error("call %s: Realtime connection failed (%s)", self.call_sid, type(exc).__name__)
+            self._takeover_note("Realtime connection failed at call start")
+            return "takeover"
+        config = SessionConfig(
+            instructions=self.ctx.instructions_for(self.business),
+            voice=self.ctx.voice,
+            tools=tuple(TOOLS),
+            greeting=self.business.greeting,
+        )
+        self.conversation = Conversation(config)
+        reason = "ended"
+        try:
+            await self._execute(self.conversation.start())
+            async with asyncio.TaskGroup() as group:
+                self.group = group
+                group.create_task(self._read_twilio())
+                group.create_task(self._read_model())
+                group.create_task(self._save_progress_periodically())
+                group.create_task(self._limit_call_length())
+        except* _CallOver as over:
+            reason = (
+                over.exceptions[0].reason if isinstance(over.exceptions[0], _CallOver) else "ended"
+            )
+        finally:
+            self._save_progress()
+            with contextlib.suppress(Exception):
+                await self.model.close()
+        if reason == "takeover":
+            self._takeover_note("Realtime connection dropped mid-call")
+        return reason
+
+    async def _read_twilio(self) -> None:
+        assert self.conversation is not None and self.model is not None
+        while True:
+            try:
+                text = await self.ws.receive_text()
+            except (WebSocketDisconnect, RuntimeError):
+                raise _CallOver("stream closed") from None
+            for event in self.stream.receive(text):
+                if isinstance(event, AudioReceived):
+                    await self._send_model(self.conversation.caller_audio(event.payload).event)
+                elif isinstance(event, MarkEchoed):
+                    await self._execute(self.conversation.mark_echoed(event.name))
+                elif isinstance(event, StreamStopped):
+                    raise _CallOver("caller hung up")
+                elif isinstance(event, ProtocolViolation):
+                    self._violation(event)
+                elif isinstance(event, DtmfReceived):
+                    log.info("call %s: caller pressed a key", self.call_sid)
+
+    async def _read_model(self) -> None:
+        assert self.conversation is not None and self.model is not None
+        while True:
+            try:
+                raw = await self.model.recv_bytes()
+            except Exception as exc:  # the socket dropped: the intake takes over
+                metrics.REALTIME_FAILURES.labels(stage="mid_call").inc()
+                log.error(
+                    "call %s: Realtime connection lost (%s)", self.call_sid, type(exc).__name__
+                )
+                raise _CallOver("takeover") from None
+            try:
+                event = json.loads(raw)
+            except ValueError:
+                log.warning("call %s: Realtime sent a non-JSON message", self.call_sid)
+                continue
+            if isinstance(event, dict):
+                await self._execute(self.conversation.server_event(event, self.now()))
+
+    async def _save_progress_periodically(self) -> None:
+        while True:
+            await asyncio.sleep(self.ctx.progress_interval)
+            await asyncio.to_thread(self._save_progress)
+
+    async def _limit_call_length(self) -> None:
+        await asyncio.sleep(self.ctx.max_call_seconds)
+        log.warning("call %s reached the maximum call length", self.call_sid)
+        raise _CallOver("maximum call length")
+
+    # -- actions ---------------------------------------------------------------------
+
+    async def _execute(self, actions: list[Action]) -> None:
+        for action in actions:
+            if isinstance(action, PlayAudio):
+                await self._send_twilio(self.stream.media(action.audio))
+                await self._send_twilio(self.stream.mark(action.mark))
+            elif isinstance(action, SendToModel):
+                await self._send_model(action.event)
+            elif isinstance(action, ClearPlayback):
+                await self._send_twilio(self.stream.clear())
+                metrics.BARGE_INS.inc()
+            elif isinstance(action, RunTool):
+                self._run_tool(action)
+            elif isinstance(action, HangUp):
+                await self._hang_up()
+            elif isinstance(action, ModelError):
+                log.warning("call %s: Realtime error %s", self.call_sid, action.code)
+
+    async def _send_twilio(self, frame: str) -> None:
+        try:
+            await self.ws.send_text(frame)
+        except (WebSocketDisconnect, RuntimeError):
+            raise _CallOver("stream closed") from None
+
+    async def _send_model(self, event: dict[str, Any]) -> None:
+        assert self.model is not None
+        try:
+            await self.model.send_raw(json.dumps(event))
+        except Exception as exc:
+            log.error("call %s: sending to Realtime failed (%s)", self.call_sid, type(exc).__name__)
+            raise _CallOver("takeover") from None
+
+    def _run_tool(self, action: RunTool) -> None:
+        assert self.business is not None
+        request = action.request
+        log.info("call %s: tool %s", self.call_sid, type(request).__name__)
+        if isinstance(request, FlagEmergency):
+            metrics.EMERGENCIES.inc()
+            self.group.create_task(
+                self._guard(self.ctx.notify_emergency(self.call_sid, self.business, request))
+            )
+            if self.business.warm_transfer and self.ctx.transfer is not None:
+                self.group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
+        elif isinstance(request, RequestCallback):
+            self._save_progress()
+
+    async def _guard(self, work: Awaitable[None]) -> None:
+        """Side effects never take the call down; failures are logged for staff."""
+        try:
+            await work
+        except Exception as exc:
+            log.error(
+                "call %s: tool side effect failed (%s: %s)", self.call_sid, type(exc).__name__, exc
+            )
+
+    async def _hang_up(self) -> None:
+        self.ctx.store.mark_ended_by_agent(self.call_sid)
+        if self.ctx.hang_up is not None:
+            try:
+                await self.ctx.hang_up(self.call_sid)
+            except Exception as exc:
+                log.error("call %s: REST hangup failed (%s)", self.call_sid, type(exc).__name__)
+        raise _CallOver("agent ended the call")
+
+    # -- bookkeeping -----------------------------------------------------------------
+
+    def _save_progress(self) -> None:
+        if self.conversation is None:
+            return
+        self.ctx.store.save_progress(
+            self.call_sid, self.conversation.transcript(), self.conversation.details.learned()
+        )
+
+    def _takeover_note(self, why: str) -> None:
+        log.warning("call %s: %s; the scripted intake takes over", self.call_sid, why)
+        self.ctx.store.set_mode(self.call_sid, "intake")
+
+    def _violation(self, event: ProtocolViolation) -> None:
+        metrics.STREAM_VIOLATIONS.inc()
+        log.warning(
+            "call %s: ignored a Media Streams frame: %s", self.call_sid or "?", event.reason
+        )
+
+    async def _close_stream(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.ws.close()

@@ -1,0 +1,120 @@
+"""Turning a finished call into a stored summary and an outbox job.
+
+The order is the point: the transcript and details are already in the database (written
+as the call went); extraction runs; the summary and its outbox job are committed in one
+transaction; only then is the delivery worker woken. A call finalized twice (``stop`` and
+the status callback, or two status callbacks) is finalized once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from openai import AsyncOpenAI
+
+from agent.business import Business, BusinessDirectory
+from agent.details import CallerDetails
+from agent.extraction import extract_details
+from agent.summary import CallSummary, TranscriptTurn
+from agent.summary_builder import build_summary
+from crm.store import CallRecord, Store
+
+log = logging.getLogger(__name__)
+
+
+class CallFinalizer:
+    """Builds, stores and queues the summary of a finished call."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        businesses: BusinessDirectory,
+        crm_name: str,
+        openai_client: Callable[[], AsyncOpenAI] | None,
+        summary_model: str,
+        on_finalized: Callable[[CallSummary], None] = lambda _summary: None,
+    ) -> None:
+        self.store = store
+        self.businesses = businesses
+        self.crm_name = crm_name
+        self.openai_client = openai_client
+        self.summary_model = summary_model
+        self.on_finalized = on_finalized
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def business_for(self, call: CallRecord) -> Business | None:
+        return self.businesses.by_number(call.business_number) or self.businesses.default()
+
+    async def finalize(self, call_sid: str, *, reason: str) -> CallSummary | None:
+        """Finalize ``call_sid`` from what the store holds; ``None`` if already done or unknown."""
+        lock = self._locks.setdefault(call_sid, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._finalize(call_sid, reason=reason)
+        finally:
+            if not lock.locked():
+                self._locks.pop(call_sid, None)
+
+    async def _finalize(self, call_sid: str, *, reason: str) -> CallSummary | None:
+        call = self.store.get_call(call_sid)
+        if call is None or call.state != "active":
+            return None
+        business = self.business_for(call)
+        if business is None:
+            log.error(
+                "call %s: no business for %s; cannot build a summary",
+                call_sid,
+                call.business_number,
+            )
+            return None
+        transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
+        details = CallerDetails.model_validate(
+            {k: v for k, v in (call.details or {}).items() if k in CallerDetails.model_fields}
+        )
+        model_details = None
+        if self.openai_client is not None and transcript:
+            model_details = await extract_details(
+                self.openai_client(),
+                model=self.summary_model,
+                business_name=business.name,
+                transcript=transcript,
+                call_sid=call_sid,
+            )
+        now = dt.datetime.now(dt.UTC)
+        started = (
+            call.started_at if call.started_at.tzinfo else call.started_at.replace(tzinfo=dt.UTC)
+        )
+        summary = build_summary(
+            call_sid=call_sid,
+            business=business,
+            caller_phone=call.caller_phone,
+            transcript=transcript,
+            tool_details=details,
+            model_details=model_details,
+            now=now,
+            duration_seconds=max(0, int((now - started).total_seconds())),
+        )
+        if not self.store.finalize(summary, crm=self.crm_name):
+            return None
+        log.info(
+            "call %s finalized (%s): urgency %d, %s extraction, %d turns",
+            call_sid,
+            reason,
+            summary.urgency,
+            summary.extraction,
+            len(summary.transcript),
+        )
+        self.on_finalized(summary)
+        return summary
+
+    async def recover(self, *, idle_for: dt.timedelta | None) -> int:
+        """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None)."""
+        count = 0
+        for call in self.store.active_calls(idle_for=idle_for):
+            if await self.finalize(call.call_sid, reason="recovered after restart") is not None:
+                count += 1
+        return count

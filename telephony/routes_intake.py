@@ -1,0 +1,117 @@
+"""The scripted intake over Twilio ``<Gather input="speech">`` webhooks.
+
+It answers when OpenAI is not configured, and takes over a live call when the Realtime
+connection fails at start or drops mid-call (Twilio reaches ``/twilio/intake/resume``
+through the ``<Redirect>`` that follows ``<Connect><Stream>``), skipping what the
+conversation already learned.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from fastapi import APIRouter, BackgroundTasks, Request, Response
+
+from agent.business import Business
+from agent.details import CallerDetails
+from agent.intake import Intake
+from agent.summary import TranscriptTurn
+from crm.store import CallRecord
+from telephony import twiml
+from telephony.routes_twilio import ServicesDep, signed_form, twiml_response
+from telephony.services import Services
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/twilio/intake")
+
+INTAKE_TURNS_KEY = "_intake_turns_recorded"
+
+
+def _elapsed(call: CallRecord) -> float:
+    started = call.started_at if call.started_at.tzinfo else call.started_at.replace(tzinfo=dt.UTC)
+    return max(0.0, (dt.datetime.now(dt.UTC) - started).total_seconds())
+
+
+def _record(services: Services, call: CallRecord, intake: Intake) -> None:
+    """Save the intake's state, the details so far, and the transcript with new turns."""
+    transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
+    details = dict(call.details or {})
+    recorded = int(details.get(INTAKE_TURNS_KEY, 0))
+    turns = intake.turns()
+    offset = _elapsed(call)
+    for speaker, text in turns[recorded:]:
+        if text:
+            transcript.append(
+                TranscriptTurn(
+                    speaker="caller" if speaker == "caller" else "agent", text=text, start=offset
+                )
+            )
+    details.update(intake.details().learned())
+    details[INTAKE_TURNS_KEY] = len(turns)
+    services.store.save_intake(call.call_sid, intake.to_json(), details)
+    services.store.save_progress(call.call_sid, transcript, details)
+
+
+def _gather(services: Services, intake: Intake, preface: str | None = None) -> Response:
+    prompt = intake.current()
+    return twiml_response(
+        twiml.gather_speech(
+            prompt=prompt.say,
+            hints=prompt.hints,
+            action=services.settings.public_url("/twilio/intake/answer"),
+            preface=preface,
+        )
+    )
+
+
+def _business(services: Services, call: CallRecord) -> Business | None:
+    return services.businesses.by_number(call.business_number) or services.businesses.default()
+
+
+@router.post("/resume")
+async def resume(request: Request, services: ServicesDep) -> Response:
+    """Reached when the Media Stream ends while the caller is still on the line."""
+    params = await signed_form(request, services)
+    call = services.store.get_call(params.get("CallSid", ""))
+    if call is None or call.state != "active" or call.notes == "ended_by_agent":
+        return twiml_response(twiml.hang_up())
+    business = _business(services, call)
+    if business is None:
+        return twiml_response(twiml.hang_up())
+    known = CallerDetails.model_validate(
+        {k: v for k, v in (call.details or {}).items() if k in CallerDetails.model_fields}
+    )
+    intake = Intake(business, call.caller_phone, known=known, resumed=True)
+    log.info("call %s: scripted intake takes over the live call", call.call_sid)
+    _record(services, call, intake)
+    return _gather(services, intake)
+
+
+@router.post("/answer")
+async def answer(request: Request, services: ServicesDep, background: BackgroundTasks) -> Response:
+    """One ``<Gather>`` result: record it and ask the next question, or say goodbye."""
+    params = await signed_form(request, services)
+    call = services.store.get_call(params.get("CallSid", ""))
+    if call is None or call.state != "active" or not call.intake_json:
+        return twiml_response(twiml.hang_up())
+    business = _business(services, call)
+    if business is None:
+        return twiml_response(twiml.hang_up())
+    intake = Intake.from_json(call.intake_json, business)
+    speech = params.get("SpeechResult") or None
+    confidence = params.get("Confidence")
+    try:
+        conf = float(confidence) if confidence else None
+    except ValueError:
+        conf = None
+    if not intake.done:
+        intake.answer(speech, confidence=conf)
+    _record(services, call, intake)
+    if intake.done:
+        background.add_task(
+            services.finalizer.finalize, call.call_sid, reason="scripted intake complete"
+        )
+        return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
+    return _gather(services, intake)

@@ -1,0 +1,145 @@
+"""Twilio's webhooks and the Media Stream: ``POST /twilio/voice``, ``POST /twilio/status``,
+``WS /twilio/stream``. Every request must carry Twilio's signature."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, WebSocket
+from starlette.datastructures import FormData
+
+from agent.intake import Intake
+from telephony import metrics, twiml
+from telephony.bridge import CallBridge
+from telephony.errors import SignatureError
+from telephony.services import Services
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/twilio")
+
+FINAL_STATUSES = {"completed", "busy", "failed", "no-answer", "canceled"}
+MAX_FORM_FIELDS = 100
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+class TwilioRequestRefused(Exception):
+    """Raised by ``signed_form``; the app answers 403 (or 503 when Twilio is not set up)."""
+
+    def __init__(self, reason: str, status: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+async def signed_form(request: Request, services: Services) -> dict[str, str]:
+    """The POSTed form, after checking X-Twilio-Signature over our public URL."""
+    form: FormData = await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=64 * 1024)
+    params = {k: str(v) for k, v in form.multi_items()}
+    path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    url = services.settings.public_url(path)
+    try:
+        services.signatures.check(url, params, request.headers.get("X-Twilio-Signature"))
+    except SignatureError as exc:
+        status = 503 if not services.signatures.configured else 403
+        metrics.WEBHOOKS_REJECTED.labels(reason="signature").inc()
+        log.warning("refused %s: %s", request.url.path, exc)
+        raise TwilioRequestRefused(str(exc), status) from exc
+    return params
+
+
+def twiml_response(document: str) -> Response:
+    return Response(content=document, media_type="application/xml")
+
+
+@router.post("/voice")
+async def incoming_call(request: Request, services: ServicesDep) -> Response:
+    """Twilio's "A call comes in" webhook: pick the business by ``To`` and answer."""
+    params = await signed_form(request, services)
+    call_sid = params.get("CallSid", "")
+    to = params.get("To", "")
+    caller = params.get("From", "")
+    business = services.business_for(to)
+    if business is None or not call_sid:
+        log.warning("call %s to an unknown number; answered with a message", call_sid or "?")
+        return twiml_response(
+            twiml.say_and_hang_up(
+                "Sorry, this phone number is not set up with our answering service yet. "
+                "Please try the business again later. Goodbye."
+            )
+        )
+    settings = services.settings
+    mode = "realtime" if settings.openai_configured else "intake"
+    services.store.begin_call(
+        call_sid,
+        business=business.name,
+        business_number=business.number,
+        caller_phone=caller,
+        mode=mode,
+    )
+    metrics.CALLS.labels(mode=mode).inc()
+    log.info("call %s for %s answered (%s)", call_sid, business.name, mode)
+    if mode == "intake":
+        intake = Intake(business, caller)
+        services.store.save_intake(call_sid, intake.to_json(), intake.details().learned())
+        prompt = intake.current()
+        return twiml_response(
+            twiml.gather_speech(
+                prompt=prompt.say,
+                hints=prompt.hints,
+                action=settings.public_url("/twilio/intake/answer"),
+                preface=business.greeting,
+            )
+        )
+    return twiml_response(
+        twiml.connect_stream(
+            stream_url=settings.public_ws_url("/twilio/stream"),
+            parameters={"business_number": business.number, "caller": caller, "call_sid": call_sid},
+            after_stream_url=settings.public_url("/twilio/intake/resume"),
+        )
+    )
+
+
+@router.post("/status", status_code=204)
+async def call_status(request: Request, services: ServicesDep) -> Response:
+    """Call status callback: a finished call whose stream never ended cleanly is finalized."""
+    params = await signed_form(request, services)
+    call_sid = params.get("CallSid", "")
+    status = params.get("CallStatus", "")
+    if call_sid and status in FINAL_STATUSES and call_sid not in services.live_calls:
+        await services.finalizer.finalize(call_sid, reason=f"status callback ({status})")
+    return Response(status_code=204)
+
+
+@router.websocket("/stream")
+async def media_stream(websocket: WebSocket) -> None:
+    """The bidirectional Media Stream; the upgrade is signed over the wss:// URL."""
+    services: Services = websocket.app.state.services
+    url = services.settings.public_ws_url("/twilio/stream")
+    try:
+        services.signatures.check(url, {}, websocket.headers.get("X-Twilio-Signature"))
+    except SignatureError as exc:
+        metrics.WEBHOOKS_REJECTED.labels(reason="stream_signature").inc()
+        log.warning("refused a media stream upgrade: %s", exc)
+        await websocket.close(code=1008)
+        return
+    await websocket.accept()
+    bridge = CallBridge(websocket, services.bridge_context())
+    started = dt.datetime.now(dt.UTC)
+    try:
+        await bridge.run()
+    finally:
+        log.info(
+            "media stream for call %s ended after %.1fs",
+            bridge.call_sid or "?",
+            (dt.datetime.now(dt.UTC) - started).total_seconds(),
+        )

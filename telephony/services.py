@@ -1,0 +1,207 @@
+"""The long-lived objects of a running service, built once from the settings."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from openai import AsyncOpenAI
+
+from agent.business import Business, BusinessDirectory, load_businesses
+from agent.summary import CallSummary
+from agent.tools import FlagEmergency
+from crm.config import CrmProfile, CrmWriter, SalesforceConfig
+from crm.delivery import DeliveryWorker
+from crm.factory import build_crm
+from crm.store import Store
+from prompts import render
+from telephony import metrics, twiml
+from telephony.bridge import BridgeContext, RealtimeConnection
+from telephony.finalize import CallFinalizer
+from telephony.settings import Settings
+from telephony.signatures import TwilioSignatures
+from telephony.twilio_rest import TwilioActions
+
+log = logging.getLogger(__name__)
+
+
+def salesforce_config(settings: Settings) -> SalesforceConfig | None:
+    if not settings.salesforce_configured:
+        return None
+    return SalesforceConfig(
+        login_url=settings.salesforce_login_url,
+        client_id=settings.salesforce_client_id,
+        client_secret=settings.salesforce_client_secret.get_secret_value(),
+        username=settings.salesforce_username,
+        private_key_file=settings.salesforce_private_key_file,
+        access_token=settings.salesforce_access_token.get_secret_value(),
+        instance_url=settings.salesforce_instance_url,
+        api_version=settings.salesforce_api_version,
+        timeout_seconds=settings.salesforce_timeout_seconds,
+    )
+
+
+def crm_profile(business: Business) -> CrmProfile:
+    return CrmProfile(
+        business=business.name,
+        lead_source=business.lead_source,
+        emergency_lead_source=business.emergency_lead_source,
+        company_name=business.company_name,
+        field_overrides=dict(business.salesforce_fields),
+    )
+
+
+def receptionist_instructions(business: Business, today: dt.date | None = None) -> str:
+    today = today or dt.datetime.now(business.tz).date()
+    return render(
+        "receptionist",
+        business_name=business.name,
+        services=", ".join(business.services) or "home services",
+        service_area=business.service_area or "our service area",
+        hours=business.hours_description(),
+        today=today.strftime("%A %B %d, %Y"),
+    )
+
+
+@dataclass
+class Services:
+    """What the app and the CLI share: store, businesses, CRM, Twilio, OpenAI, finalizer."""
+
+    settings: Settings
+    store: Store
+    businesses: BusinessDirectory
+    crm: CrmWriter
+    worker: DeliveryWorker
+    signatures: TwilioSignatures
+    twilio: TwilioActions | None
+    finalizer: CallFinalizer
+    live_calls: set[str] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings, *, crm: CrmWriter | None = None) -> Services:
+        store = Store.from_url(settings.database_url)
+        store.create_schema()
+        businesses = load_businesses(settings.businesses_file)
+        writer = crm or build_crm(salesforce_config(settings), store)
+
+        def profile_for(name: str) -> CrmProfile:
+            for business in businesses.businesses:
+                if business.name == name:
+                    return crm_profile(business)
+            return CrmProfile(business=name)
+
+        worker = DeliveryWorker(store, writer, profile_for)
+        twilio = None
+        if settings.twilio_configured:
+            twilio = TwilioActions(
+                account_sid=settings.twilio_account_sid,
+                auth_token=settings.twilio_auth_token.get_secret_value(),
+                api_base_url=settings.twilio_api_base_url,
+            )
+        openai_client = None
+        if settings.openai_configured:
+            client = AsyncOpenAI(
+                api_key=settings.openai_api_key.get_secret_value(),
+                base_url=settings.openai_base_url,
+                max_retries=1,
+            )
+
+            def openai_client() -> AsyncOpenAI:
+                return client
+
+        def on_finalized(summary: CallSummary) -> None:
+            metrics.FINALIZED.inc()
+            worker.wake.set()
+
+        finalizer = CallFinalizer(
+            store=store,
+            businesses=businesses,
+            crm_name=writer.name,
+            openai_client=openai_client,
+            summary_model=settings.openai_summary_model,
+            on_finalized=on_finalized,
+        )
+        return cls(
+            settings=settings,
+            store=store,
+            businesses=businesses,
+            crm=writer,
+            worker=worker,
+            signatures=TwilioSignatures(settings.twilio_auth_token.get_secret_value()),
+            twilio=twilio,
+            finalizer=finalizer,
+        )
+
+    def business_for(self, number: str) -> Business | None:
+        return self.businesses.by_number(number)
+
+    # -- what the bridge needs -------------------------------------------------------
+
+    async def connect_realtime(self) -> RealtimeConnection:
+        client = AsyncOpenAI(
+            api_key=self.settings.openai_api_key.get_secret_value(),
+            base_url=self.settings.openai_base_url,
+        )
+        manager = client.realtime.connect(model=self.settings.openai_realtime_model)
+        return await manager.enter()
+
+    async def notify_emergency(
+        self, call_sid: str, business: Business, flag: FlagEmergency
+    ) -> None:
+        """Text the on-call phone at once: name, number, address, need."""
+        if not business.on_call_phone:
+            log.warning(
+                "call %s: emergency flagged but %s has no on-call phone", call_sid, business.name
+            )
+            return
+        if self.twilio is None:
+            log.error("call %s: emergency flagged but Twilio REST is not configured", call_sid)
+            return
+        call = self.store.get_call(call_sid)
+        details = dict(call.details) if call else {}
+        details.update(flag.details.learned())
+        name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
+        number = details.get("callback_phone") or (call.caller_phone if call else "")
+        body = (
+            f"EMERGENCY call for {business.name}: {name or 'caller (name not given)'}, "
+            f"{number}, {details.get('service_address') or 'address not given'}. "
+            f"{details.get('need') or flag.reason}"
+        )
+        await self.twilio.send_sms(
+            to=business.on_call_phone, from_=business.number, body=body, call_sid=call_sid
+        )
+
+    async def transfer(self, call_sid: str, business: Business) -> None:
+        if self.twilio is None or not business.on_call_phone:
+            return
+        document = twiml.transfer(
+            number=business.on_call_phone,
+            message="I'm connecting you to our on-call technician now. Please stay on the line.",
+            caller_id=business.number,
+        )
+        await self.twilio.redirect(call_sid, document)
+
+    async def hang_up(self, call_sid: str) -> None:
+        if self.twilio is not None:
+            await self.twilio.hang_up(call_sid)
+
+    async def finalize(self, call_sid: str, reason: str) -> None:
+        await self.finalizer.finalize(call_sid, reason=reason)
+
+    def bridge_context(self) -> BridgeContext:
+        settings = self.settings
+        return BridgeContext(
+            store=self.store,
+            connect_realtime=self.connect_realtime if settings.openai_configured else None,
+            business_for=self.business_for,
+            instructions_for=receptionist_instructions,
+            hang_up=self.hang_up if self.twilio is not None else None,
+            notify_emergency=self.notify_emergency,
+            transfer=self.transfer if self.twilio is not None else None,
+            finalize=self.finalize,
+            live_calls=self.live_calls,
+            voice=settings.openai_voice,
+            max_frame_chars=settings.max_frame_bytes,
+            max_call_seconds=settings.max_call_seconds,
+        )
