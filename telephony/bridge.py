@@ -280,13 +280,14 @@ class CallBridge:
         assert self.business is not None
         request = action.request
         log.info("call %s: tool %s", self.call_sid, type(request).__name__)
-        if isinstance(request, FlagEmergency):
+        group = self.group
+        if isinstance(request, FlagEmergency) and group is not None:
             metrics.EMERGENCIES.inc()
-            self.group.create_task(
-                self._guard(self.ctx.notify_emergency(self.call_sid, self.business, request))
-            )
+            self._save_progress()
+            notify = self.ctx.notify_emergency(self.call_sid, self.business, request)
+            group.create_task(self._guard(notify))
             if self.business.warm_transfer and self.ctx.transfer is not None:
-                self.group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
+                group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
         elif isinstance(request, RequestCallback):
             self._save_progress()
 

@@ -86,6 +86,7 @@ class ResponseRun:
     output: list[dict[str, Any]] = field(default_factory=list)
     audio_item: AudioItem | None = None
     done: bool = False
+    cancelled: bool = False
     _steps: Iterator[Step] | None = None
 
     def created_event(self) -> dict[str, Any]:
@@ -104,6 +105,7 @@ class ResponseRun:
     def cancel(self, reason: str) -> list[dict[str, Any]]:
         """Stop generating; the events that close the response as ``cancelled``."""
         self.done = True
+        self.cancelled = True
         events: list[dict[str, Any]] = []
         item = self.audio_item
         if item is not None and item.item["status"] == "in_progress":

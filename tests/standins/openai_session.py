@@ -71,7 +71,7 @@ def default_session(model: str) -> dict[str, Any]:
                 "noise_reduction": None,
                 "turn_detection": dict(DEFAULT_TURN_DETECTION),
             },
-            "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "marin", "speed": 1.0},
+            "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy", "speed": 1.0},
         },
     }
 
@@ -152,9 +152,11 @@ class RealtimeSession:
         """The active response's next events (None when nothing is being generated)."""
         if self.active is None:
             return None
-        step = self.active.next_step()
-        if step is not None and step.finished:
-            self._finish(self.active)
+        run = self.active
+        step = run.next_step()
+        self._absorb(run)
+        if step is None or step.finished:
+            self._finish(run)
         return step
 
     def conversation(self) -> list[dict[str, Any]]:
@@ -391,7 +393,6 @@ class RealtimeSession:
             )
         record["accepted"] = True
         kept = cut_transcript(progress.text, end_ms, progress.total_ms)
-        progress.transcript_sent = kept[: len(progress.transcript_sent)]
         item["content"] = [{"type": "output_audio", "transcript": kept}]
         self._refresh_log()
         return [
@@ -587,19 +588,23 @@ class RealtimeSession:
         self._finish(run)
         return events
 
-    def _finish(self, run: ResponseRun) -> None:
-        self.active = None
+    def _absorb(self, run: ResponseRun) -> None:
+        """Output items join the conversation as soon as they are announced."""
         for item in run.output:
             if self._find(item["id"]) is None:
                 self._items.append(item)
             if item["type"] == "function_call":
                 self._call_names[item["call_id"]] = item["name"]
-        if run.audio_item is not None:
+        if run.audio_item is not None and run.audio_item.sent_ms:
             self._audio_items[run.audio_item.item["id"]] = run.audio_item
             self._audio_out = True
+        self._refresh_log()
+
+    def _finish(self, run: ResponseRun) -> None:
+        self.active = None
+        self._absorb(run)
         if run.answers_turn and not run.cancelled:
             self.log.turns_answered += 1
-        self._refresh_log()
 
     # ------------------------------------------------------------ helpers
 
@@ -631,7 +636,8 @@ class RealtimeSession:
             self._items.insert(0, item)
         else:
             anchor = self._find(previous)
-            self._items.insert(self._items.index(anchor) + 1, item) if anchor else None
+            position = self._items.index(anchor) + 1 if anchor is not None else len(self._items)
+            self._items.insert(position, item)
             before = previous
         self._refresh_log()
         return before

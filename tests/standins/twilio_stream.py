@@ -143,24 +143,9 @@ class StreamSession:
             if caller.utterance_ended:
                 self._utterance_end_tick = tick + 1
             tick += 1
+            # The app closing or a REST update is noticed at the next tick (<= 20 ms later).
             deadline = start + tick * FRAME_MS / 1000 / self._speed
-            await self._wait_until(loop, deadline)
-
-    async def _wait_until(self, loop: asyncio.AbstractEventLoop, deadline: float) -> None:
-        """Sleep to the next tick, waking early when the app closes or a REST update lands."""
-        delay = deadline - loop.time()
-        if delay <= 0:
-            await asyncio.sleep(0)
-            return
-        waiters = [
-            asyncio.ensure_future(self._app_closed.wait()),
-            asyncio.ensure_future(self._call.wake.wait()),
-        ]
-        try:
-            await asyncio.wait(waiters, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for waiter in waiters:
-                waiter.cancel()
+            await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     def _on_played(self, played: bytes, stale_epochs: tuple[int, ...], tick: int) -> None:
         result = self._result

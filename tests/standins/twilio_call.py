@@ -1,0 +1,354 @@
+"""One inbound call, as Twilio runs it: the signed "A call comes in" webhook, then the TwiML
+it gets back, verb by verb, including ``<Connect><Stream>`` and REST updates that move the
+live call elsewhere; then the signed status callback.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlencode, urlsplit, urlunsplit
+
+import httpx
+from twilio.request_validator import RequestValidator
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidHandshake, InvalidStatus
+
+from tests.standins.twilio_media import CallerVoice
+from tests.standins.twilio_rest import API_VERSION, CallUpdate, LiveCall, new_sid
+from tests.standins.twilio_script import CallerScript, CallResult
+from tests.standins.twilio_stream import StreamIdentity, StreamSession
+from tests.standins.twilio_twiml import (
+    ConnectStreamVerb,
+    DialVerb,
+    GatherVerb,
+    HangupVerb,
+    PauseVerb,
+    PlayVerb,
+    RedirectVerb,
+    RejectVerb,
+    SayVerb,
+    TwimlError,
+    parse_twiml,
+    resolve_url,
+)
+
+WEBHOOK_USER_AGENT = "TwilioProxy/1.1"
+STREAM_USER_AGENT = "Twilio.TmeWs/1.0"
+_MAX_DOCUMENTS = 100  # a loop guard: Redirect/Gather cycles that never end fail the call
+_TWIML_CONTENT_TYPES = ("text/xml", "application/xml")
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    text: str
+    url: str | None  # the public URL it came from (None for REST-supplied Twiml)
+
+
+class _Next(enum.Enum):
+    VERB = "next verb"
+
+
+NEXT_VERB = _Next.VERB
+Outcome = Document | None | Literal[_Next.VERB]
+"""What a verb leads to: a new document, the end of the call, or the next verb."""
+
+
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """Everything `place_call` was asked to do."""
+
+    account_sid: str
+    auth_token: str
+    app_url: str
+    public_base_url: str
+    from_: str
+    to: str
+    script: CallerScript
+    status_callback: bool
+    duplicate_status_callback: bool
+    speed: float
+    give_up_after_s: float
+
+
+class CallRun:
+    """Runs one call to its end and fills in its `CallResult`."""
+
+    def __init__(self, plan: CallPlan, call: LiveCall, http: httpx.AsyncClient) -> None:
+        self._plan = plan
+        self._call = call
+        self._http = http
+        self._validator = RequestValidator(plan.auth_token)
+        self._voice = CallerVoice(list(plan.script.steps))
+        self._speech = list(plan.script.speech)
+        self._documents = 0
+        self.result = CallResult(call_sid=call.sid)
+
+    async def run(self) -> CallResult:
+        started = time.monotonic()
+        base = self._plan.public_base_url.rstrip("/")
+        document = await self._fetch(f"{base}/twilio/voice", "POST", {}, call_status="ringing")
+        if document is not None:
+            self._call.mark_in_progress()
+        while document is not None:
+            document = await self._execute(document)
+        self._call.mark_completed()
+        elapsed = (time.monotonic() - started) * self._plan.speed
+        self.result.duration_s = max(0, math.ceil(elapsed))
+        if self._plan.status_callback:
+            times = 2 if self._plan.duplicate_status_callback else 1
+            for _ in range(times):
+                await self._status_callback(f"{base}/twilio/status")
+        return self.result
+
+    # -- TwiML ----------------------------------------------------------------------
+
+    async def _execute(self, document: Document) -> Document | None:
+        """Run one document; returns the next one, or None when the call is over."""
+        try:
+            verbs = parse_twiml(document.text)
+        except TwimlError as exc:
+            return self._fail(str(exc))
+        try:
+            for verb in verbs:
+                update = self._call.take_update()
+                if update is not None:
+                    return await self._follow_update(update)
+                match verb:
+                    case SayVerb(text=text):
+                        self.result.said.append(text)
+                    case PlayVerb() | PauseVerb():
+                        pass  # no audio for the caller to hear; no time passes
+                    case GatherVerb():
+                        outcome = await self._gather(verb, document)
+                        if outcome is not NEXT_VERB:
+                            return outcome
+                    case RedirectVerb(url=url, method=method):
+                        return await self._fetch(resolve_url(url, document.url), method, {})
+                    case DialVerb():
+                        outcome = await self._dial(verb, document)
+                        if outcome is not NEXT_VERB:
+                            return outcome
+                    case HangupVerb() | RejectVerb():
+                        self.result.ended_by = "app_hangup"
+                        return None
+                    case ConnectStreamVerb():
+                        outcome = await self._connect(verb, document)
+                        if outcome is not NEXT_VERB:
+                            return outcome
+        except TwimlError as exc:
+            return self._fail(str(exc))
+        update = self._call.take_update()
+        if update is not None:
+            return await self._follow_update(update)
+        self.result.ended_by = "twiml_end"
+        return None
+
+    async def _gather(self, verb: GatherVerb, document: Document) -> Outcome:
+        for prompt in verb.prompts:
+            if isinstance(prompt, SayVerb):
+                self.result.said.append(prompt.text)
+        if not self._speech:
+            self.result.ended_by = "caller"  # nothing more to say: the caller hangs up
+            return None
+        answer = self._speech.pop(0)
+        params: dict[str, str] = {}
+        if answer and "speech" in verb.input:
+            params = {"SpeechResult": answer, "Confidence": "0.92"}
+        elif answer and all(c in "0123456789*#" for c in answer):
+            params = {"Digits": answer, "FinishedOnKey": ""}
+        if not params and not verb.action_on_empty_result:
+            return NEXT_VERB  # no input: Twilio goes on to the verb after <Gather>
+        action = resolve_url(verb.action or _required(document.url), document.url)
+        return await self._fetch(action, verb.method, params)
+
+    async def _dial(self, verb: DialVerb, document: Document) -> Outcome:
+        self.result.dialed.append(verb.number)
+        outcome = self._plan.script.dial_outcome
+        if verb.action is None:
+            return NEXT_VERB
+        params = {"DialCallStatus": outcome}
+        if outcome == "completed":
+            params |= {"DialCallSid": new_sid("CA"), "DialCallDuration": "30"}
+        return await self._fetch(resolve_url(verb.action, document.url), verb.method, params)
+
+    async def _connect(self, verb: ConnectStreamVerb, document: Document) -> Outcome:
+        end = await self._stream(verb)
+        if end in {"caller_hangup", "gave_up"}:
+            self.result.ended_by = "caller"
+            return None
+        if end == "rest_update":
+            update = self._call.take_update()
+            assert update is not None
+            return await self._follow_update(update)
+        # The app closed the socket (or the stream never opened): Twilio moves on to the
+        # <Connect action> URL if there is one, else to the next verb.
+        if verb.action is not None:
+            return await self._fetch(resolve_url(verb.action, document.url), verb.method, {})
+        return NEXT_VERB
+
+    async def _stream(self, verb: ConnectStreamVerb) -> str:
+        parts = urlsplit(verb.url)
+        app = urlsplit(self._plan.app_url)
+        ws_url = urlunsplit(("ws", app.netloc, parts.path or "/", "", ""))
+        headers = {
+            "X-Twilio-Signature": self._validator.compute_signature(verb.url, {}),
+            "User-Agent": STREAM_USER_AGENT,
+        }
+        identity = StreamIdentity(
+            account_sid=self._plan.account_sid,
+            call_sid=self._call.sid,
+            stream_sid=new_sid("MZ"),
+            custom_parameters=dict(verb.parameters),
+        )
+        try:
+            async with connect(
+                ws_url,
+                additional_headers=headers,
+                user_agent_header=None,
+                ping_interval=None,
+                open_timeout=10,
+                max_size=2**24,
+            ) as ws:
+                self.result.streams += 1
+                session = StreamSession(
+                    ws=ws,
+                    identity=identity,
+                    call=self._call,
+                    voice=self._voice,
+                    result=self.result,
+                    speed=self._plan.speed,
+                    give_up_after_s=self._plan.give_up_after_s,
+                )
+                end = await session.run()
+        except InvalidStatus as exc:
+            self.result.errors.append(
+                f"31920 stream handshake rejected: HTTP {exc.response.status_code}"
+            )
+            return "failed"
+        except (OSError, InvalidHandshake, TimeoutError) as exc:
+            self.result.errors.append(f"31920 stream connection failed: {exc!r}")
+            return "failed"
+        self._voice.abandon_step()
+        self.result.stream_closed_by = {
+            "caller_hangup": "caller",
+            "gave_up": "caller",
+            "app_closed": "app",
+            "rest_update": "rest_update",
+        }[end]  # type: ignore[assignment]
+        return end
+
+    async def _follow_update(self, update: CallUpdate) -> Document | None:
+        if update.hang_up:
+            self.result.ended_by = "app_hangup"
+            return None
+        if update.twiml is not None:
+            self.result.twiml.append(update.twiml)
+            return Document(update.twiml, None)
+        assert update.url is not None
+        return await self._fetch(update.url, update.method, {})
+
+    def _fail(self, error: str) -> None:
+        self.result.errors.append(error)
+        self.result.ended_by = "application_error"
+
+    # -- HTTP -----------------------------------------------------------------------
+
+    def _params(self, call_status: str) -> dict[str, str]:
+        p = self._plan
+        return {
+            "AccountSid": p.account_sid,
+            "ApiVersion": API_VERSION,
+            "CallSid": self._call.sid,
+            "CallStatus": call_status,
+            "Called": p.to,
+            "CalledCity": "SAN FRANCISCO",
+            "CalledCountry": "US",
+            "CalledState": "CA",
+            "CalledZip": "94105",
+            "Caller": p.from_,
+            "CallerCity": "OAKLAND",
+            "CallerCountry": "US",
+            "CallerState": "CA",
+            "CallerZip": "94612",
+            "Direction": "inbound",
+            "From": p.from_,
+            "FromCity": "OAKLAND",
+            "FromCountry": "US",
+            "FromState": "CA",
+            "FromZip": "94612",
+            "To": p.to,
+            "ToCity": "SAN FRANCISCO",
+            "ToCountry": "US",
+            "ToState": "CA",
+            "ToZip": "94105",
+        }
+
+    def _app_url(self, public_url: str) -> str:
+        """Where a public URL really is: its path and query on the app's socket."""
+        parts = urlsplit(public_url)
+        app = urlsplit(self._plan.app_url)
+        return urlunsplit((app.scheme, app.netloc, parts.path or "/", parts.query, ""))
+
+    async def _signed_request(
+        self, public_url: str, method: str, params: dict[str, str]
+    ) -> httpx.Response:
+        headers = {"User-Agent": WEBHOOK_USER_AGENT, "Accept": "*/*"}
+        if method == "GET":
+            sep = "&" if urlsplit(public_url).query else "?"
+            full = public_url + sep + urlencode(params)
+            headers["X-Twilio-Signature"] = self._validator.compute_signature(full, {})
+            return await self._http.get(self._app_url(full), headers=headers)
+        headers["X-Twilio-Signature"] = self._validator.compute_signature(public_url, params)
+        return await self._http.post(self._app_url(public_url), data=params, headers=headers)
+
+    async def _fetch(
+        self,
+        public_url: str,
+        method: str,
+        extra: dict[str, str],
+        *,
+        call_status: str = "in-progress",
+    ) -> Document | None:
+        self._documents += 1
+        if self._documents > _MAX_DOCUMENTS:
+            return self._fail(f"more than {_MAX_DOCUMENTS} TwiML documents: a redirect loop?")
+        params = self._params(call_status) | extra
+        self.result.webhook_urls.append(f"{method} {public_url}")
+        try:
+            response = await self._signed_request(public_url, method, params)
+        except httpx.HTTPError as exc:
+            self.result.webhook_statuses.append(0)
+            return self._fail(f"11200 HTTP retrieval failure: {exc!r}")
+        self.result.webhook_statuses.append(response.status_code)
+        if response.status_code != 200:
+            return self._fail(f"11200 HTTP retrieval failure: HTTP {response.status_code}")
+        content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in _TWIML_CONTENT_TYPES:
+            return self._fail(f"12300 Invalid Content-Type {content_type!r}")
+        self.result.twiml.append(response.text)
+        return Document(response.text, public_url)
+
+    async def _status_callback(self, public_url: str) -> None:
+        params = self._params("completed") | {
+            "CallDuration": str(self.result.duration_s),
+            "Duration": str(max(1, math.ceil(self.result.duration_s / 60))),
+            "Timestamp": time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime()),
+            "CallbackSource": "call-progress-events",
+            "SequenceNumber": "0",
+        }
+        try:
+            response = await self._signed_request(public_url, "POST", params)
+        except httpx.HTTPError:
+            self.result.status_callbacks.append(0)
+            return
+        self.result.status_callbacks.append(response.status_code)
+
+
+def _required(url: str | None) -> str:
+    if url is None:
+        raise TwimlError(12200, "a <Gather> in REST-supplied Twiml needs an absolute action")
+    return url
