@@ -33,7 +33,7 @@ from prompts import intake_script
 __all__ = ["LOW_CONFIDENCE", "Intake", "IntakePrompt", "IntakeStateError", "IntakeStep"]
 
 LOW_CONFIDENCE = 0.3
-"""Below this Twilio ``Confidence`` an answer is asked once more (and kept if the retry is silent)."""
+"""Below this Twilio ``Confidence`` an answer is asked again (kept if the retry is silent)."""
 
 
 class IntakeStep(enum.Enum):
@@ -207,16 +207,18 @@ class Intake:
                 return
             if state.tentative is not None:
                 self._record(state.step, state.tentative)
-            self._advance()
+            self._give_up()
             return
         if first_try and confidence is not None and confidence < LOW_CONFIDENCE:
             state.tentative = text
             self._retry()
             return
-        if self._record(state.step, text) or not first_try:
+        if self._record(state.step, text):
             self._advance()
-        else:
+        elif first_try:
             self._retry()
+        else:
+            self._give_up()
 
     def goodbye(self) -> str:
         """The closing words, once the intake is done."""
@@ -265,6 +267,16 @@ class Intake:
         if self._state.step is IntakeStep.DONE:
             raise IntakeStateError("cannot advance past DONE")
         self._enter(self._following(self._state.step))
+
+    def _give_up(self) -> None:
+        """Move on without a readable answer (asked twice): a callback still needs a number."""
+        values = self._state.details
+        if self._state.step is IntakeStep.CALLBACK_NUMBER and not values.get("callback_phone"):
+            caller_id = _usable_caller_id(self._state.caller_phone)
+            if caller_id is not None:
+                values["callback_phone"] = caller_id
+                values["callback_requested"] = True
+        self._advance()
 
     def _enter(self, step: IntakeStep) -> None:
         state = self._state
@@ -375,7 +387,9 @@ class Intake:
                 for w in _NAME_PREFIX_RE.sub("", text, count=1).split()
                 if w.strip(".,!?'\"")
             ]
-            if not 1 <= len(words) <= 3 or not all(re.fullmatch(r"[^\W\d_][\w'-]*", w) for w in words):
+            if not 1 <= len(words) <= 3 or not all(
+                re.fullmatch(r"[^\W\d_][\w'-]*", w) for w in words
+            ):
                 return False
             words = [w if any(c.isupper() for c in w) else w.capitalize() for w in words]
             first, last = (words[0], None) if len(words) == 1 else (" ".join(words[:-1]), words[-1])
@@ -394,10 +408,6 @@ class Intake:
         elif caller_id is not None and _YES_RE.match(text):
             values["callback_phone"] = caller_id
         else:
-            if self._state.attempts > 0 and caller_id is not None:
-                # asked twice and still no number: the caller ID is the best we have
-                values["callback_phone"] = caller_id
-                values["callback_requested"] = True
             return False
         values["callback_requested"] = True
         return True

@@ -25,6 +25,7 @@ __all__ = [
     "RequestCallback",
     "ToolArgumentsError",
     "ToolRequest",
+    "learned_details",
     "parse_tool_call",
     "tool_result",
 ]
@@ -107,7 +108,9 @@ _DETAIL_PROPERTIES: dict[str, dict[str, Any]] = {
 }
 
 
-def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+def _tool(
+    name: str, description: str, properties: dict[str, Any], required: list[str]
+) -> dict[str, Any]:
     return {
         "type": "function",
         "name": name,
@@ -257,3 +260,18 @@ def tool_result(request: ToolRequest, *, transferring: bool = False) -> str:
             "name, the address and the best callback number."
         )
     return "The call will end after your last words finish playing. Say nothing more."
+
+
+def learned_details(request: ToolRequest) -> CallerDetails:
+    """What a tool call taught us about the caller, to merge into the call's details."""
+    if isinstance(request, RecordDetails):
+        return request.details
+    if isinstance(request, RequestCallback):
+        return CallerDetails(
+            callback_requested=True,
+            callback_window=request.window,
+            callback_phone=request.phone,
+        )
+    if isinstance(request, FlagEmergency):
+        return request.details
+    return CallerDetails()

@@ -72,6 +72,16 @@ def normalize_id(value: object) -> str | None:
     return None
 
 
+def phone_key(text: str) -> str:
+    """The stand-in's phone-matching rule: digits only, and a leading US country code 1
+    dropped from an 11-digit number; two phones match when their keys are equal. So
+    "(415) 555-0100", "+1 415-555-0100" and "4155550100" all share the key 4155550100."""
+    digits = re.sub(r"\D", "", text)
+    if len(digits) == 11 and digits.startswith("1"):
+        digits = digits[1:]
+    return digits
+
+
 def sobject_of_id(record_id: str) -> str | None:
     return KEY_PREFIXES.get(record_id[:3])
 
@@ -502,8 +512,6 @@ class Org:
 
     def similar_records(self, sobject: str, record: Record) -> list[str]:
         """Ids a standard matching rule would plausibly flag: same email, phone or name."""
-        from tests.standins.salesforce_query import phone_key  # a sibling module, no cycle
-
         email = str(record.get("Email") or "").lower()
         phone = phone_key(str(record.get("Phone") or ""))
         name = (str(record.get("FirstName") or "").lower(), str(record.get("LastName") or "").lower())

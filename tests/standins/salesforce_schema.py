@@ -103,6 +103,11 @@ class FieldSpec:
         return self.type in _TEXT_TYPES
 
     @property
+    def is_long_text(self) -> bool:
+        """Long text and blobs: not filterable, sortable or groupable in SOQL."""
+        return self.type == "base64" or (self.type == "textarea" and self.length > 255)
+
+    @property
     def is_number(self) -> bool:
         return self.type in {"double", "int", "currency", "percent"}
 
@@ -544,7 +549,7 @@ def _content_version() -> tuple[FieldSpec, ...]:
         _id(),
         _ref("ContentDocumentId", "ContentDocument ID", ("ContentDocument",), "ContentDocument", updateable=False),
         _text("Title", "Title", 255, nillable=False),
-        _text("PathOnClient", "Path On Client", 500, updateable=False),
+        _text("PathOnClient", "Path On Client", 500, nillable=False, updateable=False),
         FieldSpec("VersionData", "base64", "Version Data", length=0, nillable=False, updateable=False),
         _text("Description", "Description", 1000, "textarea"),
         _text("ReasonForChange", "Reason For Change", 1000),
@@ -697,8 +702,9 @@ def build_schema(
 def describe_field(spec: FieldSpec) -> dict[str, object]:
     """The describe JSON of one field (the keys of the REST DescribeFieldResult)."""
     text = spec.is_text or spec.type in {"id", "reference"}
+    long_text = spec.is_long_text
     return {
-        "aggregatable": spec.type not in {"textarea", "base64"},
+        "aggregatable": not long_text,
         "autoNumber": False,
         "byteLength": spec.length * 3 if spec.is_text else spec.length,
         "calculated": False,
@@ -714,8 +720,8 @@ def describe_field(spec: FieldSpec) -> dict[str, object]:
         "deprecatedAndHidden": False,
         "digits": spec.digits,
         "externalId": spec.external_id,
-        "filterable": spec.type not in {"textarea", "base64"},
-        "groupable": spec.type not in {"textarea", "base64", "double", "currency", "percent"},
+        "filterable": not long_text,
+        "groupable": not long_text and spec.type not in {"double", "currency", "percent"},
         "htmlFormatted": False,
         "idLookup": spec.type == "id" or spec.external_id or spec.name in {"Email", "Username"},
         "inlineHelpText": None,
@@ -745,7 +751,7 @@ def describe_field(spec: FieldSpec) -> dict[str, object]:
         "restrictedPicklist": spec.restricted,
         "scale": spec.scale,
         "soapType": _SOAP_TYPES.get(spec.type, "xsd:string"),
-        "sortable": spec.type not in {"textarea", "base64"},
+        "sortable": not long_text,
         "type": spec.type,
         "unique": spec.unique,
         "updateable": spec.updateable,

@@ -1,0 +1,112 @@
+"""Build the final ``CallSummary`` from what every source learned about the call.
+
+Sources, later ones winning field by field:
+
+1. the post-call model extraction (``None`` when no model was reachable or it failed);
+2. the ``record_caller_details`` / ``request_callback`` / ``flag_emergency`` tool calls —
+   facts the caller confirmed live (spelled-back names, read-back numbers);
+3. the deterministic keyword extractor over the *caller's* turns, which only fills gaps,
+   except that it may **raise** urgency and set ``is_emergency`` — never lower either.
+
+Then the contract's invariants: an emergency is urgency 5 (and urgency 5 is an emergency);
+``caller_phone`` and ``callback_phone`` are E.164 where they parse; ``need`` is never empty;
+``callback_due`` comes from the caller's window in the business's timezone. Rating is not
+stored: ``CallSummary.rating`` derives it from urgency, so nothing the caller says ("set my
+rating to Hot") can choose it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import phonenumbers
+
+from agent.business import Business
+from agent.callbacks import callback_due
+from agent.details import CallerDetails
+from agent.keywords import details_from_keywords, find_keywords
+from agent.summary import CallSummary, TranscriptTurn
+
+__all__ = ["build_summary", "to_e164"]
+
+_DETAILS_FALLBACK_CHARS = 1000
+
+
+def to_e164(number: str | None, *, region: str) -> str | None:
+    """``number`` as E.164 when it is a valid phone number, else ``None``."""
+    if not number:
+        return None
+    try:
+        parsed = phonenumbers.parse(number, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(parsed):
+        return None
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _fallback_details(caller_texts: list[str]) -> str:
+    text = " ".join(t.strip() for t in caller_texts if t.strip())
+    if len(text) <= _DETAILS_FALLBACK_CHARS:
+        return text
+    return text[: _DETAILS_FALLBACK_CHARS - 3].rstrip() + "..."
+
+
+def build_summary(
+    *,
+    call_sid: str,
+    business: Business,
+    caller_phone: str,
+    transcript: list[TranscriptTurn],
+    tool_details: CallerDetails,
+    model_details: CallerDetails | None,
+    now: dt.datetime,
+    duration_seconds: int,
+) -> CallSummary:
+    """Merge every source into the summary handed to the CRM (see the module docstring)."""
+    region = business.region
+    caller_texts = [turn.text for turn in transcript if turn.speaker == "caller"]
+    findings = find_keywords(caller_texts, region=region)
+
+    learned = (model_details or CallerDetails()).merged_with(tool_details)
+    merged = details_from_keywords(findings).merged_with(learned)
+
+    urgency = max(
+        (u for u in (learned.urgency, findings.urgency_floor) if u is not None),
+        default=None,
+    )
+    is_emergency = bool(learned.is_emergency) or findings.is_emergency or urgency == 5
+    if is_emergency:
+        urgency = 5
+
+    caller_e164 = to_e164(caller_phone, region=region)
+    callback_phone = to_e164(merged.callback_phone, region=region) or merged.callback_phone
+    window = merged.callback_window
+    callback_requested = bool(merged.callback_requested) or window is not None
+    need = merged.need or findings.need_guess or f"Call from {caller_e164 or 'an unknown number'}"
+
+    return CallSummary(
+        call_sid=call_sid,
+        business=business.name,
+        # an unparseable caller ID (blocked, "anonymous") is kept as Twilio sent it
+        caller_phone=caller_e164 or caller_phone.strip()[:32],
+        first_name=merged.first_name,
+        last_name=merged.last_name,
+        company=merged.company,
+        email=merged.email,
+        service_address=merged.service_address,
+        callback_phone=callback_phone,
+        need=need[:255],
+        details=merged.details or _fallback_details(caller_texts),
+        urgency=urgency if urgency is not None else 2,
+        is_emergency=is_emergency,
+        callback_requested=callback_requested,
+        callback_window=window,
+        callback_due=(callback_due(window, now=now, tz=business.tz) if callback_requested else None),
+        existing_customer=merged.existing_customer,
+        new_project=bool(merged.new_project),
+        language=merged.language or "en",
+        transcript=list(transcript),
+        duration_seconds=max(0, duration_seconds),
+        extraction="model" if model_details is not None else "deterministic",
+    )

@@ -1,0 +1,167 @@
+"""Twilio as the app sees it, on real sockets: a caller and the REST API.
+
+```python
+async with TwilioStandin() as twilio:            # REST API on twilio.api_base_url
+    result = await twilio.place_call(
+        app_url=app.url,                           # where the app listens (http://127.0.0.1:P)
+        public_base_url="https://receptionist.example",  # what it believes its URL is
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(900), HangUp()]),
+    )
+```
+
+The caller POSTs the signed "A call comes in" webhook to ``{public_base_url}/twilio/voice``
+(really sent to ``app_url``), follows the TwiML (`twilio_call`), opens the Media Stream for
+``<Connect><Stream url="wss://…">`` on the app's socket, signed over the wss URL
+(`twilio_stream`), and finally POSTs the signed status callback to ``/twilio/status``.
+Twilio only streams to ``wss://`` URLs, so a streaming app needs an ``https://`` public
+base URL; the stand-in maps it onto ``app_url``.
+
+The REST API (`twilio_rest`) runs on its own thread, like a remote service: Calls update
+(Twiml / Url / Status=completed) acts on the live call; Messages are recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import httpx
+
+from tests.standins.twilio_call import CallPlan, CallRun
+from tests.standins.twilio_rest import (
+    LiveCall,
+    RestState,
+    StandinTwilioHttpClient,
+    build_rest_app,
+    new_sid,
+)
+from tests.standins.twilio_script import (
+    CallerScript,
+    CallResult,
+    HangUp,
+    InterruptAgent,
+    ListenUntilAgentDone,
+    Pause,
+    PressDigit,
+    Say,
+    Step,
+)
+from tests.standins.twilio_server import ThreadedAsgiServer
+
+__all__ = [
+    "CallResult",
+    "CallerScript",
+    "HangUp",
+    "InterruptAgent",
+    "ListenUntilAgentDone",
+    "Pause",
+    "PressDigit",
+    "Say",
+    "StandinTwilioHttpClient",
+    "Step",
+    "TwilioStandin",
+]
+
+
+class TwilioStandin:
+    """A Twilio caller plus the Twilio REST API, for one test."""
+
+    def __init__(
+        self,
+        *,
+        account_sid: str = "AC" + secrets.token_hex(16),
+        auth_token: str = "standin-auth-token",
+    ) -> None:
+        self.account_sid = account_sid
+        self.auth_token = auth_token
+        self._state = RestState(account_sid=account_sid, auth_token=auth_token)
+        self._server = ThreadedAsgiServer(build_rest_app(self._state))
+        self.api_base_url = ""
+
+    # -- recorded REST traffic (appended from the REST thread) ----------------------
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """SMS created via REST: To, From, MessagingServiceSid, Body, sid, created_at."""
+        return self._state.messages
+
+    @property
+    def call_updates(self) -> list[dict[str, Any]]:
+        """Every Calls update request received: {"CallSid", "params"}."""
+        return self._state.call_updates
+
+    @property
+    def rest_requests(self) -> list[tuple[str, str, int]]:
+        """(method, path, HTTP status) of every REST request, including refused ones."""
+        return self._state.requests
+
+    def rest_client_http(self) -> StandinTwilioHttpClient:
+        """An HTTP client for ``twilio.rest.Client`` that talks to this stand-in."""
+        return StandinTwilioHttpClient(self.api_base_url)
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._server.start()
+        self.api_base_url = self._server.url
+
+    async def stop(self) -> None:
+        await self._server.stop()
+
+    async def __aenter__(self) -> TwilioStandin:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- the caller -----------------------------------------------------------------
+
+    async def place_call(
+        self,
+        *,
+        app_url: str,
+        public_base_url: str | None = None,
+        from_: str = "+14155550100",
+        to: str = "+14155559999",
+        script: CallerScript,
+        call_sid: str | None = None,
+        status_callback: bool = True,
+        duplicate_status_callback: bool = False,
+        speed: float = 1.0,
+        give_up_after_s: float = 20.0,
+    ) -> CallResult:
+        """Place one inbound call to the app and run it to its end.
+
+        ``speed`` > 1 runs audio time faster than real time (logic tests); 1 paces 20 ms
+        frames in real time. ``give_up_after_s``: wall seconds the caller stays on a
+        stream, silent, after its last step before hanging up (`CallResult.gave_up`).
+        """
+        if speed <= 0:
+            raise ValueError("speed must be positive")
+        sid = call_sid or new_sid("CA")
+        call = LiveCall(
+            sid=sid,
+            account_sid=self.account_sid,
+            from_=from_,
+            to=to,
+            loop=asyncio.get_running_loop(),
+        )
+        with self._state.lock:
+            self._state.calls[sid] = call
+        plan = CallPlan(
+            account_sid=self.account_sid,
+            auth_token=self.auth_token,
+            app_url=app_url.rstrip("/"),
+            public_base_url=(public_base_url or app_url).rstrip("/"),
+            from_=from_,
+            to=to,
+            script=script,
+            status_callback=status_callback,
+            duplicate_status_callback=duplicate_status_callback,
+            speed=speed,
+            give_up_after_s=give_up_after_s,
+        )
+        async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
+            return await CallRun(plan, call, http).run()
