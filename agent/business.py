@@ -21,11 +21,21 @@ import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from prompts import render
 
 __all__ = [
     "DEFAULT_GREETING",
@@ -35,6 +45,7 @@ __all__ = [
     "default_business",
     "load_businesses",
     "normalize_number",
+    "receptionist_instructions",
 ]
 
 DEFAULT_GREETING = "Thanks for calling {name}. This is the after-hours line; how can I help?"
@@ -116,6 +127,21 @@ def _parse_ranges(value: str) -> tuple[tuple[int, int], ...]:
     return tuple(sorted(ranges))
 
 
+def _check_day_spec(spec: str) -> str:
+    _parse_day_spec(spec)
+    return spec
+
+
+def _check_hours(value: str) -> str:
+    _parse_ranges(value)
+    return value
+
+
+# Checked one entry at a time so an error's location names the offending day spec.
+DaySpec = Annotated[str, AfterValidator(_check_day_spec)]
+HoursSpec = Annotated[str, AfterValidator(_check_hours)]
+
+
 class Business(BaseModel):
     """One ``[[business]]`` entry: a Twilio number and the business behind it."""
 
@@ -124,7 +150,7 @@ class Business(BaseModel):
     number: str
     name: str = Field(min_length=1, max_length=255)
     timezone: str
-    opening_hours: dict[str, str] = Field(default_factory=dict)
+    opening_hours: dict[DaySpec, HoursSpec] = Field(default_factory=dict)
     services: list[str] = Field(default_factory=list)
     service_area: str = ""
     on_call_phone: str | None = None
@@ -162,8 +188,7 @@ class Business(BaseModel):
     @classmethod
     def _readable_hours(cls, value: dict[str, str]) -> dict[str, str]:
         seen: dict[str, str] = {}
-        for spec, hours in value.items():
-            _parse_ranges(hours)
+        for spec in value:
             for day in _parse_day_spec(spec):
                 if day in seen:
                     raise ValueError(f"{day} is listed twice (in {seen[day]!r} and {spec!r})")
@@ -226,6 +251,28 @@ def _hhmm(minutes: int) -> str:
     return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+def receptionist_instructions(business: Business, *, now: dt.datetime) -> str:
+    """The Realtime agent's instructions (``prompts/receptionist.md``) for ``business``."""
+    local = now.astimezone(business.tz)
+    if business.warm_transfer:
+        on_call = "after you flag an emergency, the call is connected to the on-call technician."
+    elif business.on_call_phone:
+        on_call = "after you flag an emergency, the on-call technician is alerted to call back."
+    else:
+        on_call = "after you flag an emergency, it goes to the top of the team's callback list."
+    return render(
+        "receptionist",
+        business_name=business.name,
+        services=", ".join(business.services) or "general home services",
+        service_area=business.service_area or "not specified",
+        hours=business.hours_description(),
+        today=f"{local:%A, %B} {local.day}, {local.year}",
+        now=local.strftime("%H:%M %Z"),
+        on_call=on_call,
+        greeting=business.greeting,
+    )
+
+
 def default_business() -> Business:
     """The built-in business used when no businesses file is configured."""
     return Business(
@@ -250,11 +297,16 @@ class BusinessDirectory:
 
     def by_number(self, number: str) -> Business | None:
         """The business answering ``number`` (any common format; normalised to E.164 first)."""
-        try:
-            key = normalize_number(number.strip())
-        except ValueError:
-            return None
-        return self._by_number.get(key)
+        # A number without a country code is read in each configured business's region.
+        regions: list[str | None] = [None, *dict.fromkeys(b.region for b in self.businesses)]
+        for region in regions:
+            try:
+                key = normalize_number(number.strip(), region=region)
+            except ValueError:
+                continue
+            if key in self._by_number:
+                return self._by_number[key]
+        return None
 
     def default(self) -> Business | None:
         """The only business when exactly one is configured; ``None`` otherwise."""

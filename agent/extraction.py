@@ -5,6 +5,7 @@ builder then relies on the tool calls and the deterministic extractor, and says 
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import openai
@@ -92,11 +93,14 @@ async def extract_details(
     """Ask the summary model for the caller's details; ``None`` when it cannot answer."""
     if not any(turn.speaker == "caller" for turn in transcript):
         return None
+    instructions = render(
+        "extraction", business_name=business_name, today=dt.date.today().isoformat()
+    )
     try:
         completion = await client.chat.completions.parse(
             model=model,
             messages=[
-                {"role": "system", "content": render("extraction", business_name=business_name)},
+                {"role": "system", "content": instructions},
                 {"role": "user", "content": transcript_for_model(transcript)},
             ],
             response_format=ExtractedCall,

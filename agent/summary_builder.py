@@ -102,7 +102,9 @@ def build_summary(
         is_emergency=is_emergency,
         callback_requested=callback_requested,
         callback_window=window,
-        callback_due=(callback_due(window, now=now, tz=business.tz) if callback_requested else None),
+        callback_due=(
+            callback_due(window, now=now, tz=business.tz) if callback_requested else None
+        ),
         existing_customer=merged.existing_customer,
         new_project=bool(merged.new_project),
         language=merged.language or "en",

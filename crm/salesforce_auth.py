@@ -33,7 +33,7 @@ from crm.errors import (
     CrmTransientError,
 )
 
-TOKEN_PATH = "/services/oauth2/token"
+TOKEN_PATH = "/services/oauth2/token"  # noqa: S105 - a URL path, not a secret
 JWT_LIFETIME_SECONDS = 170  # Salesforce accepts at most 3 minutes; leave room for clock skew.
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 # OAuth errors that mean "these credentials are not accepted" (RFC 6749 + Salesforce's own).
@@ -53,7 +53,7 @@ REFUSED_ERRORS = frozenset(
 
 
 class AuthFlow(Enum):
-    ACCESS_TOKEN = "access token"
+    ACCESS_TOKEN = "access token"  # noqa: S105 - a label, not a secret
     JWT_BEARER = "JWT bearer"
     CLIENT_CREDENTIALS = "client credentials"
 
@@ -175,9 +175,7 @@ class SalesforceAuth:
             token = body.get("access_token")
             instance_url = body.get("instance_url") or self.config.instance_url
             if not isinstance(token, str) or not token or not instance_url:
-                raise CrmAuthError(
-                    "the Salesforce token response had no access_token/instance_url"
-                )
+                raise CrmAuthError("the Salesforce token response had no access_token/instance_url")
             return AccessToken(token, str(instance_url).rstrip("/"))
         error = str(body.get("error") or f"http_{response.status_code}")
         description = str(body.get("error_description") or response.reason or "")

@@ -8,14 +8,18 @@ from dataclasses import dataclass, field
 
 from openai import AsyncOpenAI
 
-from agent.business import Business, BusinessDirectory, load_businesses
+from agent.business import (
+    Business,
+    BusinessDirectory,
+    load_businesses,
+    receptionist_instructions,
+)
 from agent.summary import CallSummary
 from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker
 from crm.factory import build_crm
 from crm.store import Store
-from prompts import render
 from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.finalize import CallFinalizer
@@ -52,16 +56,8 @@ def crm_profile(business: Business) -> CrmProfile:
     )
 
 
-def receptionist_instructions(business: Business, today: dt.date | None = None) -> str:
-    today = today or dt.datetime.now(business.tz).date()
-    return render(
-        "receptionist",
-        business_name=business.name,
-        services=", ".join(business.services) or "home services",
-        service_area=business.service_area or "our service area",
-        hours=business.hours_description(),
-        today=today.strftime("%A %B %d, %Y"),
-    )
+def instructions_now(business: Business) -> str:
+    return receptionist_instructions(business, now=dt.datetime.now(dt.UTC))
 
 
 @dataclass
@@ -195,7 +191,7 @@ class Services:
             store=self.store,
             connect_realtime=self.connect_realtime if settings.openai_configured else None,
             business_for=self.business_for,
-            instructions_for=receptionist_instructions,
+            instructions_for=instructions_now,
             hang_up=self.hang_up if self.twilio is not None else None,
             notify_emergency=self.notify_emergency,
             transfer=self.transfer if self.twilio is not None else None,

@@ -1,7 +1,110 @@
-"""Shared test configuration: the stand-ins' fixtures are registered as plugins."""
+"""Shared test configuration: the stand-ins' fixtures (registered as plugins), a business
+file, and the real service running on a real port."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from telephony.app import create_app
+from telephony.services import Services
+from telephony.settings import Settings
 
 pytest_plugins = [
     "tests.standins.plugin_salesforce",
     "tests.standins.plugin_openai",
     "tests.standins.plugin_twilio",
 ]
+
+BUSINESS_NUMBER = "+14155559999"
+ON_CALL_PHONE = "+14155550111"
+CALLER = "+14155550100"
+# What the service believes its public URL is (Twilio signs over it and requires wss://
+# stream URLs); the stand-in caller maps it onto the real local port.
+PUBLIC_BASE_URL = "https://receptionist.example.com"
+
+BUSINESSES_TOML = f"""
+[[business]]
+number = "{BUSINESS_NUMBER}"
+name = "Bay Plumbing & Air"
+timezone = "America/Los_Angeles"
+services = ["plumbing", "heating", "air conditioning"]
+service_area = "San Francisco and the Peninsula"
+on_call_phone = "{ON_CALL_PHONE}"
+greeting = "Thanks for calling Bay Plumbing and Air. How can I help?"
+"""
+
+
+@pytest.fixture
+def businesses_file(tmp_path: Path) -> Path:
+    path = tmp_path / "businesses.toml"
+    path.write_text(BUSINESSES_TOML)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class RunningApp:
+    url: str
+    app: FastAPI
+    settings: Settings
+
+    @property
+    def services(self) -> Services:
+        services: Services = self.app.state.services
+        return services
+
+
+StartApp = Callable[..., Awaitable[RunningApp]]
+
+
+@pytest.fixture
+async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[StartApp]:
+    """Start the real service (uvicorn, real port) with the given settings overrides;
+    returns the running app. The server is stopped when the test ends."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start(**overrides: object) -> RunningApp:
+        port = free_port()
+        values: dict[str, object] = {
+            "public_base_url": PUBLIC_BASE_URL,
+            "database_url": f"sqlite:///{tmp_path / 'receptionist.db'}",
+            "businesses_file": businesses_file,
+            "twilio_account_sid": "",
+            "twilio_auth_token": "",
+            "openai_api_key": "",
+            "salesforce_login_url": "",
+            "salesforce_client_id": "",
+        }
+        values.update(overrides)
+        settings = Settings(**values)  # type: ignore[arg-type]
+        app = create_app(settings)
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        servers.append((server, task))
+        while not server.started:
+            if task.done():
+                await task
+                raise RuntimeError("the service did not start")
+            await asyncio.sleep(0.02)
+        return RunningApp(f"http://127.0.0.1:{port}", app, settings)
+
+    yield start
+    for server, task in servers:
+        server.should_exit = True
+        await task

@@ -117,9 +117,7 @@ def unscripted_required_keys(body: dict[str, Any], extraction: dict[str, Any]) -
     return [key for key in schema.get("required") or [] if key not in extraction]
 
 
-def _strict_schema_problem(
-    node: Any, root: dict[str, Any], context: tuple[str, ...]
-) -> str | None:
+def _strict_schema_problem(node: Any, root: dict[str, Any], context: tuple[str, ...]) -> str | None:
     if not isinstance(node, dict):
         return None
     if "$ref" in node:

@@ -83,7 +83,9 @@ def check_client_event(raw: Any) -> tuple[pydantic.BaseModel | None, ApiError | 
         return None, ApiError("invalid_json", "The event must be a JSON object.")
     event_type = raw.get("type")
     if event_type is None:
-        return None, ApiError("missing_required_parameter", "Missing required parameter: 'type'.", "type")
+        return None, ApiError(
+            "missing_required_parameter", "Missing required parameter: 'type'.", "type"
+        )
     model = CLIENT_EVENT_MODELS.get(event_type) if isinstance(event_type, str) else None
     if model is None:
         supported = ", ".join(f"'{t}'" for t in CLIENT_EVENT_MODELS)
@@ -128,7 +130,9 @@ def _error_from_validation(raw: dict[str, Any], exc: pydantic.ValidationError) -
     param, value = _param_path(raw, error["loc"])
     kind = error["type"]
     if kind == "missing":
-        return ApiError("missing_required_parameter", f"Missing required parameter: '{param}'.", param)
+        return ApiError(
+            "missing_required_parameter", f"Missing required parameter: '{param}'.", param
+        )
     if kind in {"literal_error", "enum", "union_tag_invalid"}:
         expected = error.get("ctx", {}).get("expected", "")
         return ApiError(
@@ -136,9 +140,7 @@ def _error_from_validation(raw: dict[str, Any], exc: pydantic.ValidationError) -
             f"Invalid value: '{value}'. Supported values are: {expected}.",
             param,
         )
-    return ApiError(
-        "invalid_type", f"Invalid type for '{param}': {error['msg'].lower()}.", param
-    )
+    return ApiError("invalid_type", f"Invalid type for '{param}': {error['msg'].lower()}.", param)
 
 
 def _wrong_union_branch(error: Any, all_errors: list[Any]) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -50,6 +51,19 @@ from tests.standins.openai_session import RealtimeSession
 __all__ = ["RealtimeStandin", "ScriptedTurn", "SessionLog", "ToolCall"]
 
 _ABORT = object()
+
+
+class _DenialIsNotAnError(logging.Filter):
+    """uvicorn's sans-I/O websocket protocol logs an error after an ASGI app answered the
+    upgrade with a denial response (HTTP 401/503), which is exactly what we mean to do."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "returned without completing handshake" not in record.getMessage()
+
+
+_UVICORN_ERRORS = logging.getLogger("uvicorn.error")
+if not any(isinstance(f, _DenialIsNotAnError) for f in _UVICORN_ERRORS.filters):
+    _UVICORN_ERRORS.addFilter(_DenialIsNotAnError())
 OVERLOADED = {
     "error": {
         "message": "The engine is currently overloaded, please try again later.",
@@ -336,8 +350,11 @@ class _Connection:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            while not self.dropping and (step := self.session.next_step()) is not None:
+            while not self.dropping:
                 answered = self.log.turns_answered
+                step = self.session.next_step()
+                if step is None:
+                    break
                 self._emit(step.events)
                 if self.log.turns_answered > answered:
                     self._maybe_drop()

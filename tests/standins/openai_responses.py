@@ -168,9 +168,16 @@ class ResponseRun:
         previous = self._previous_item_id()
         where = {"response_id": self.id, "item_id": item_id, "output_index": index}
         events = [
-            _event("response.output_item.added", response_id=self.id, output_index=index, item=dict(item)),
+            _event(
+                "response.output_item.added",
+                response_id=self.id,
+                output_index=index,
+                item=dict(item),
+            ),
             _event("conversation.item.added", previous_item_id=previous, item=dict(item)),
-            _event("response.function_call_arguments.delta", call_id=call_id, delta=arguments, **where),
+            _event(
+                "response.function_call_arguments.delta", call_id=call_id, delta=arguments, **where
+            ),
             _event(
                 "response.function_call_arguments.done",
                 call_id=call_id,
@@ -182,7 +189,12 @@ class ResponseRun:
         item.update(status="completed", arguments=arguments)
         self.output.append(item)
         events += [
-            _event("response.output_item.done", response_id=self.id, output_index=index, item=dict(item)),
+            _event(
+                "response.output_item.done",
+                response_id=self.id,
+                output_index=index,
+                item=dict(item),
+            ),
             _event("conversation.item.done", previous_item_id=previous, item=dict(item)),
         ]
         return events
@@ -207,7 +219,12 @@ class ResponseRun:
         self.audio_item = audio_item
         where = {"response_id": self.id, "item_id": item_id, "output_index": 0}
         opening = [
-            _event("response.output_item.added", response_id=self.id, output_index=0, item=_public(item)),
+            _event(
+                "response.output_item.added",
+                response_id=self.id,
+                output_index=0,
+                item=_public(item),
+            ),
             _event("conversation.item.added", previous_item_id=previous, item=_public(item)),
             _event(
                 "response.content_part.added",
@@ -222,7 +239,9 @@ class ResponseRun:
         words_sent = 0
         for index in range(chunks):
             events = opening if index == 0 else []
-            chunk = pcm[index * CHUNK_MS * audio.BYTES_PER_MS : (index + 1) * CHUNK_MS * audio.BYTES_PER_MS]
+            chunk = pcm[
+                index * CHUNK_MS * audio.BYTES_PER_MS : (index + 1) * CHUNK_MS * audio.BYTES_PER_MS
+            ]
             due = math.ceil(len(words) * (index + 1) / chunks)
             if due > words_sent:
                 delta = " ".join(words[words_sent:due])
@@ -231,7 +250,12 @@ class ResponseRun:
                 words_sent = due
                 audio_item.transcript_sent += delta
                 events.append(
-                    _event("response.output_audio_transcript.delta", content_index=0, delta=delta, **where)
+                    _event(
+                        "response.output_audio_transcript.delta",
+                        content_index=0,
+                        delta=delta,
+                        **where,
+                    )
                 )
             events.append(
                 _event(
@@ -255,14 +279,21 @@ class ResponseRun:
         previous = item.get("_previous_item_id")
         return [
             _event("response.output_audio.done", content_index=0, **where),
-            _event("response.output_audio_transcript.done", content_index=0, transcript=transcript, **where),
+            _event(
+                "response.output_audio_transcript.done",
+                content_index=0,
+                transcript=transcript,
+                **where,
+            ),
             _event(
                 "response.content_part.done",
                 content_index=0,
                 part={"type": "audio", "transcript": transcript},
                 **where,
             ),
-            _event("response.output_item.done", response_id=self.id, output_index=0, item=_public(item)),
+            _event(
+                "response.output_item.done", response_id=self.id, output_index=0, item=_public(item)
+            ),
             _event("conversation.item.done", previous_item_id=previous, item=_public(item)),
         ]
 

@@ -71,7 +71,11 @@ def default_session(model: str) -> dict[str, Any]:
                 "noise_reduction": None,
                 "turn_detection": dict(DEFAULT_TURN_DETECTION),
             },
-            "output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": "alloy", "speed": 1.0},
+            "output": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "voice": "alloy",
+                "speed": 1.0,
+            },
         },
     }
 
@@ -232,7 +236,9 @@ class RealtimeSession:
         for direction in ("input", "output"):
             fmt = (self.config["audio"][direction].get("format") or {}).get("type")
             if fmt != "audio/pcmu":
-                problem = f"audio.{direction}.format is {fmt!r}: the stand-in speaks only audio/pcmu"
+                problem = (
+                    f"audio.{direction}.format is {fmt!r}: the stand-in speaks only audio/pcmu"
+                )
                 if problem not in self.log.script_problems:
                     self.log.script_problems.append(problem)
         return [self._event("session.updated", session=copy.deepcopy(self.config))]
@@ -242,7 +248,9 @@ class RealtimeSession:
             data = base64.b64decode(raw["audio"], validate=True)
         except (binascii.Error, ValueError):
             raise _Rejected(
-                ApiError("invalid_value", "Invalid 'audio'. Expected base64-encoded audio.", "audio")
+                ApiError(
+                    "invalid_value", "Invalid 'audio'. Expected base64-encoded audio.", "audio"
+                )
             ) from None
         self._received_bytes += len(data)
         self.log.audio_received_ms = self._received_bytes // audio.BYTES_PER_MS
@@ -305,7 +313,9 @@ class RealtimeSession:
         item_id = item.get("id") or new_id("item")
         if self._find(item_id) is not None:
             raise _Rejected(
-                ApiError("duplicate_item_id", f"Item with id '{item_id}' already exists.", "item.id")
+                ApiError(
+                    "duplicate_item_id", f"Item with id '{item_id}' already exists.", "item.id"
+                )
             )
         kind = item["type"]
         if kind == "function_call_output":
@@ -337,7 +347,9 @@ class RealtimeSession:
                 )
         elif kind != "message":
             raise _Rejected(
-                ApiError("invalid_value", f"Invalid value: '{kind}'. Not supported here.", "item.type")
+                ApiError(
+                    "invalid_value", f"Invalid value: '{kind}'. Not supported here.", "item.type"
+                )
             )
         item.update(id=item_id, object="realtime.item", status="completed")
         previous_id = self._insert(item, previous)
@@ -422,7 +434,9 @@ class RealtimeSession:
         item = self._find(raw["item_id"])
         if item is None:
             raise _Rejected(
-                ApiError("invalid_value", f"Item with item_id '{raw['item_id']}' not found.", "item_id")
+                ApiError(
+                    "invalid_value", f"Item with item_id '{raw['item_id']}' not found.", "item_id"
+                )
             )
         return [self._event("conversation.item.retrieved", item=_wire(item))]
 
@@ -441,7 +455,9 @@ class RealtimeSession:
         wanted = raw.get("response_id")
         if self.active is None or (wanted is not None and wanted != self.active.id):
             raise _Rejected(
-                ApiError("response_cancel_not_active", "Cancellation failed: no active response found")
+                ApiError(
+                    "response_cancel_not_active", "Cancellation failed: no active response found"
+                )
             )
         return self._cancel("client_cancelled")
 
@@ -468,7 +484,9 @@ class RealtimeSession:
         item_id = self._speech_item_id or new_id("item")
         events = [
             self._event(
-                "input_audio_buffer.speech_stopped", audio_end_ms=event.audio_end_ms, item_id=item_id
+                "input_audio_buffer.speech_stopped",
+                audio_end_ms=event.audio_end_ms,
+                item_id=item_id,
             )
         ]
         events += self._commit(item_id)
@@ -568,7 +586,9 @@ class RealtimeSession:
         return [run.created_event()]
 
     def _check_tools(self, turn: ScriptedTurn) -> None:
-        declared = {t.get("name") for t in self.config.get("tools") or [] if t.get("type") == "function"}
+        declared = {
+            t.get("name") for t in self.config.get("tools") or [] if t.get("type") == "function"
+        }
         for call in turn.tool_calls:
             if call.name not in declared:
                 self.log.script_problems.append(

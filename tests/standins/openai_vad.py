@@ -39,7 +39,11 @@ class EnergyVad:
     """Energy-based turn detection over a running μ-law stream."""
 
     def __init__(
-        self, *, threshold: float = 0.5, prefix_padding_ms: int = 300, silence_duration_ms: int = 500
+        self,
+        *,
+        threshold: float = 0.5,
+        prefix_padding_ms: int = 300,
+        silence_duration_ms: int = 500,
     ) -> None:
         self.threshold = threshold
         self.prefix_padding_ms = prefix_padding_ms

@@ -647,7 +647,7 @@ def coerce_value(fspec: FieldSpec, value: object) -> object:
             raise _parser_error("date", value)
         return value
     if fspec.type == "datetime":
-        return _coerce_datetime(value)
+        return normalize_datetime(value)
     if fspec.type == "base64":
         if not isinstance(value, str):
             raise _parser_error("base64", value)
@@ -707,7 +707,7 @@ def _coerce_number(fspec: FieldSpec, value: object) -> int | float:
     return number
 
 
-def _coerce_datetime(value: object) -> str:
+def normalize_datetime(value: object) -> str:
     if not isinstance(value, str):
         raise _parser_error("datetime", value)
     text = value.replace("Z", "+00:00")

@@ -71,7 +71,7 @@ class TwilioStandin:
         self,
         *,
         account_sid: str = "AC" + secrets.token_hex(16),
-        auth_token: str = "standin-auth-token",
+        auth_token: str = "standin-auth-token",  # noqa: S107 - a test double's token
     ) -> None:
         self.account_sid = account_sid
         self.auth_token = auth_token

@@ -111,7 +111,8 @@ class CallRun:
         try:
             verbs = parse_twiml(document.text)
         except TwimlError as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
+            return None
         try:
             for verb in verbs:
                 update = self._call.take_update()
@@ -140,7 +141,8 @@ class CallRun:
                         if outcome is not NEXT_VERB:
                             return outcome
         except TwimlError as exc:
-            return self._fail(str(exc))
+            self._fail(str(exc))
+            return None
         update = self._call.take_update()
         if update is not None:
             return await self._follow_update(update)
@@ -170,7 +172,7 @@ class CallRun:
         outcome = self._plan.script.dial_outcome
         if verb.action is None:
             return NEXT_VERB
-        params = {"DialCallStatus": outcome}
+        params: dict[str, str] = {"DialCallStatus": outcome}
         if outcome == "completed":
             params |= {"DialCallSid": new_sid("CA"), "DialCallDuration": "30"}
         return await self._fetch(resolve_url(verb.action, document.url), verb.method, params)
@@ -315,20 +317,24 @@ class CallRun:
     ) -> Document | None:
         self._documents += 1
         if self._documents > _MAX_DOCUMENTS:
-            return self._fail(f"more than {_MAX_DOCUMENTS} TwiML documents: a redirect loop?")
+            self._fail(f"more than {_MAX_DOCUMENTS} TwiML documents: a redirect loop?")
+            return None
         params = self._params(call_status) | extra
         self.result.webhook_urls.append(f"{method} {public_url}")
         try:
             response = await self._signed_request(public_url, method, params)
         except httpx.HTTPError as exc:
             self.result.webhook_statuses.append(0)
-            return self._fail(f"11200 HTTP retrieval failure: {exc!r}")
+            self._fail(f"11200 HTTP retrieval failure: {exc!r}")
+            return None
         self.result.webhook_statuses.append(response.status_code)
         if response.status_code != 200:
-            return self._fail(f"11200 HTTP retrieval failure: HTTP {response.status_code}")
+            self._fail(f"11200 HTTP retrieval failure: HTTP {response.status_code}")
+            return None
         content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in _TWIML_CONTENT_TYPES:
-            return self._fail(f"12300 Invalid Content-Type {content_type!r}")
+            self._fail(f"12300 Invalid Content-Type {content_type!r}")
+            return None
         self.result.twiml.append(response.text)
         return Document(response.text, public_url)
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from tests.standins import audio
 from tests.standins.twilio_script import (
     HangUp,
-    InterruptAgent,
     ListenUntilAgentDone,
     Pause,
     PressDigit,
@@ -72,7 +71,9 @@ def parse_app_message(raw: str | bytes, stream_sid: str) -> AppMessage | Protoco
     if event not in {"media", "mark", "clear"}:
         return ProtocolViolation(f"unknown event {event!r}")
     if message.get("streamSid") != stream_sid:
-        return ProtocolViolation(f"{event}: wrong or missing streamSid {message.get('streamSid')!r}")
+        return ProtocolViolation(
+            f"{event}: wrong or missing streamSid {message.get('streamSid')!r}"
+        )
     if event == "clear":
         return AppClear()
     if event == "mark":
@@ -263,4 +264,3 @@ class CallerVoice:
         if ended:
             self._current = None
         return CallerTick(frame, timed_out=timed_out, utterance_ended=ended)
-

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 
+Lifespan = Literal["auto", "on", "off"]
 
-def _config(app: Any, *, lifespan: str) -> uvicorn.Config:
+
+def _config(app: Any, *, lifespan: Lifespan) -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host="127.0.0.1",
@@ -42,7 +44,7 @@ async def _startup(server: uvicorn.Server) -> int:
 class AsgiServer:
     """An ASGI app served on the running event loop: ``async with AsgiServer(app) as s``."""
 
-    def __init__(self, app: Any, *, lifespan: str = "auto") -> None:
+    def __init__(self, app: Any, *, lifespan: Lifespan = "auto") -> None:
         self._server = uvicorn.Server(_config(app, lifespan=lifespan))
         self.port = 0
 
@@ -69,7 +71,7 @@ class AsgiServer:
 class ThreadedAsgiServer:
     """An ASGI app served from its own thread and event loop."""
 
-    def __init__(self, app: Any, *, lifespan: str = "off") -> None:
+    def __init__(self, app: Any, *, lifespan: Lifespan = "off") -> None:
         self._app = app
         self._lifespan = lifespan
         self._thread: threading.Thread | None = None
