@@ -361,8 +361,14 @@ def _need_guess(texts: Sequence[str]) -> str | None:
                 # "This is Maria and my basement is flooding": keep what follows the name.
                 _, sep, rest = cleaned.partition(" and ")
                 cleaned = rest.strip() if sep else ""
-            if _CONTACT_SENTENCE_RE.search(cleaned):
-                continue
+            if contact := _CONTACT_SENTENCE_RE.search(cleaned):
+                # "Gas smell in the basement, call me back at ..." → the part before
+                cleaned = re.sub(
+                    r"(?:[\s,;-]|\b(?:and|so|please|can you|could you|my|y|por favor)\b)*$",
+                    "",
+                    cleaned[: contact.start()],
+                    flags=re.I,
+                )
             if len(_WORD_RE.findall(cleaned)) >= 3:
                 line = cleaned.rstrip(" .,!")
                 line = line[0].upper() + line[1:]

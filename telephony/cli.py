@@ -26,7 +26,6 @@ DEMO_CALLER = "+14155550123"
 DEMO_ANSWERS = [
     "Hi, this is Maria Lopez",
     "my basement is flooding, a pipe burst under the sink and water is everywhere",
-    "it's an emergency, I need someone tonight",
     "this number is fine",
     "as soon as possible please, tonight",
 ]

@@ -294,8 +294,11 @@ class RealtimeStandin:
         assert self._server is not None
         client = tuple(websocket.scope["client"] or ())
         for protocol in list(self._server.server_state.connections):
-            if "websockets" in type(protocol).__module__ and protocol.client == client:
-                transport: asyncio.Transport = protocol.transport
+            if (
+                "websockets" in type(protocol).__module__
+                and getattr(protocol, "client", None) == client
+            ):
+                transport: asyncio.Transport = getattr(protocol, "transport")  # noqa: B009
                 return transport
         return None
 

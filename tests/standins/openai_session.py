@@ -55,7 +55,7 @@ def default_session(model: str) -> dict[str, Any]:
         "id": new_id("sess"),
         "model": model,
         "output_modalities": ["audio"],
-        "instructions": "Your knowledge cutoff is 2023-10. You are a helpful, witty, and friendly AI.",
+        "instructions": "You are a helpful, witty, and friendly AI.",
         "tools": [],
         "tool_choice": "auto",
         "max_output_tokens": "inf",
@@ -194,15 +194,15 @@ class RealtimeSession:
                 )
             )
         output = (update.get("audio") or {}).get("output") or {}
-        if "voice" in output and output["voice"] != self.config["audio"]["output"]["voice"]:
-            if self._audio_out:
-                raise _Rejected(
-                    ApiError(
-                        "cannot_update_voice",
-                        "Cannot update a conversation's voice if assistant audio is present.",
-                        "session.audio.output.voice",
-                    )
+        voice = self.config["audio"]["output"]["voice"]
+        if self._audio_out and "voice" in output and output["voice"] != voice:
+            raise _Rejected(
+                ApiError(
+                    "cannot_update_voice",
+                    "Cannot update a conversation's voice if assistant audio is present.",
+                    "session.audio.output.voice",
                 )
+            )
         detection = ((update.get("audio") or {}).get("input") or {}).get("turn_detection")
         if isinstance(detection, dict):
             threshold = detection.get("threshold")
@@ -633,15 +633,14 @@ class RealtimeSession:
         return detection if isinstance(detection, dict) else None
 
     def _configure_vad(self) -> None:
-        detection = self._turn_detection() or {}
         # semantic_vad is a model we cannot imitate: it is treated as server_vad defaults.
+        settings = {**DEFAULT_TURN_DETECTION}
+        detection = self._turn_detection() or {}
+        settings.update({k: v for k, v in detection.items() if v is not None})
         self._vad.configure(
-            threshold=detection.get("threshold") or DEFAULT_TURN_DETECTION["threshold"],
-            prefix_padding_ms=detection.get("prefix_padding_ms")
-            if detection.get("prefix_padding_ms") is not None
-            else DEFAULT_TURN_DETECTION["prefix_padding_ms"],
-            silence_duration_ms=detection.get("silence_duration_ms")
-            or DEFAULT_TURN_DETECTION["silence_duration_ms"],
+            threshold=float(settings["threshold"]),
+            prefix_padding_ms=int(settings["prefix_padding_ms"]),
+            silence_duration_ms=int(settings["silence_duration_ms"]),
         )
 
     def _find(self, item_id: str) -> dict[str, Any] | None:

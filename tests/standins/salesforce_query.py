@@ -157,7 +157,9 @@ def _unescape(body: str, token: Token) -> str:
         elif nxt in _LIKE_ESCAPES:
             out.append(_LIKE_ESCAPES[nxt])
         else:
-            raise _Syntax(token, f"Invalid string literal '{body}'. Illegal character sequence '\\{nxt}'")
+            raise _Syntax(
+                token, f"Invalid string literal '{body}'. Illegal character sequence '\\{nxt}'"
+            )
     return "".join(out)
 
 
@@ -231,7 +233,9 @@ class _Parser:
             raise _invalid_type(token.text)
         return spec
 
-    def parse_tail(self, spec: SObjectSpec, fields: tuple[FieldRef, ...] | None, *, allow_offset: bool) -> Select:
+    def parse_tail(
+        self, spec: SObjectSpec, fields: tuple[FieldRef, ...] | None, *, allow_offset: bool
+    ) -> Select:
         where = None
         if self.current.keyword("WHERE"):
             self.advance()
@@ -329,7 +333,9 @@ class _Parser:
     def parse_value_list(self, ref: FieldRef) -> tuple[Any, ...]:
         self.expect_op("(")
         if self.current.keyword("SELECT"):
-            raise _Syntax(self.current, "semi-join sub-selects are outside the stand-in's SOQL subset")
+            raise _Syntax(
+                self.current, "semi-join sub-selects are outside the stand-in's SOQL subset"
+            )
         values = [self.parse_value(ref)]
         while self.at_op(","):
             self.advance()
@@ -389,7 +395,9 @@ class _Parser:
                 if fspec is not None:
                     return FieldRef(fspec.name, fspec, relation)
             raise _no_such_column(token, parts[1], relation.reference_to[0])
-        raise _field_error(token, "relationship paths deeper than one level are outside the stand-in's subset")
+        raise _field_error(
+            token, "relationship paths deeper than one level are outside the stand-in's subset"
+        )
 
 
 # ---------------------------------------------------------------- errors
@@ -540,7 +548,9 @@ def _render(org: Org, select: Select, record: Record, version: str) -> Record:
         if target is None:
             out[relation_name] = None
             continue
-        nested = out.get(relation_name) or {"attributes": org.attributes(target[0], target[1]["Id"], version)}
+        nested = out.get(relation_name) or {
+            "attributes": org.attributes(target[0], target[1]["Id"], version)
+        }
         nested[ref.name] = target[1].get(ref.name)
         out[relation_name] = nested
     return out
@@ -733,7 +743,9 @@ def run_sosl(org: Org, search: str, version: str) -> dict[str, Any]:
     for select in selects:
         fields = _searched_fields(select.spec, scope)
         hits = {
-            r["Id"] for r in org.store[select.spec.name].values() if _record_found(r, fields, groups)
+            r["Id"]
+            for r in org.store[select.spec.name].values()
+            if _record_found(r, fields, groups)
         }
         rows = _run(org, Select(select.spec, select.fields, select.where, select.order, None))
         chosen = [r for r in rows if r["Id"] in hits]

@@ -104,7 +104,9 @@ class ApiError(Exception):
         self.errors = errors
 
     @classmethod
-    def of(cls, status: int, code: str, message: str, fields: Iterable[str] | None = None) -> ApiError:
+    def of(
+        cls, status: int, code: str, message: str, fields: Iterable[str] | None = None
+    ) -> ApiError:
         error: dict[str, Any] = {"message": message, "errorCode": code}
         if fields is not None:
             error["fields"] = list(fields)
@@ -215,7 +217,9 @@ class Org:
             return None
         return self.store[self.require_spec(sobject).name].get(normalized)
 
-    def rendered(self, spec: SObjectSpec, record: Record, version: str, fields: list[str] | None = None) -> Record:
+    def rendered(
+        self, spec: SObjectSpec, record: Record, version: str, fields: list[str] | None = None
+    ) -> Record:
         """A record as ``GET sobjects/{type}/{id}`` returns it."""
         out: Record = {"attributes": self.attributes(spec.name, record["Id"], version)}
         chosen = spec.fields
@@ -224,7 +228,9 @@ class Org:
         for fspec in chosen:
             value = record.get(fspec.name)
             if fspec.type == "base64" and value is not None:
-                value = f"/services/data/v{version}/sobjects/{spec.name}/{record['Id']}/{fspec.name}"
+                value = (
+                    f"/services/data/v{version}/sobjects/{spec.name}/{record['Id']}/{fspec.name}"
+                )
             out[fspec.name] = value
         return out
 
@@ -291,7 +297,10 @@ class Org:
             self._seed_master("TaskPriority", value, order, IsDefault=default, IsHighPriority=high)
 
     def _seed_master(self, sobject: str, value: str, order: int, **extra: object) -> None:
-        self.seed(sobject, {"MasterLabel": value, "ApiName": value, "SortOrder": order, "IsActive": True, **extra})
+        self.seed(
+            sobject,
+            {"MasterLabel": value, "ApiName": value, "SortOrder": order, "IsActive": True, **extra},
+        )
 
     # ----- writes
 
@@ -299,10 +308,17 @@ class Org:
         """Validate and insert a record; returns its id or raises :class:`ApiError`."""
         spec = self.require_spec(sobject)
         if not spec.createable:
-            raise ApiError.of(400, "INVALID_TYPE", f"entity type {spec.name} does not support insert")
+            raise ApiError.of(
+                400, "INVALID_TYPE", f"entity type {spec.name} does not support insert"
+            )
         fields = self._check_body(body)
         if any(key.lower() == "id" for key in fields):
-            raise ApiError.of(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
+            raise ApiError.of(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                "cannot specify Id in an insert call",
+                ["Id"],
+            )
         record = self._coerce_all(spec, fields, creating=True)
         self._check_required(spec, record, creating=True)
         self._fill_defaults(spec, record, ctx)
@@ -330,10 +346,14 @@ class Org:
         if existing is None:
             raise not_found()
         if not spec.updateable:
-            raise ApiError.of(400, "INVALID_TYPE", f"entity type {spec.name} does not support update")
+            raise ApiError.of(
+                400, "INVALID_TYPE", f"entity type {spec.name} does not support update"
+            )
         fields = self._check_body(body)
         if spec.name == "Lead" and existing.get("IsConverted"):
-            raise ApiError.of(400, "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead")
+            raise ApiError.of(
+                400, "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead"
+            )
         changes = self._coerce_all(spec, fields, creating=False)
         merged = {**existing, **changes}
         self._check_required(spec, merged, creating=False, only=changes)
@@ -353,12 +373,16 @@ class Org:
         if existing is None:
             raise not_found()
         if not spec.deletable:
-            raise ApiError.of(400, "INVALID_TYPE", f"entity type {spec.name} does not support delete")
+            raise ApiError.of(
+                400, "INVALID_TYPE", f"entity type {spec.name} does not support delete"
+            )
         del self.store[spec.name][existing["Id"]]
         if spec.name == "ContentDocument":
             for name in ("ContentVersion", "ContentDocumentLink"):
                 self.store[name] = {
-                    k: r for k, r in self.store[name].items() if r.get("ContentDocumentId") != existing["Id"]
+                    k: r
+                    for k, r in self.store[name].items()
+                    if r.get("ContentDocumentId") != existing["Id"]
                 }
 
     # ----- validation steps, in the order the errors are reported
@@ -372,7 +396,9 @@ class Org:
     def _field_or_error(self, spec: SObjectSpec, name: str) -> FieldSpec:
         fspec = spec.field(name)
         if fspec is None:
-            raise ApiError.of(400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {spec.name}", [])
+            raise ApiError.of(
+                400, "INVALID_FIELD", f"No such column '{name}' on sobject of type {spec.name}", []
+            )
         return fspec
 
     def _coerce_all(self, spec: SObjectSpec, fields: Record, *, creating: bool) -> Record:
@@ -392,7 +418,9 @@ class Org:
         return {specs[key].name: coerce_value(specs[key], value) for key, value in fields.items()}
 
     @staticmethod
-    def _check_required(spec: SObjectSpec, record: Record, *, creating: bool, only: Record | None = None) -> None:
+    def _check_required(
+        spec: SObjectSpec, record: Record, *, creating: bool, only: Record | None = None
+    ) -> None:
         missing = [
             f.name
             for f in spec.fields
@@ -402,18 +430,28 @@ class Org:
         ]
         if missing:
             raise ApiError.of(
-                400, "REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]", missing
+                400,
+                "REQUIRED_FIELD_MISSING",
+                f"Required fields are missing: [{', '.join(missing)}]",
+                missing,
             )
 
     def _check_references(self, spec: SObjectSpec, record: Record) -> None:
         for fspec in spec.fields:
             value = record.get(fspec.name)
-            if fspec.type != "reference" or value is None or fspec.name in {"CreatedById", "LastModifiedById"}:
+            if (
+                fspec.type != "reference"
+                or value is None
+                or fspec.name in {"CreatedById", "LastModifiedById"}
+            ):
                 continue
             normalized = normalize_id(value)
             if normalized is None:
                 raise ApiError.of(
-                    400, "MALFORMED_ID", f"{fspec.label}: id value of incorrect type: {value}", [fspec.name]
+                    400,
+                    "MALFORMED_ID",
+                    f"{fspec.label}: id value of incorrect type: {value}",
+                    [fspec.name],
                 )
             if sobject_of_id(normalized) not in fspec.reference_to:
                 raise ApiError.of(
@@ -427,7 +465,9 @@ class Org:
                 )
             record[fspec.name] = normalized
 
-    def _check_object_rules(self, spec: SObjectSpec, record: Record, existing: Record | None) -> None:
+    def _check_object_rules(
+        self, spec: SObjectSpec, record: Record, existing: Record | None
+    ) -> None:
         if spec.name == "Task":
             who, what = record.get("WhoId"), record.get("WhatId")
             if who and what and sobject_of_id(who) == "Lead":
@@ -479,7 +519,10 @@ class Org:
         by_type: dict[str, list[str]] = {}
         for match in matches:
             by_type.setdefault(sobject_of_id(match) or sobject, []).append(match)
-        rules = {"Lead": "Standard_Lead_Match_Rule_v1_0", "Contact": "Standard_Contact_Match_Rule_v1_1"}
+        rules = {
+            "Lead": "Standard_Lead_Match_Rule_v1_0",
+            "Contact": "Standard_Contact_Match_Rule_v1_1",
+        }
         result = {
             "allowSave": False,
             "duplicateRule": f"Standard_{sobject}_Duplicate_Rule",
@@ -495,7 +538,10 @@ class Org:
                             "additionalInformation": [],
                             "fieldDiffs": [],
                             "matchConfidence": 100.0,
-                            "record": {"attributes": self.attributes(entity, rid, version), "Id": rid},
+                            "record": {
+                                "attributes": self.attributes(entity, rid, version),
+                                "Id": rid,
+                            },
                         }
                         for rid in ids
                     ],
@@ -507,18 +553,25 @@ class Org:
             ],
         }
         return ApiError(
-            400, [{"duplicateResult": result, "errorCode": "DUPLICATES_DETECTED", "message": message}]
+            400,
+            [{"duplicateResult": result, "errorCode": "DUPLICATES_DETECTED", "message": message}],
         )
 
     def similar_records(self, sobject: str, record: Record) -> list[str]:
         """Ids a standard matching rule would plausibly flag: same email, phone or name."""
         email = str(record.get("Email") or "").lower()
         phone = phone_key(str(record.get("Phone") or ""))
-        name = (str(record.get("FirstName") or "").lower(), str(record.get("LastName") or "").lower())
+        name = (
+            str(record.get("FirstName") or "").lower(),
+            str(record.get("LastName") or "").lower(),
+        )
         found = []
         for kind in ("Lead", "Contact"):
             for other in self.store[kind].values():
-                other_name = (str(other.get("FirstName") or "").lower(), str(other.get("LastName") or "").lower())
+                other_name = (
+                    str(other.get("FirstName") or "").lower(),
+                    str(other.get("LastName") or "").lower(),
+                )
                 if (
                     (email and str(other.get("Email") or "").lower() == email)
                     or (phone and phone_key(str(other.get("Phone") or "")) == phone)
@@ -558,7 +611,9 @@ class Org:
                     record["Probability"] = stage[1]
         elif spec.name == "Task":
             record["IsClosed"] = any(s[0] == record.get("Status") and s[2] for s in TASK_STATUSES)
-            record["IsHighPriority"] = any(p[0] == record.get("Priority") and p[2] for p in TASK_PRIORITIES)
+            record["IsHighPriority"] = any(
+                p[0] == record.get("Priority") and p[2] for p in TASK_PRIORITIES
+            )
             record["AccountId"] = self._task_account(record)
 
     def _task_account(self, record: Record) -> str | None:
@@ -671,7 +726,12 @@ def _coerce_text(fspec: FieldSpec, value: object) -> str:
             [fspec.name],
         )
     if fspec.type == "email" and not _EMAIL.match(text):
-        raise ApiError.of(400, "INVALID_EMAIL_ADDRESS", f"{fspec.label}: invalid email address: {text}", [fspec.name])
+        raise ApiError.of(
+            400,
+            "INVALID_EMAIL_ADDRESS",
+            f"{fspec.label}: invalid email address: {text}",
+            [fspec.name],
+        )
     if fspec.type == "picklist" and fspec.restricted and text not in fspec.picklist_values():
         raise ApiError.of(
             400,

@@ -189,7 +189,13 @@ def _picklist(name: str, label: str, values: tuple[PicklistValue, ...], **kw: ob
 
 def _ref(name: str, label: str, to: tuple[str, ...], rel: str | None, **kw: object) -> FieldSpec:
     return FieldSpec(
-        name, "reference", label, length=18, reference_to=to, relationship_name=rel, **kw  # type: ignore[arg-type]
+        name,
+        "reference",
+        label,
+        length=18,
+        reference_to=to,
+        relationship_name=rel,
+        **kw,  # type: ignore[arg-type]
     )
 
 
@@ -328,7 +334,12 @@ KNOWN_CUSTOM_FIELDS: dict[str, FieldSpec] = {
         "Urgency_Level__c", "double", "Urgency Level", precision=1, scale=0, custom=True
     ),
     "Call_SID__c": FieldSpec(
-        "Call_SID__c", "string", "Call SID", length=64, external_id=True, unique=True,
+        "Call_SID__c",
+        "string",
+        "Call SID",
+        length=64,
+        external_id=True,
+        unique=True,
         custom=True,
     ),  # fmt: skip
 }
@@ -427,8 +438,12 @@ def _account(lead_sources: tuple[str, ...]) -> tuple[FieldSpec, ...]:
             "Type",
             "Account Type",
             _pick(
-                "Prospect", "Customer - Direct", "Customer - Channel",
-                "Channel Partner / Reseller", "Installation Partner", "Technology Partner",
+                "Prospect",
+                "Customer - Direct",
+                "Customer - Channel",
+                "Channel Partner / Reseller",
+                "Installation Partner",
+                "Technology Partner",
                 "Other",
             ),  # fmt: skip
         ),
@@ -625,8 +640,13 @@ def _picklist_master(extra: tuple[FieldSpec, ...]) -> tuple[FieldSpec, ...]:
     )
 
 
-def _spec(name: str, plural: str, prefix: str, fields: tuple[FieldSpec, ...], **kw: bool) -> SObjectSpec:
-    label = {"OpportunityContactRole": "Contact Role", "ContentDocumentLink": "Content Document Link"}
+def _spec(
+    name: str, plural: str, prefix: str, fields: tuple[FieldSpec, ...], **kw: bool
+) -> SObjectSpec:
+    label = {
+        "OpportunityContactRole": "Contact Role",
+        "ContentDocumentLink": "Content Document Link",
+    }
     return SObjectSpec(name, label.get(name, name), plural, prefix, fields, **kw)  # fmt: skip
 
 
