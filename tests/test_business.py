@@ -15,6 +15,7 @@ from agent.business import (
     load_businesses,
     receptionist_instructions,
 )
+from prompts import render
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "businesses.toml"
 NY = ZoneInfo("America/New_York")
@@ -237,3 +238,12 @@ def test_receptionist_instructions_are_filled_in() -> None:
     assert "Mon 07:30-17:00" in text and "Sun closed" in text
     assert "$" not in text
     assert "flag_emergency" in text and "record_caller_details" in text
+
+
+def test_prompt_templates_need_every_value() -> None:
+    with pytest.raises(KeyError, match="today"):
+        render("extraction", business_name="Bay Plumbing")
+    text = render("extraction", business_name="Bay Plumbing", today="2025-06-04")
+    assert "Bay Plumbing" in text and "2025-06-04" in text and "$" not in text
+    with pytest.raises(ValueError, match="not a prompt name"):
+        render("../pyproject")

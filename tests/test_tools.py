@@ -115,7 +115,8 @@ def test_flag_emergency_sets_urgency_five() -> None:
         service_address="12 Oak St", urgency=5, is_emergency=True
     )
     text = tool_result(request)
-    assert "911" in text and "on the way" in text  # "do not say a technician is on the way"
+    assert "911" in text
+    assert "Do not say a technician is on the way" in text
     assert "putting them through" in tool_result(request, transferring=True)
 
 

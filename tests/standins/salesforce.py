@@ -18,6 +18,7 @@ composite or collection request is atomic with respect to other clients.
 from __future__ import annotations
 
 import base64
+import contextlib
 import copy
 import functools
 import hashlib
@@ -81,11 +82,18 @@ _FAULT_BODIES: dict[str, tuple[int, str, str]] = {
         "An unexpected error occurred. Please include this ErrorId if you contact support:"
         " 1935437186-52311 (-1243491867)",
     ),
-    "503": (503, "SERVER_UNAVAILABLE", "Server is temporarily unavailable. Please try again later."),
+    "503": (
+        503,
+        "SERVER_UNAVAILABLE",
+        "Server is temporarily unavailable. Please try again later.",
+    ),
 }
-_ROLLED_BACK = "The transaction was rolled back since another operation in the same transaction failed."
+_ROLLED_BACK = (
+    "The transaction was rolled back since another operation in the same transaction failed."
+)
 _COLLECTION_ROLLED_BACK = (
-    "Record rolled back because not all records were valid and the request was using AllOrNone header"
+    "Record rolled back because not all records were valid and the request was using"
+    " AllOrNone header"
 )
 _VERSION_PATH = re.compile(r"^/services/data/v(\d+\.\d)(?:/(.*))?$")
 _REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)\.([^}]+)\}")
@@ -117,7 +125,9 @@ def _error(status: int, code: str, message: str) -> _Response:
 
 
 def _method_not_allowed(method: str, allowed: str) -> _Response:
-    return _error(405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}")
+    return _error(
+        405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}"
+    )
 
 
 def _release_label(version: str) -> str:
@@ -143,7 +153,7 @@ class SalesforceStandin:
         self,
         *,
         client_id: str = "standin-client-id",
-        client_secret: str = "standin-client-secret",
+        client_secret: str = "standin-client-secret",  # noqa: S107 - a test credential
         custom_fields: dict[str, list[str]] | None = None,
         lead_sources: list[str] | None = None,
         jwt_public_key_pem: bytes | None = None,
@@ -153,7 +163,9 @@ class SalesforceStandin:
         self.client_secret = client_secret
         self.jwt_public_key_pem = jwt_public_key_pem
         self.jwt_username = jwt_username
-        fields = {"Lead": ["Urgency_Level__c"], "Task": []} if custom_fields is None else custom_fields
+        fields = (
+            {"Lead": ["Urgency_Level__c"], "Task": []} if custom_fields is None else custom_fields
+        )
         self.org = Org(build_schema(fields, list(lead_sources or STOCK_LEAD_SOURCES)))
         self.org.duplicate_hook = self._duplicate_hook
         self.timeout_seconds = 3.0
@@ -193,9 +205,11 @@ class SalesforceStandin:
         port = self._server.server_address[1]
         self.login_url = self.instance_url = f"https://127.0.0.1:{port}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name=f"salesforce-standin-{port}", daemon=True,
-        )  # fmt: skip
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"salesforce-standin-{port}",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -217,7 +231,10 @@ class SalesforceStandin:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.stop()
 
@@ -277,7 +294,9 @@ class SalesforceStandin:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
         with self._lock:
             self._faults.append(
-                _Fault(kind, times, path_contains, tuple(match_ids) if match_ids is not None else None)
+                _Fault(
+                    kind, times, path_contains, tuple(match_ids) if match_ids is not None else None
+                )
             )
 
     def expire_tokens(self) -> None:
@@ -321,7 +340,9 @@ class SalesforceStandin:
         with self._lock:
             self.token_requests += 1
         if method != "POST":
-            return _Response(400, {"error": "invalid_request", "error_description": "must use HTTP POST"})
+            return _Response(
+                400, {"error": "invalid_request", "error_description": "must use HTTP POST"}
+            )
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
         grant = form.get("grant_type", "")
         if grant == "client_credentials":
@@ -379,7 +400,9 @@ class SalesforceStandin:
         issued_at = str(int(time.time() * 1000))
         identity = f"{self.login_url}/id/{ORG_ID}/{self.org.user_id}"
         signature = base64.b64encode(
-            hmac.new(self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256).digest()
+            hmac.new(
+                self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256
+            ).digest()
         ).decode()
         return _Response(
             200,
@@ -417,7 +440,13 @@ class SalesforceStandin:
         )
 
     def _serve_data(
-        self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str], fault: _Fault | None
+        self,
+        method: str,
+        path: str,
+        query: str,
+        raw: bytes,
+        headers: Mapping[str, str],
+        fault: _Fault | None,
     ) -> _Response:
         if fault is not None and fault.kind == "timeout":
             self._stopping.wait(self.timeout_seconds)
@@ -480,12 +509,16 @@ class SalesforceStandin:
                     if method != "GET":
                         return _method_not_allowed(method, "GET,HEAD")
                     remaining = API_LIMIT - self._api_usage
-                    return _Response(200, {"DailyApiRequests": {"Max": API_LIMIT, "Remaining": remaining}})
+                    return _Response(
+                        200, {"DailyApiRequests": {"Max": API_LIMIT, "Remaining": remaining}}
+                    )
                 case ["sobjects"]:
                     if method != "GET":
                         return _method_not_allowed(method, "GET,HEAD")
                     entries = [describe_global_entry(s, version) for s in self.org.schema.values()]
-                    return _Response(200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": entries})
+                    return _Response(
+                        200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": entries}
+                    )
                 case ["sobjects", name]:
                     return self._sobject_root(method, name, payload, ctx)
                 case ["sobjects", name, "describe"]:
@@ -536,19 +569,29 @@ class SalesforceStandin:
         )
 
     def _sobject_row(
-        self, method: str, name: str, record_id: str, params: dict[str, str], body: Any, ctx: WriteContext
+        self,
+        method: str,
+        name: str,
+        record_id: str,
+        params: dict[str, str],
+        body: Any,
+        ctx: WriteContext,
     ) -> _Response:
         spec = self.org.require_spec(name)
         if normalize_id(record_id) is None:
             raise ApiError.of(
-                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {record_id}"
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {record_id}",
             )
         if method == "GET":
             record = self.org.get(spec.name, record_id)
             if record is None:
                 raise not_found()
             fields = [f for f in params.get("fields", "").split(",") if f.strip()]
-            return _Response(200, self.org.rendered(spec, record, ctx.version, [f.strip() for f in fields]))
+            return _Response(
+                200, self.org.rendered(spec, record, ctx.version, [f.strip() for f in fields])
+            )
         if method == "PATCH":
             self.org.update(spec.name, record_id, body, ctx)
             return _Response(204)
@@ -573,7 +616,9 @@ class SalesforceStandin:
         ext = spec.field(first)
         if ext is None or not ext.external_id:
             raise ApiError.of(
-                404, "NOT_FOUND", f"Provided external ID field does not exist or is not accessible: {first}"
+                404,
+                "NOT_FOUND",
+                f"Provided external ID field does not exist or is not accessible: {first}",
             )
         matches = self.org.find_by_external_id(spec, ext, second)
         urls = [f"/services/data/v{ctx.version}/sobjects/{spec.name}/{r['Id']}" for r in matches]
@@ -591,7 +636,9 @@ class SalesforceStandin:
         if method != "PATCH":
             return _method_not_allowed(method, "GET,PATCH,DELETE,HEAD")
         if not isinstance(body, dict):
-            return _Response(400, [{"message": "JSON body expected", "errorCode": "JSON_PARSER_ERROR"}])
+            return _Response(
+                400, [{"message": "JSON body expected", "errorCode": "JSON_PARSER_ERROR"}]
+            )
         fields = {k: v for k, v in body.items() if k.lower() != ext.name.lower()}
         if not matches:
             record_id = self.org.create(spec.name, {**fields, ext.name: second}, ctx)
@@ -601,7 +648,9 @@ class SalesforceStandin:
                 {"Location": f"/services/data/v{ctx.version}/sobjects/{spec.name}/{record_id}"},
             )
         self.org.update(spec.name, matches[0]["Id"], fields, ctx)
-        return _Response(200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False})
+        return _Response(
+            200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}
+        )
 
     # ----- query and search
 
@@ -619,7 +668,11 @@ class SalesforceStandin:
             return _method_not_allowed(method, "GET,HEAD")
         sosl = params.get("q")
         if not sosl:
-            return _error(400, "MALFORMED_SEARCH", "No search term found. The search term must be enclosed in braces.")
+            return _error(
+                400,
+                "MALFORMED_SEARCH",
+                "No search term found. The search term must be enclosed in braces.",
+            )
         self.sosl_searches.append(sosl)
         return _Response(200, run_sosl(self.org, sosl, version))
 
@@ -628,18 +681,34 @@ class SalesforceStandin:
     def _composite(self, body: Any, version: str) -> _Response:
         requests = body.get("compositeRequest") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
-            return _error(400, "JSON_PARSER_ERROR", "compositeRequest is required and must be a non-empty list")
+            return _error(
+                400,
+                "JSON_PARSER_ERROR",
+                "compositeRequest is required and must be a non-empty list",
+            )
         if len(requests) > MAX_COMPOSITE_SUBREQUESTS:
             # The documented limit is 25 subrequests; the exact code of the rejection is not
             # certain (LIMIT_EXCEEDED is the stricter, generic reading).
-            return _error(400, "LIMIT_EXCEEDED", "Composite Request limit exceeded: 25 subrequests at most")
+            return _error(
+                400, "LIMIT_EXCEEDED", "Composite Request limit exceeded: 25 subrequests at most"
+            )
         references: set[str] = set()
         for sub in requests:
             ref = sub.get("referenceId") if isinstance(sub, dict) else None
-            if not isinstance(sub, dict) or not isinstance(ref, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", ref):
-                return _error(400, "JSON_PARSER_ERROR", "Each subrequest needs method, url and a valid referenceId")
+            if (
+                not isinstance(sub, dict)
+                or not isinstance(ref, str)
+                or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", ref)
+            ):
+                return _error(
+                    400,
+                    "JSON_PARSER_ERROR",
+                    "Each subrequest needs method, url and a valid referenceId",
+                )
             if ref in references:
-                return _error(400, "DUPLICATE_VALUE", f"Duplicate referenceId provided in the request: {ref}")
+                return _error(
+                    400, "DUPLICATE_VALUE", f"Duplicate referenceId provided in the request: {ref}"
+                )
             references.add(ref)
         all_or_none = bool(body.get("allOrNone", False))
         snapshot = self.org.snapshot() if all_or_none else None
@@ -672,7 +741,11 @@ class SalesforceStandin:
         return _Response(200, {"compositeResponse": responses})
 
     def _composite_subrequest(
-        self, sub: dict[str, Any], results: dict[str, tuple[int, Any, dict[str, str]]], version: str, all_or_none: bool
+        self,
+        sub: dict[str, Any],
+        results: dict[str, tuple[int, Any, dict[str, str]]],
+        version: str,
+        all_or_none: bool,
     ) -> _Response:
         method = str(sub.get("method", "")).upper()
         try:
@@ -686,22 +759,39 @@ class SalesforceStandin:
         if match is None or match.group(1) not in API_VERSIONS:
             return _error(404, "NOT_FOUND", "The requested resource does not exist")
         raw_headers = sub.get("httpHeaders") or {}
-        headers = {str(k).lower(): str(v) for k, v in raw_headers.items()} if isinstance(raw_headers, dict) else {}
+        headers = (
+            {str(k).lower(): str(v) for k, v in raw_headers.items()}
+            if isinstance(raw_headers, dict)
+            else {}
+        )
         self._current_path = split.path
         return self._route(
-            method, match.group(1), match.group(2) or "", split.query, body, headers,
-            in_composite=True, force_all_or_none=all_or_none,
-        )  # fmt: skip
+            method,
+            match.group(1),
+            match.group(2) or "",
+            split.query,
+            body,
+            headers,
+            in_composite=True,
+            force_all_or_none=all_or_none,
+        )
 
     # ----- sObject Collections
 
     def _collections(
-        self, method: str, params: dict[str, str], body: Any, ctx: WriteContext, force_all_or_none: bool
+        self,
+        method: str,
+        params: dict[str, str],
+        body: Any,
+        ctx: WriteContext,
+        force_all_or_none: bool,
     ) -> _Response:
         if method == "DELETE":
             ids = [i for i in params.get("ids", "").split(",") if i]
             all_or_none = force_all_or_none or params.get("allOrNone", "false").lower() == "true"
-            return self._collection_apply(ids, all_or_none, lambda rid: self._delete_any(rid), keep_ids=True)
+            return self._collection_apply(
+                ids, all_or_none, lambda rid: self._delete_any(rid), keep_ids=True
+            )
         if method not in {"POST", "PATCH"}:
             return _method_not_allowed(method, "GET,POST,PATCH,DELETE")
         if not isinstance(body, dict) or not isinstance(body.get("records"), list):
@@ -709,7 +799,9 @@ class SalesforceStandin:
         records: list[Any] = body["records"]
         if len(records) > MAX_COLLECTION_RECORDS:
             return _error(
-                400, "EXCEEDED_ID_LIMIT", "record limit reached. cannot submit more than 200 records into this call"
+                400,
+                "EXCEEDED_ID_LIMIT",
+                "record limit reached. cannot submit more than 200 records into this call",
             )
         for record in records:
             attributes = record.get("attributes") if isinstance(record, dict) else None
@@ -717,13 +809,22 @@ class SalesforceStandin:
                 return _error(400, "INVALID_TYPE", "Must send a concrete entity type.")
         all_or_none = force_all_or_none or bool(body.get("allOrNone", False))
         if method == "POST":
-            return self._collection_apply(records, all_or_none, lambda r: self._create_one(r, ctx), keep_ids=False)
-        return self._collection_apply(records, all_or_none, lambda r: self._update_one(r, ctx), keep_ids=True)
+            return self._collection_apply(
+                records, all_or_none, lambda r: self._create_one(r, ctx), keep_ids=False
+            )
+        return self._collection_apply(
+            records, all_or_none, lambda r: self._update_one(r, ctx), keep_ids=True
+        )
 
     def _create_one(self, record: dict[str, Any], ctx: WriteContext) -> str:
         fields = {k: v for k, v in record.items() if k != "attributes"}
         if any(k.lower() == "id" for k in fields):
-            raise ApiError.of(400, "INVALID_FIELD_FOR_INSERT_UPDATE", "cannot specify Id in an insert call", ["Id"])
+            raise ApiError.of(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                "cannot specify Id in an insert call",
+                ["Id"],
+            )
         return self.org.create(record["attributes"]["type"], fields, ctx)
 
     def _update_one(self, record: dict[str, Any], ctx: WriteContext) -> str:
@@ -743,7 +844,9 @@ class SalesforceStandin:
         self.org.delete(found[0], record_id)
         return str(found[1]["Id"])
 
-    def _collection_apply(self, items: list[Any], all_or_none: bool, apply: Any, *, keep_ids: bool) -> _Response:
+    def _collection_apply(
+        self, items: list[Any], all_or_none: bool, apply: Any, *, keep_ids: bool
+    ) -> _Response:
         snapshot = self.org.snapshot() if all_or_none else None
         results: list[dict[str, Any]] = []
         failed = False
@@ -753,15 +856,24 @@ class SalesforceStandin:
                 results.append({"id": record_id, "success": True, "errors": []})
             except ApiError as exc:
                 failed = True
-                result: dict[str, Any] = {"success": False, "errors": [_save_error(e) for e in exc.errors]}
+                result: dict[str, Any] = {
+                    "success": False,
+                    "errors": [_save_error(e) for e in exc.errors],
+                }
                 if keep_ids:
                     result = {"id": _item_id(item), **result}
                 results.append(result)
         if failed and snapshot is not None:
             self.org.restore(snapshot)
-            rolled = {"statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK", "message": _COLLECTION_ROLLED_BACK, "fields": []}
+            rolled = {
+                "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
+                "message": _COLLECTION_ROLLED_BACK,
+                "fields": [],
+            }
             results = [
-                r if not r["success"] else ({"id": r["id"]} if keep_ids else {}) | {"success": False, "errors": [rolled]}
+                r
+                if not r["success"]
+                else ({"id": r["id"]} if keep_ids else {}) | {"success": False, "errors": [rolled]}
                 for r in results
             ]
         return _Response(200, results)
@@ -797,7 +909,11 @@ def _halted(reference_id: str, message: str) -> dict[str, Any]:
 
 def _save_error(error: dict[str, Any]) -> dict[str, Any]:
     """A REST error entry as a SaveResult error (collections use ``statusCode``)."""
-    out = {"statusCode": error["errorCode"], "message": error["message"], "fields": error.get("fields", [])}
+    out = {
+        "statusCode": error["errorCode"],
+        "message": error["message"],
+        "fields": error.get("fields", []),
+    }
     if "duplicateResult" in error:
         out["duplicateResult"] = error["duplicateResult"]
     return out
@@ -815,7 +931,9 @@ class _ReferenceFailure(Exception):
     pass
 
 
-def _resolve_reference(ref: str, path: str, results: dict[str, tuple[int, Any, dict[str, str]]]) -> Any:
+def _resolve_reference(
+    ref: str, path: str, results: dict[str, tuple[int, Any, dict[str, str]]]
+) -> Any:
     missing = _ReferenceFailure(
         f"Invalid reference specified. No value for {ref}.{path} found in {ref}. "
         f"Provided referenceId ids were {', '.join(results) or 'none'}."
@@ -862,7 +980,9 @@ class _Server(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.standin = standin
         # The handshake runs in the connection's thread, not in the accept loop.
-        self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+        self.socket = context.wrap_socket(
+            self.socket, server_side=True, do_handshake_on_connect=False
+        )
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
 
@@ -880,10 +1000,8 @@ class _Server(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # Clients dropping connections (and stop()) are routine here, not worth a traceback.
@@ -941,10 +1059,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = _error(404, "NOT_FOUND", "The requested resource does not exist")
         if response.drop:
             self.close_connection = True
-            try:
+            with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             return
         self._send(response)
 

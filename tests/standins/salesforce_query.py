@@ -540,7 +540,8 @@ def _render(org: Org, select: Select, record: Record, version: str) -> Record:
         if ref.relationship is None:
             value = record.get(ref.name)
             if ref.fspec.type == "base64" and value is not None:
-                value = f"/services/data/v{version}/sobjects/{select.spec.name}/{record['Id']}/{ref.name}"
+                base = f"/services/data/v{version}/sobjects/{select.spec.name}"
+                value = f"{base}/{record['Id']}/{ref.name}"
             out[ref.name] = value
             continue
         relation_name = str(ref.relationship.relationship_name)

@@ -33,7 +33,7 @@ _ID_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-ORG_ID = "00D5g00000StandAAA"
+ORG_ID = "00D5g00000StandEAB"
 
 
 # ---------------------------------------------------------------- ids
@@ -57,7 +57,7 @@ def make_id(prefix: str, number: int) -> str:
     for _ in range(6):
         number, rem = divmod(number, 62)
         digits = _ID_CHARS[rem] + digits
-    id15 = f"{prefix}5g000{digits}"
+    id15 = f"{prefix}5g0000{digits}"
     return id15 + id_suffix(id15)
 
 
@@ -288,9 +288,14 @@ class Org:
             self._seed_master("LeadStatus", value, order, IsDefault=default, IsConverted=converted)
         for order, (value, probability, category, closed, won) in enumerate(OPPORTUNITY_STAGES, 1):
             self._seed_master(
-                "OpportunityStage", value, order, IsClosed=closed, IsWon=won,
-                DefaultProbability=probability, ForecastCategoryName=category,
-            )  # fmt: skip
+                "OpportunityStage",
+                value,
+                order,
+                IsClosed=closed,
+                IsWon=won,
+                DefaultProbability=probability,
+                ForecastCategoryName=category,
+            )
         for order, (value, default, closed) in enumerate(TASK_STATUSES, 1):
             self._seed_master("TaskStatus", value, order, IsDefault=default, IsClosed=closed)
         for order, (value, default, high) in enumerate(TASK_PRIORITIES, 1):
@@ -455,9 +460,11 @@ class Org:
                 )
             if sobject_of_id(normalized) not in fspec.reference_to:
                 raise ApiError.of(
-                    400, "FIELD_INTEGRITY_EXCEPTION", f"{fspec.label}: id value of incorrect type: {value}",
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
+                    f"{fspec.label}: id value of incorrect type: {value}",
                     [fspec.name],
-                )  # fmt: skip
+                )
             found = self.find(normalized)
             if found is None or found[0] not in fspec.reference_to:
                 raise ApiError.of(
@@ -474,18 +481,20 @@ class Org:
                 # Documented: a Task whose WhoId is a Lead cannot also have a WhatId. The exact
                 # message of the real org is not certain; the error code is.
                 raise ApiError.of(
-                    400, "FIELD_INTEGRITY_EXCEPTION",
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
                     "Related To ID: a task related to a lead cannot be related to another record",
                     ["WhatId"],
-                )  # fmt: skip
+                )
         elif spec.name == "ContentVersion" and existing is None:
             if record.get("ContentDocumentId") and record.get("FirstPublishLocationId"):
                 raise ApiError.of(
-                    400, "FIELD_INTEGRITY_EXCEPTION",
+                    400,
+                    "FIELD_INTEGRITY_EXCEPTION",
                     "First Publish Location ID: you cannot set a first publish location on a new"
                     " version of an existing document",
                     ["FirstPublishLocationId"],
-                )  # fmt: skip
+                )
         elif spec.name == "ContentDocumentLink" and existing is None:
             for link in self.store["ContentDocumentLink"].values():
                 if (link["ContentDocumentId"], link["LinkedEntityId"]) == (
@@ -494,10 +503,12 @@ class Org:
                 ):
                     # The real message names the duplicated value loosely; the code is certain.
                     raise ApiError.of(
-                        400, "DUPLICATE_VALUE",
-                        f"duplicate value found: <unknown> duplicates value on record with id: {link['Id']}",
+                        400,
+                        "DUPLICATE_VALUE",
+                        "duplicate value found: <unknown> duplicates value on record with id:"
+                        f" {link['Id']}",
                         [],
-                    )  # fmt: skip
+                    )
 
     def _check_unique(self, spec: SObjectSpec, record: Record, own_id: str | None) -> None:
         for fspec in spec.fields:
@@ -507,10 +518,12 @@ class Org:
             for other in self.find_by_external_id(spec, fspec, str(value)):
                 if other["Id"] != own_id:
                     raise ApiError.of(
-                        400, "DUPLICATE_VALUE",
-                        f"duplicate value found: {fspec.name} duplicates value on record with id: {other['Id']}",
+                        400,
+                        "DUPLICATE_VALUE",
+                        f"duplicate value found: {fspec.name} duplicates value on record with"
+                        f" id: {other['Id']}",
                         [],
-                    )  # fmt: skip
+                    )
 
     def _duplicates_error(self, sobject: str, matches: list[str], version: str) -> ApiError:
         message = (
@@ -665,15 +678,19 @@ class Org:
                 if entity:
                     self.seed(
                         "ContentDocumentLink",
-                        {"ContentDocumentId": document_id, "LinkedEntityId": entity,
-                         "ShareType": "I" if entity == record["OwnerId"] else "V",
-                         "Visibility": "AllUsers"},
-                    )  # fmt: skip
+                        {
+                            "ContentDocumentId": document_id,
+                            "LinkedEntityId": entity,
+                            "ShareType": "I" if entity == record["OwnerId"] else "V",
+                            "Visibility": "AllUsers",
+                        },
+                    )
             return
         versions = [
-            v for v in self.store["ContentVersion"].values()
+            v
+            for v in self.store["ContentVersion"].values()
             if v.get("ContentDocumentId") == document_id and v["Id"] != record["Id"]
-        ]  # fmt: skip
+        ]
         for version in versions:
             version["IsLatest"] = False
         record["VersionNumber"] = str(len(versions) + 1)
@@ -715,7 +732,7 @@ def coerce_value(fspec: FieldSpec, value: object) -> object:
 
 
 def _coerce_text(fspec: FieldSpec, value: object) -> str:
-    if isinstance(value, bool) or isinstance(value, dict | list):
+    if isinstance(value, bool | dict | list):
         raise _parser_error("String", value)
     text = str(value)
     if fspec.is_text and fspec.length and len(text) > fspec.length:

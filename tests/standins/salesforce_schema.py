@@ -174,9 +174,15 @@ def _pick(*values: str, default: str | None = None) -> tuple[PicklistValue, ...]
 
 def _id() -> FieldSpec:
     return FieldSpec(
-        "Id", "id", "Record ID", length=18, nillable=False, createable=False, updateable=False,
+        "Id",
+        "id",
+        "Record ID",
+        length=18,
+        nillable=False,
+        createable=False,
+        updateable=False,
         defaulted_on_create=True,
-    )  # fmt: skip
+    )
 
 
 def _text(name: str, label: str, length: int, kind: str = "string", **kw: object) -> FieldSpec:
@@ -216,9 +222,14 @@ def _bool(name: str, label: str, **kw: object) -> FieldSpec:
 def _audit() -> tuple[FieldSpec, ...]:
     def stamp(name: str, label: str) -> FieldSpec:
         return FieldSpec(
-            name, "datetime", label, nillable=False, createable=False, updateable=False,
+            name,
+            "datetime",
+            label,
+            nillable=False,
+            createable=False,
+            updateable=False,
             defaulted_on_create=True,
-        )  # fmt: skip
+        )
 
     def user(name: str, label: str, rel: str) -> FieldSpec:
         return _readonly(
@@ -314,18 +325,52 @@ TASK_PRIORITIES = (
 )
 
 INDUSTRIES = (
-    "Agriculture", "Apparel", "Banking", "Biotechnology", "Chemicals", "Communications",
-    "Construction", "Consulting", "Education", "Electronics", "Energy", "Engineering",
-    "Entertainment", "Environmental", "Finance", "Food & Beverage", "Government",
-    "Healthcare", "Hospitality", "Insurance", "Machinery", "Manufacturing", "Media",
-    "Not For Profit", "Other", "Recreation", "Retail", "Shipping", "Technology",
-    "Telecommunications", "Transportation", "Utilities",
-)  # fmt: skip
+    "Agriculture",
+    "Apparel",
+    "Banking",
+    "Biotechnology",
+    "Chemicals",
+    "Communications",
+    "Construction",
+    "Consulting",
+    "Education",
+    "Electronics",
+    "Energy",
+    "Engineering",
+    "Entertainment",
+    "Environmental",
+    "Finance",
+    "Food & Beverage",
+    "Government",
+    "Healthcare",
+    "Hospitality",
+    "Insurance",
+    "Machinery",
+    "Manufacturing",
+    "Media",
+    "Not For Profit",
+    "Other",
+    "Recreation",
+    "Retail",
+    "Shipping",
+    "Technology",
+    "Telecommunications",
+    "Transportation",
+    "Utilities",
+)
 
 ACTIVITY_WHAT_TYPES = (
-    "Account", "Asset", "Campaign", "Case", "Contract", "Opportunity", "Order", "Product2",
-    "Quote", "Solution",
-)  # fmt: skip
+    "Account",
+    "Asset",
+    "Campaign",
+    "Case",
+    "Contract",
+    "Opportunity",
+    "Order",
+    "Product2",
+    "Quote",
+    "Solution",
+)
 FILE_PARENT_TYPES = ("Account", "Contact", "Lead", "Opportunity", "Task", "User")
 
 # Custom fields the stand-in knows the shape of; any other name becomes Text(255).
@@ -341,7 +386,7 @@ KNOWN_CUSTOM_FIELDS: dict[str, FieldSpec] = {
         external_id=True,
         unique=True,
         custom=True,
-    ),  # fmt: skip
+    ),
 }
 
 
@@ -388,18 +433,24 @@ def _lead(lead_sources: tuple[str, ...]) -> tuple[FieldSpec, ...]:
         _bool("DoNotCall", "Do Not Call"),
         _bool("IsConverted", "Converted", createable=False, updateable=False),
         _readonly(FieldSpec("ConvertedDate", "date", "Converted Date")),
-        _readonly(_ref("ConvertedAccountId", "Converted Account ID", ("Account",), "ConvertedAccount")),
-        _readonly(_ref("ConvertedContactId", "Converted Contact ID", ("Contact",), "ConvertedContact")),
+        _readonly(
+            _ref("ConvertedAccountId", "Converted Account ID", ("Account",), "ConvertedAccount")
+        ),
+        _readonly(
+            _ref("ConvertedContactId", "Converted Contact ID", ("Contact",), "ConvertedContact")
+        ),
         _readonly(
             _ref(
-                "ConvertedOpportunityId", "Converted Opportunity ID", ("Opportunity",),
+                "ConvertedOpportunityId",
+                "Converted Opportunity ID",
+                ("Opportunity",),
                 "ConvertedOpportunity",
             )
-        ),  # fmt: skip
+        ),
         _bool("IsUnreadByOwner", "Unread By Owner"),
         _readonly(FieldSpec("LastActivityDate", "date", "Last Activity")),
         *_audit(),
-    )  # fmt: skip
+    )
 
 
 def _contact(lead_sources: tuple[str, ...]) -> tuple[FieldSpec, ...]:
@@ -445,7 +496,7 @@ def _account(lead_sources: tuple[str, ...]) -> tuple[FieldSpec, ...]:
                 "Installation Partner",
                 "Technology Partner",
                 "Other",
-            ),  # fmt: skip
+            ),
         ),
         _ref("ParentId", "Parent Account ID", ("Account",), "Parent"),
         *_address("Billing", "Billing"),
@@ -474,17 +525,23 @@ def _opportunity(lead_sources: tuple[str, ...]) -> tuple[FieldSpec, ...]:
         _picklist("StageName", "Stage", _pick(*(s[0] for s in OPPORTUNITY_STAGES)), nillable=False),
         FieldSpec("Amount", "currency", "Amount", precision=18, scale=2),
         FieldSpec(
-            "Probability", "percent", "Probability (%)", precision=3, scale=0,
+            "Probability",
+            "percent",
+            "Probability (%)",
+            precision=3,
+            scale=0,
             defaulted_on_create=True,
-        ),  # fmt: skip
+        ),
         FieldSpec("CloseDate", "date", "Close Date", nillable=False),
         _picklist(
             "Type",
             "Opportunity Type",
             _pick(
-                "Existing Customer - Upgrade", "Existing Customer - Replacement",
-                "Existing Customer - Downgrade", "New Customer",
-            ),  # fmt: skip
+                "Existing Customer - Upgrade",
+                "Existing Customer - Replacement",
+                "Existing Customer - Downgrade",
+                "New Customer",
+            ),
         ),
         _text("NextStep", "Next Step", 255),
         _picklist("LeadSource", "Lead Source", _pick(*lead_sources)),
@@ -499,25 +556,39 @@ def _opportunity(lead_sources: tuple[str, ...]) -> tuple[FieldSpec, ...]:
         _owner(),
         _readonly(FieldSpec("LastActivityDate", "date", "Last Activity")),
         *_audit(),
-    )  # fmt: skip
+    )
 
 
 def _opportunity_contact_role() -> tuple[FieldSpec, ...]:
     return (
         _id(),
-        _ref("OpportunityId", "Opportunity ID", ("Opportunity",), "Opportunity", nillable=False, updateable=False),
+        _ref(
+            "OpportunityId",
+            "Opportunity ID",
+            ("Opportunity",),
+            "Opportunity",
+            nillable=False,
+            updateable=False,
+        ),
         _ref("ContactId", "Contact ID", ("Contact",), "Contact", nillable=False),
         _picklist(
             "Role",
             "Role",
             _pick(
-                "Business User", "Decision Maker", "Economic Buyer", "Economic Decision Maker",
-                "Evaluator", "Executive Sponsor", "Influencer", "Technical Buyer", "Other",
+                "Business User",
+                "Decision Maker",
+                "Economic Buyer",
+                "Economic Decision Maker",
+                "Evaluator",
+                "Executive Sponsor",
+                "Influencer",
+                "Technical Buyer",
+                "Other",
             ),
         ),
         _bool("IsPrimary", "Primary"),
         *_audit(),
-    )  # fmt: skip
+    )
 
 
 def _task() -> tuple[FieldSpec, ...]:
@@ -525,17 +596,27 @@ def _task() -> tuple[FieldSpec, ...]:
         _id(),
         _ref("WhoId", "Name ID", ("Contact", "Lead"), "Who"),
         _ref("WhatId", "Related To ID", ACTIVITY_WHAT_TYPES, "What"),
-        _text("Subject", "Subject", 255, "combobox", picklist=_pick("Call", "Send Letter", "Send Quote", "Other")),
+        _text(
+            "Subject",
+            "Subject",
+            255,
+            "combobox",
+            picklist=_pick("Call", "Send Letter", "Send Quote", "Other"),
+        ),
         FieldSpec("ActivityDate", "date", "Due Date Only"),
         _picklist(
-            "Status", "Status",
+            "Status",
+            "Status",
             _pick(*(s[0] for s in TASK_STATUSES), default=TASK_STATUSES[0][0]),
-            nillable=False, defaulted_on_create=True,
+            nillable=False,
+            defaulted_on_create=True,
         ),
         _picklist(
-            "Priority", "Priority",
+            "Priority",
+            "Priority",
             _pick(*(p[0] for p in TASK_PRIORITIES), default="Normal"),
-            nillable=False, defaulted_on_create=True,
+            nillable=False,
+            defaulted_on_create=True,
         ),
         _bool("IsHighPriority", "High Priority", createable=False, updateable=False),
         _owner(("Group", "User")),
@@ -551,28 +632,69 @@ def _task() -> tuple[FieldSpec, ...]:
         _bool("IsReminderSet", "Reminder Set"),
         _readonly(FieldSpec("CompletedDateTime", "datetime", "Completed Date/Time")),
         _picklist(
-            "TaskSubtype", "Task Subtype",
+            "TaskSubtype",
+            "Task Subtype",
             _pick("Task", "Email", "ListEmail", "Cadence", "Call", "LinkedIn"),
             updateable=False,
         ),
         *_audit(),
-    )  # fmt: skip
+    )
 
 
 def _content_version() -> tuple[FieldSpec, ...]:
     return (
         _id(),
-        _ref("ContentDocumentId", "ContentDocument ID", ("ContentDocument",), "ContentDocument", updateable=False),
+        _ref(
+            "ContentDocumentId",
+            "ContentDocument ID",
+            ("ContentDocument",),
+            "ContentDocument",
+            updateable=False,
+        ),
         _text("Title", "Title", 255, nillable=False),
         _text("PathOnClient", "Path On Client", 500, nillable=False, updateable=False),
-        FieldSpec("VersionData", "base64", "Version Data", length=0, nillable=False, updateable=False),
+        FieldSpec(
+            "VersionData", "base64", "Version Data", length=0, nillable=False, updateable=False
+        ),
         _text("Description", "Description", 1000, "textarea"),
         _text("ReasonForChange", "Reason For Change", 1000),
-        _ref("FirstPublishLocationId", "First Publish Location ID", FILE_PARENT_TYPES, "FirstPublishLocation", updateable=False),
-        _picklist("ContentLocation", "Content Location", _pick("S", "E", "L", default="S"), nillable=False, defaulted_on_create=True, updateable=False),
-        _picklist("Origin", "Content Origin", _pick("C", "H", default="C"), nillable=False, defaulted_on_create=True, updateable=False),
-        _picklist("SharingOption", "Prevent others from sharing and unsharing", _pick("A", "R", default="A"), nillable=False, defaulted_on_create=True),
-        _picklist("SharingPrivacy", "File Privacy on Records", _pick("N", "P", default="N"), nillable=False, defaulted_on_create=True),
+        _ref(
+            "FirstPublishLocationId",
+            "First Publish Location ID",
+            FILE_PARENT_TYPES,
+            "FirstPublishLocation",
+            updateable=False,
+        ),
+        _picklist(
+            "ContentLocation",
+            "Content Location",
+            _pick("S", "E", "L", default="S"),
+            nillable=False,
+            defaulted_on_create=True,
+            updateable=False,
+        ),
+        _picklist(
+            "Origin",
+            "Content Origin",
+            _pick("C", "H", default="C"),
+            nillable=False,
+            defaulted_on_create=True,
+            updateable=False,
+        ),
+        _picklist(
+            "SharingOption",
+            "Prevent others from sharing and unsharing",
+            _pick("A", "R", default="A"),
+            nillable=False,
+            defaulted_on_create=True,
+        ),
+        _picklist(
+            "SharingPrivacy",
+            "File Privacy on Records",
+            _pick("N", "P", default="N"),
+            nillable=False,
+            defaulted_on_create=True,
+        ),
         _bool("IsLatest", "Is Latest", createable=False, updateable=False),
         _readonly(_text("VersionNumber", "Version Number", 20)),
         _readonly(_text("FileType", "File Type", 20, nillable=False)),
@@ -581,33 +703,66 @@ def _content_version() -> tuple[FieldSpec, ...]:
         _readonly(_text("Checksum", "Checksum", 50)),
         _owner(),
         *_audit(),
-    )  # fmt: skip
+    )
 
 
 def _content_document() -> tuple[FieldSpec, ...]:
     return (
         _id(),
         _text("Title", "Title", 255, nillable=False, createable=False),
-        _readonly(_ref("LatestPublishedVersionId", "Latest Published Version ID", ("ContentVersion",), "LatestPublishedVersion")),
+        _readonly(
+            _ref(
+                "LatestPublishedVersionId",
+                "Latest Published Version ID",
+                ("ContentVersion",),
+                "LatestPublishedVersion",
+            )
+        ),
         _readonly(_text("FileType", "File Type", 20)),
         _readonly(_text("FileExtension", "File Extension", 40)),
         _readonly(FieldSpec("ContentSize", "int", "Size", digits=9)),
         _readonly(_ref("ParentId", "ContentWorkspace ID", ("ContentWorkspace",), None)),
         _ref("OwnerId", "Owner ID", ("User",), "Owner", nillable=False, createable=False),
         *_audit(),
-    )  # fmt: skip
+    )
 
 
 def _content_document_link() -> tuple[FieldSpec, ...]:
     return (
         _id(),
-        _ref("ContentDocumentId", "ContentDocument ID", ("ContentDocument",), "ContentDocument", nillable=False, updateable=False),
-        _ref("LinkedEntityId", "Linked Entity ID", FILE_PARENT_TYPES, "LinkedEntity", nillable=False, updateable=False),
-        _picklist("ShareType", "Share Type", _pick("V", "C", "I", default="V"), nillable=False, defaulted_on_create=True),
-        _picklist("Visibility", "Visibility", _pick("AllUsers", "InternalUsers", "SharedUsers", default="AllUsers"), nillable=False, defaulted_on_create=True),
+        _ref(
+            "ContentDocumentId",
+            "ContentDocument ID",
+            ("ContentDocument",),
+            "ContentDocument",
+            nillable=False,
+            updateable=False,
+        ),
+        _ref(
+            "LinkedEntityId",
+            "Linked Entity ID",
+            FILE_PARENT_TYPES,
+            "LinkedEntity",
+            nillable=False,
+            updateable=False,
+        ),
+        _picklist(
+            "ShareType",
+            "Share Type",
+            _pick("V", "C", "I", default="V"),
+            nillable=False,
+            defaulted_on_create=True,
+        ),
+        _picklist(
+            "Visibility",
+            "Visibility",
+            _pick("AllUsers", "InternalUsers", "SharedUsers", default="AllUsers"),
+            nillable=False,
+            defaulted_on_create=True,
+        ),
         _bool("IsDeleted", "Deleted", createable=False, updateable=False),
         _readonly(FieldSpec("SystemModstamp", "datetime", "System Modstamp", nillable=False)),
-    )  # fmt: skip
+    )
 
 
 def _user() -> tuple[FieldSpec, ...]:
@@ -647,7 +802,7 @@ def _spec(
         "OpportunityContactRole": "Contact Role",
         "ContentDocumentLink": "Content Document Link",
     }
-    return SObjectSpec(name, label.get(name, name), plural, prefix, fields, **kw)  # fmt: skip
+    return SObjectSpec(name, label.get(name, name), plural, prefix, fields, **kw)
 
 
 # Read-only objects are never writable through the API.
@@ -665,7 +820,10 @@ def build_schema(
         "Account": _spec("Account", "Accounts", "001", _account(sources)),
         "Opportunity": _spec("Opportunity", "Opportunities", "006", _opportunity(sources)),
         "OpportunityContactRole": _spec(
-            "OpportunityContactRole", "Contact Roles", "00K", _opportunity_contact_role(),
+            "OpportunityContactRole",
+            "Contact Roles",
+            "00K",
+            _opportunity_contact_role(),
             searchable=False,
         ),
         "Task": _spec("Task", "Tasks", "00T", _task()),
@@ -673,46 +831,78 @@ def build_schema(
             "ContentVersion", "Content Versions", "068", _content_version(), deletable=False
         ),
         "ContentDocument": _spec(
-            "ContentDocument", "Content Documents", "069", _content_document(),
-            createable=False, updateable=False,
+            "ContentDocument",
+            "Content Documents",
+            "069",
+            _content_document(),
+            createable=False,
+            updateable=False,
         ),
         "ContentDocumentLink": _spec(
-            "ContentDocumentLink", "Content Document Links", "06A", _content_document_link(),
-            updateable=False, searchable=False,
+            "ContentDocumentLink",
+            "Content Document Links",
+            "06A",
+            _content_document_link(),
+            updateable=False,
+            searchable=False,
         ),
         "User": _spec("User", "Users", "005", _user(), **_READ_ONLY),
         "OpportunityStage": _spec(
-            "OpportunityStage", "Opportunity Stages", "01J",
-            _picklist_master((
-                _bool("IsClosed", "Closed"), _bool("IsWon", "Won"),
-                FieldSpec("DefaultProbability", "percent", "Probability (%)", precision=3, scale=0),
-                _text("ForecastCategoryName", "Forecast Category Name", 40),
-            )),
+            "OpportunityStage",
+            "Opportunity Stages",
+            "01J",
+            _picklist_master(
+                (
+                    _bool("IsClosed", "Closed"),
+                    _bool("IsWon", "Won"),
+                    FieldSpec(
+                        "DefaultProbability", "percent", "Probability (%)", precision=3, scale=0
+                    ),
+                    _text("ForecastCategoryName", "Forecast Category Name", 40),
+                )
+            ),
             **_READ_ONLY,
         ),
         "LeadStatus": _spec(
-            "LeadStatus", "Lead Status Values", "01J",
-            _picklist_master((_bool("IsDefault", "Is Default"), _bool("IsConverted", "Is Converted"))),
+            "LeadStatus",
+            "Lead Status Values",
+            "01J",
+            _picklist_master(
+                (_bool("IsDefault", "Is Default"), _bool("IsConverted", "Is Converted"))
+            ),
             **_READ_ONLY,
         ),
         "TaskStatus": _spec(
-            "TaskStatus", "Task Status Values", "01J",
+            "TaskStatus",
+            "Task Status Values",
+            "01J",
             _picklist_master((_bool("IsDefault", "Is Default"), _bool("IsClosed", "Is Closed"))),
             **_READ_ONLY,
         ),
         "TaskPriority": _spec(
-            "TaskPriority", "Task Priority Values", "01J",
-            _picklist_master((_bool("IsDefault", "Is Default"), _bool("IsHighPriority", "Is High"))),
+            "TaskPriority",
+            "Task Priority Values",
+            "01J",
+            _picklist_master(
+                (_bool("IsDefault", "Is Default"), _bool("IsHighPriority", "Is High"))
+            ),
             **_READ_ONLY,
         ),
-    }  # fmt: skip
+    }
     for sobject, names in custom_fields.items():
         base = objects[sobject]
         added = tuple(custom_field(n) for n in names if base.field(n) is None)
         objects[sobject] = SObjectSpec(
-            base.name, base.label, base.label_plural, base.key_prefix, base.fields + added,
-            base.createable, base.updateable, base.deletable, base.searchable,
-        )  # fmt: skip
+            base.name,
+            base.label,
+            base.label_plural,
+            base.key_prefix,
+            base.fields + added,
+            base.createable,
+            base.updateable,
+            base.deletable,
+            base.searchable,
+        )
     return objects
 
 
