@@ -245,6 +245,7 @@ class Intake:
         """An intake restored from ``to_json()``; it must belong to ``business``."""
         try:
             state = _State.model_validate_json(data)
+            CallerDetails.model_validate(state.details)
         except ValidationError:
             raise IntakeStateError("stored intake state is not readable") from None
         if state.business_number != business.number:

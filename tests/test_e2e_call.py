@@ -125,3 +125,62 @@ async def test_call_end_to_end_to_local_crm(
     speakers = [t.speaker for t in summary.transcript]
     assert "caller" in speakers and "agent" in speakers
     assert any(t.interrupted for t in summary.transcript if t.speaker == "agent")
+
+
+async def test_call_end_to_end_to_salesforce(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin,
+    salesforce_standin,
+    salesforce_ca_env,
+) -> None:  # type: ignore[no-untyped-def]
+    """The issue's must-show: one signed call with a barge-in → exactly one Lead in
+    Salesforce with name, E.164 phone, need, Rating and LeadSource, the transcript attached,
+    and the call and its summary in the database."""
+    ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    app = await start_app(
+        twilio_account_sid=twilio_standin.account_sid,
+        twilio_auth_token=twilio_standin.auth_token,
+        twilio_api_base_url=twilio_standin.api_base_url,
+        openai_api_key=ai.api_key,
+        openai_base_url=ai.base_url,
+        salesforce_login_url=salesforce_standin.login_url,
+        salesforce_client_id=salesforce_standin.client_id,
+        salesforce_client_secret=salesforce_standin.client_secret,
+    )
+    result = await run_john_call(app, twilio_standin)
+
+    # Barge-in: nothing queued before the clear reached the caller, and the truncate's
+    # audio_end_ms is exactly a mark the caller echoed for that item, never past the audio sent.
+    assert result.cleared_audio_ms > 0
+    assert result.played_after_clear == []
+    session = ai.sessions[0]
+    assert session.violations == []
+    (truncate,) = session.truncates
+    echoed = {
+        int(name.rpartition(":")[2])
+        for name in result.marks_echoed
+        if name.startswith(truncate["item_id"] + ":")
+    }
+    assert truncate["audio_end_ms"] in echoed | {0}
+    assert truncate["audio_end_ms"] < max(echoed)
+
+    store = app.services.store
+    await wait_for(
+        lambda: (job := store.outbox_job(result.call_sid)) is not None and job.state == "delivered"
+    )
+    (lead,) = salesforce_standin.records("Lead")
+    assert (lead["FirstName"], lead["LastName"]) == ("John", "Smith")
+    assert lead["Phone"] == CALLER
+    assert lead["Rating"] == "Warm"
+    assert lead["LeadSource"] == "Phone Call - AI Receptionist"
+    assert "Water heater replacement quote" in lead["Description"]
+    tasks = salesforce_standin.records("Task")
+    assert any(
+        t.get("CallObject") == result.call_sid and t.get("WhoId") == lead["Id"] for t in tasks
+    )
+    versions = salesforce_standin.records("ContentVersion")
+    assert any(v.get("FirstPublishLocationId") == lead["Id"] for v in versions)
+    summary = store.get_summary(result.call_sid)
+    call = store.get_call(result.call_sid)
+    assert summary is not None and call is not None and call.state == "finalized"

@@ -66,6 +66,7 @@ class TinyApp:
     stream: StreamHandler | None = None
     hits: list[Hit] = field(default_factory=list)
     streams: list[StreamSide] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)
 
     def hits_to(self, path: str) -> list[Hit]:
         return [hit for hit in self.hits if hit.path == path]
@@ -148,6 +149,7 @@ def build_app(tiny: TinyApp) -> FastAPI:
             return Response(status_code=403)
         handler = tiny.routes.get(path)
         body = handler(params) if handler else "<Response/>"
+        tiny.answered_at.append(asyncio.get_running_loop().time())
         return Response(content=body, media_type=TWIML)
 
     @app.websocket("/twilio/stream")
@@ -413,10 +415,11 @@ async def test_frames_flow_every_20_ms_of_audio_time(
     assert [m["media"]["timestamp"] for m in media] == [str(20 * i) for i in range(20)]
     speaking = [audio.rms(f) > 1000 for f in frames]
     assert speaking == [False] * 5 + [True] * 10 + [False] * 5
-    # Pacing: frame n cannot arrive before n * 20 ms / speed after the first one.
+    # Pacing: the stream starts after the app answered the webhook, and frame n is not sent
+    # before n * 20 ms / speed into the stream.
+    answered = tiny.answered_at[0]
     times = [t for t, m in zip(side.arrivals, side.received, strict=True) if m["event"] == "media"]
-    for n, t in enumerate(times):
-        assert t - times[0] >= n * 0.020 / speed - 0.002
+    assert all(t - answered >= n * 0.020 / speed for n, t in enumerate(times))
     assert side.received[-1]["event"] == "stop"
     assert side.received[-1]["stop"] == {
         "accountSid": standin.account_sid,
