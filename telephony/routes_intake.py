@@ -15,7 +15,7 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from agent.business import Business
 from agent.details import CallerDetails
-from agent.intake import Intake
+from agent.intake import Intake, IntakeStateError
 from agent.summary import TranscriptTurn
 from crm.store import CallRecord
 from telephony import twiml
@@ -71,7 +71,7 @@ def _business(services: Services, call: CallRecord) -> Business | None:
 
 
 @router.post("/resume")
-async def resume(request: Request, services: ServicesDep) -> Response:
+async def resume(request: Request, services: ServicesDep, background: BackgroundTasks) -> Response:
     """Reached when the Media Stream ends while the caller is still on the line."""
     params = await signed_form(request, services)
     call = services.store.get_call(params.get("CallSid", ""))
@@ -86,6 +86,9 @@ async def resume(request: Request, services: ServicesDep) -> Response:
     intake = Intake(business, call.caller_phone, known=known, resumed=True)
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
+    if intake.done:  # the conversation had already learned everything
+        background.add_task(services.finalizer.finalize, call.call_sid, reason="intake after drop")
+        return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
     return _gather(services, intake)
 
 
@@ -99,7 +102,16 @@ async def answer(request: Request, services: ServicesDep, background: Background
     business = _business(services, call)
     if business is None:
         return twiml_response(twiml.hang_up())
-    intake = Intake.from_json(call.intake_json, business)
+    try:
+        intake = Intake.from_json(call.intake_json, business)
+    except IntakeStateError:
+        log.error(
+            "call %s: stored intake state is unreadable; finalizing what we have", call.call_sid
+        )
+        background.add_task(services.finalizer.finalize, call.call_sid, reason="intake state lost")
+        return twiml_response(
+            twiml.say_and_hang_up("Thank you. The team will call you back as soon as possible.")
+        )
     speech = params.get("SpeechResult") or None
     confidence = params.get("Confidence")
     try:
