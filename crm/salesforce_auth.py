@@ -5,7 +5,8 @@ Three ways in, picked from ``SalesforceConfig`` in this order:
 - a given access token + instance URL (``access_token``/``instance_url``); when client
   credentials or a JWT key are configured too, they are used to renew it;
 - JWT bearer (``username`` + ``private_key_file``): an RS256 assertion with iss = client
-  id, sub = username, aud = login URL, exp ≤ 3 minutes, posted to the token endpoint;
+  id, sub = username, aud = the login server (see ``jwt_audience``), exp ≤ 3 minutes,
+  posted to the token endpoint;
 - client credentials (``client_id`` + ``client_secret``), the default.
 
 simple-salesforce only builds ``*.salesforce.com`` login URLs, so the token request is
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
+from urllib.parse import urlsplit
 
 import jwt
 import requests
@@ -202,7 +204,7 @@ class SalesforceAuth:
         claims = {
             "iss": self.config.client_id,
             "sub": self.config.username,
-            "aud": self.config.login_url.rstrip("/"),
+            "aud": jwt_audience(self.config.login_url),
             "exp": int(time.time()) + JWT_LIFETIME_SECONDS,
         }
         try:
@@ -212,6 +214,18 @@ class SalesforceAuth:
                 f"SALESFORCE_PRIVATE_KEY_FILE {path} is not a usable RSA private key "
                 f"({type(exc).__name__})"
             ) from None
+
+
+def jwt_audience(login_url: str) -> str:
+    """The JWT ``aud``. Salesforce documents only https://login.salesforce.com and
+    https://test.salesforce.com as audiences, so a My Domain URL maps to the one of its
+    kind (sandbox or production); any other host (a stand-in, a proxy) gets its own URL."""
+    url = login_url.rstrip("/")
+    host = (urlsplit(url).hostname or "").lower()
+    if host.endswith(".salesforce.com"):
+        sandbox = host == "test.salesforce.com" or ".sandbox." in host
+        return "https://test.salesforce.com" if sandbox else "https://login.salesforce.com"
+    return url
 
 
 def _json_or_empty(response: requests.Response) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from crm.errors import (
     CrmRateLimitedError,
     CrmTransientError,
 )
+from crm.org_schema import FieldInfo, ObjectSchema
 from crm.salesforce import SalesforceCrm
 from tests.standins.salesforce import SalesforceStandin
 
@@ -37,8 +39,8 @@ def standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[SalesforceStandin]:
         client_secret=CLIENT_SECRET,
         custom_fields={"Lead": ["Urgency_Level__c"]},
     ) as server:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_bundle))
-        monkeypatch.setenv("SSL_CERT_FILE", str(server.ca_bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_bundle)
+        monkeypatch.setenv("SSL_CERT_FILE", server.ca_bundle)
         yield server
 
 
@@ -151,6 +153,7 @@ def test_new_prospect_quote_becomes_a_warm_lead_in_three_requests(
     assert (lead["Rating"], lead["Status"]) == ("Warm", "Open - Not Contacted")
     assert lead["LeadSource"] == "Phone Call - AI Receptionist"
     assert lead["Phone"] == "+14155550101" and lead["Urgency_Level__c"] == 2
+    assert lead["_auto_assign"] is True
     tasks = {t["Subject"]: t for t in standin.records("Task")}
     call = tasks["Call: HVAC replacement quote"]
     assert (call["WhoId"], call["CallObject"], call["Status"]) == (
@@ -262,11 +265,27 @@ def test_server_error_is_transient_and_the_retry_duplicates_nothing(
 
 
 def test_timeout_is_transient(standin: SalesforceStandin) -> None:
+    standin.timeout_seconds = 1.0  # how long the stand-in stalls before hanging up
     crm = SalesforceCrm(config_for(standin, timeout_seconds=0.5))
     crm.schema()
     standin.inject_fault("timeout", path_contains="/search")
     with pytest.raises(CrmTransientError):
         crm.deliver(quote_request(), PROFILE)
+
+
+def test_lost_response_after_commit_is_retried_without_duplicates(
+    standin: SalesforceStandin,
+) -> None:
+    standin.timeout_seconds = 1.0
+    crm = SalesforceCrm(config_for(standin, timeout_seconds=0.5))
+    crm.schema()
+    standin.inject_fault("timeout_after_processing", path_contains="/composite")
+    with pytest.raises(CrmTransientError):
+        crm.deliver(quote_request(), PROFILE)
+    assert len(standin.records("Lead")) == 1  # the org did commit
+    again = crm.deliver(quote_request(), PROFILE)
+    assert again.already_delivered and again.record_id == standin.records("Lead")[0]["Id"]
+    assert len(standin.records("Lead")) == 1 and len(standin.records("Task")) == 2
 
 
 def test_request_limit_exceeded_is_rate_limited(
@@ -282,11 +301,11 @@ def test_expired_token_mid_run_is_renewed_once(
     standin: SalesforceStandin, crm: SalesforceCrm
 ) -> None:
     crm.deliver(quote_request(), PROFILE)
-    tokens_before = len(standin.token_requests)
+    tokens_before = standin.token_requests
     standin.expire_tokens()
     result = crm.deliver(burst_pipe(), PROFILE)
     assert result.record_type == "Lead"
-    assert len(standin.token_requests) == tokens_before + 1
+    assert standin.token_requests == tokens_before + 1
     assert len(standin.records("Lead")) == 2
 
 
@@ -294,10 +313,10 @@ def test_persistent_401_is_an_auth_error_after_one_renewal(
     standin: SalesforceStandin, crm: SalesforceCrm
 ) -> None:
     standin.inject_fault("401", times=2)
-    tokens_before = len(standin.token_requests)
+    tokens_before = standin.token_requests
     with pytest.raises(CrmAuthError):
         crm.deliver(quote_request(), PROFILE)
-    assert len(standin.token_requests) == tokens_before + 1
+    assert standin.token_requests == tokens_before + 1
 
 
 def test_wrong_client_secret_is_an_auth_error_without_the_secret(
@@ -310,20 +329,45 @@ def test_wrong_client_secret_is_an_auth_error_without_the_secret(
 
 
 def test_rejected_field_is_dropped_and_reported(standin: SalesforceStandin) -> None:
-    # The describe we cached still lists Lead.Urgency_Level__c; an admin has since deleted
-    # it, so the org answers INVALID_FIELD. The Lead is written without it, nothing lost.
-    with SalesforceStandin(client_id=CLIENT_ID, client_secret=CLIENT_SECRET) as plain_org:
-        stale = SalesforceCrm(config_for(standin)).schema()
-        crm = SalesforceCrm(config_for(plain_org), schema=stale)
-        result = crm.deliver(quote_request(), PROFILE)
-        lead = only(plain_org.records("Lead"))
-        assert lead["Rating"] == "Warm" and "Urgency_Level__c" not in lead
-        assert len(plain_org.records("Task")) == 2
-        assert len(result.warnings) == 1
-        assert result.warnings[0].startswith(
-            "Lead.Urgency_Level__c rejected by the org (INVALID_FIELD"
+    # Our cached describe lists Lead.Preferred_Tech__c and the business fixes its value;
+    # an admin has since deleted the field, so the org answers INVALID_FIELD. The Lead is
+    # written without it and the loss reported: nothing else is lost.
+    described = SalesforceCrm(config_for(standin)).schema()
+    lead_schema = described.objects["Lead"]
+    stale = described.with_object(
+        ObjectSchema(
+            "Lead",
+            {
+                **lead_schema.fields,
+                "Preferred_Tech__c": FieldInfo("Preferred_Tech__c", "string", 80),
+            },
         )
-        assert result.api_requests == len(plain_org.api_requests) == 4
+    )
+    profile = replace(PROFILE, field_overrides={"Lead": {"Preferred_Tech__c": "=Anyone"}})
+    crm = SalesforceCrm(config_for(standin), schema=stale)
+    standin.reset_counts()
+    result = crm.deliver(quote_request(), profile)
+    lead = only(standin.records("Lead"))
+    assert lead["Rating"] == "Warm" and "Preferred_Tech__c" not in lead
+    assert len(standin.records("Task")) == 2 and len(standin.records("ContentVersion")) == 1
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith(
+        "Lead.Preferred_Tech__c rejected by the org (INVALID_FIELD"
+    )
+    assert result.api_requests == len(standin.api_requests) == 4
+
+
+def test_field_deleted_since_describe_is_described_again(standin: SalesforceStandin) -> None:
+    with SalesforceStandin(
+        client_id=CLIENT_ID, client_secret=CLIENT_SECRET, custom_fields={}
+    ) as plain_org:
+        stale = SalesforceCrm(config_for(standin)).schema()  # has Lead.Urgency_Level__c
+        crm = SalesforceCrm(config_for(plain_org), schema=stale)
+        result = crm.deliver(burst_pipe(), PROFILE)
+        lead = only(plain_org.records("Lead"))
+        assert lead["Rating"] == "Hot" and "Urgency_Level__c" not in lead
+        assert result.warnings == ()
+        assert not crm.schema().has_field("Lead", "Urgency_Level__c")
 
 
 def test_duplicate_rule_attaches_the_call_to_the_match(
@@ -332,7 +376,7 @@ def test_duplicate_rule_attaches_the_call_to_the_match(
     existing = standin.add_record(
         "Lead", {"LastName": "Doe", "Company": "Doe Household", "Email": "john@example.com"}
     )
-    standin.inject_fault("duplicates", path_contains="/composite")
+    standin.inject_fault("duplicates", path_contains="/sobjects/Lead")
     result = crm.deliver(quote_request(), PROFILE)
     assert (result.record_type, result.record_id) == ("Lead", existing)
     assert [lead["Id"] for lead in standin.records("Lead")] == [existing]
@@ -389,10 +433,10 @@ def test_jwt_bearer_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     with SalesforceStandin(
         client_id=CLIENT_ID,
         client_secret=CLIENT_SECRET,
-        jwt_public_key_pem=public.decode(),
+        jwt_public_key_pem=public,
         jwt_username="integration@acme.example",
     ) as server:
-        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(server.ca_bundle))
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_bundle)
         config = SalesforceConfig(
             login_url=server.login_url,
             client_id=CLIENT_ID,
@@ -431,3 +475,25 @@ def test_check_says_what_is_missing(standin: SalesforceStandin) -> None:
     assert "SALESFORCE_CLIENT_ID" in report.lines[0]
     bad = check_salesforce(config_for(standin, client_secret="nope"))
     assert not bad.ok and "CrmAuthError" in bad.lines[-1]
+
+
+def test_two_contacts_on_one_phone_pick_same_last_name_and_say_so(
+    standin: SalesforceStandin, crm: SalesforceCrm
+) -> None:
+    standin.add_record("Contact", {"LastName": "Brown", "Phone": "4155550101"})
+    doe = standin.add_record("Contact", {"LastName": "Doe", "Phone": "+1 (415) 555-0101"})
+    result = crm.deliver(quote_request(), PROFILE)
+    assert (result.record_type, result.record_id) == ("Contact", doe)
+    call = next(t for t in standin.records("Task") if t["Subject"].startswith("Call:"))
+    assert f"2 Contacts match this caller; chose {doe}" in call["Description"]
+
+
+def test_callback_number_finds_the_customer_when_caller_id_does_not(
+    standin: SalesforceStandin, crm: SalesforceCrm
+) -> None:
+    _, jane = seed_jane(standin)
+    summary = quote_request(caller_phone="+12125550000", callback_phone="415-555-0123")
+    result = crm.deliver(summary, PROFILE)
+    assert (result.record_type, result.record_id) == ("Contact", jane)
+    assert standin.records("Lead") == []
+    assert len(standin.api_requests) == 3

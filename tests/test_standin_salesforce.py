@@ -15,7 +15,7 @@ import pytest
 import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from simple_salesforce import Salesforce
+from simple_salesforce import Salesforce, format_soql
 from simple_salesforce.exceptions import (
     SalesforceExpiredSession,
     SalesforceGeneralError,
@@ -26,8 +26,10 @@ from simple_salesforce.exceptions import (
 )
 
 from tests.standins.salesforce import SalesforceStandin
+from tests.standins.salesforce_records import make_id
 
 VERSION = "62.0"
+MISSING_LEAD_ID = make_id("00Q", 10**9)  # well formed, never issued
 
 
 # ---------------------------------------------------------------- fixtures and helpers
@@ -157,28 +159,22 @@ def test_unknown_grant_type_is_unsupported(
     assert response.json()["error"] == "unsupported_grant_type"
 
 
+RsaKeys = tuple[rsa.RSAPrivateKey, bytes, rsa.RSAPrivateKey]
+
+
 @pytest.fixture(scope="module")
-def rsa_keys() -> tuple[bytes, bytes, bytes]:
-    """(private PEM, public PEM, another private PEM)."""
-
-    def private() -> rsa.RSAPrivateKey:
-        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-    key, other = private(), private()
-    pem = serialization.Encoding.PEM
-    return (
-        key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
-        key.public_key().public_bytes(pem, serialization.PublicFormat.SubjectPublicKeyInfo),
-        other.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ),
+def rsa_keys() -> RsaKeys:
+    """(private key, its public PEM, an unrelated private key)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    return key, public_pem, other
 
 
 @pytest.fixture
-def jwt_standin(rsa_keys: tuple[bytes, bytes, bytes]) -> Iterator[SalesforceStandin]:
+def jwt_standin(rsa_keys: RsaKeys) -> Iterator[SalesforceStandin]:
     with SalesforceStandin(
         jwt_public_key_pem=rsa_keys[1], jwt_username="integration@acme.example"
     ) as standin:
@@ -190,13 +186,16 @@ def _jwt_token_request(standin: SalesforceStandin, assertion: str) -> requests.R
         session.trust_env = False
         return session.post(
             f"{standin.login_url}/services/oauth2/token",
-            data={"grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer", "assertion": assertion},
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:jwt-bearer",
+                "assertion": assertion,
+            },
             verify=standin.ca_bundle,
         )
 
 
 def test_jwt_bearer_grant_accepts_a_valid_assertion(
-    jwt_standin: SalesforceStandin, rsa_keys: tuple[bytes, bytes, bytes]
+    jwt_standin: SalesforceStandin, rsa_keys: RsaKeys
 ) -> None:
     claims = {
         "iss": jwt_standin.client_id,
@@ -216,7 +215,12 @@ def test_jwt_bearer_grant_accepts_a_valid_assertion(
         ({"aud": "https://elsewhere.example"}, 0, "invalid_grant", "audience is invalid"),
         ({"exp": int(time.time()) - 10}, 0, "invalid_grant", "expired authorization code"),
         ({"exp": int(time.time()) + 3600}, 0, "invalid_grant", "invalid assertion"),
-        ({"sub": "stranger@acme.example"}, 0, "invalid_grant", "user hasn't approved this consumer"),
+        (
+            {"sub": "stranger@acme.example"},
+            0,
+            "invalid_grant",
+            "user hasn't approved this consumer",
+        ),
         ({"iss": "another-app"}, 0, "invalid_client_id", "client identifier invalid"),
         ({}, 2, "invalid_grant", "invalid assertion"),
     ],
@@ -224,7 +228,7 @@ def test_jwt_bearer_grant_accepts_a_valid_assertion(
 )
 def test_jwt_bearer_grant_refuses_bad_assertions(
     jwt_standin: SalesforceStandin,
-    rsa_keys: tuple[bytes, bytes, bytes],
+    rsa_keys: RsaKeys,
     change: dict[str, Any],
     key_index: int,
     error: str,
@@ -257,9 +261,7 @@ def test_data_requests_need_a_valid_bearer_token(
         ]
 
 
-def test_expired_tokens_are_refused(
-    salesforce_standin: SalesforceStandin, sf: Salesforce
-) -> None:
+def test_expired_tokens_are_refused(salesforce_standin: SalesforceStandin, sf: Salesforce) -> None:
     assert sf.Lead.describe()["name"] == "Lead"
     salesforce_standin.expire_tokens()
     with pytest.raises(SalesforceExpiredSession) as exc:
@@ -271,7 +273,7 @@ def test_versions_are_listed_without_authentication(
     salesforce_standin: SalesforceStandin, http: requests.Session, token: str
 ) -> None:
     versions = http.get(f"{salesforce_standin.instance_url}/services/data/").json()
-    assert [v["version"] for v in versions][0] == "50.0"
+    assert versions[0]["version"] == "50.0"
     assert {"label": "Winter '25", "url": "/services/data/v62.0", "version": "62.0"} in versions
     assert versions[-1]["version"] == "64.0"
     old = http.get(
@@ -294,8 +296,9 @@ def test_limit_info_header_counts_api_requests(
     assert salesforce_standin.soql_queries == ["SELECT Id FROM Lead"]
     salesforce_standin.reset_counts()
     assert salesforce_standin.api_requests == []
-    sf.Lead.describe()
-    assert sf.Lead.api_usage["api-usage"].used == 3  # the org's usage keeps counting
+    lead = sf.Lead
+    lead.describe()
+    assert lead.api_usage["api-usage"].used == 3  # the org's usage keeps counting
 
 
 # ---------------------------------------------------------------- describe
@@ -322,14 +325,23 @@ def test_lead_describe_has_the_real_fields(sf: Salesforce) -> None:
     assert [p["value"] for p in status["picklistValues"] if p["defaultValue"]] == [
         "Open - Not Contacted"
     ]
-    assert set(status["picklistValues"][0]) == {"active", "defaultValue", "label", "validFor", "value"}
+    assert set(status["picklistValues"][0]) == {
+        "active",
+        "defaultValue",
+        "label",
+        "validFor",
+        "value",
+    }
     assert [p["value"] for p in fields["Rating"]["picklistValues"]] == ["Hot", "Warm", "Cold"]
     sources = [p["value"] for p in fields["LeadSource"]["picklistValues"]]
     assert "Phone Call - AI Receptionist" in sources
     assert "Phone Call - Emergency" in sources
     urgency = fields["Urgency_Level__c"]
     assert (urgency["type"], urgency["precision"], urgency["scale"], urgency["custom"]) == (
-        "double", 1, 0, True
+        "double",
+        1,
+        0,
+        True,
     )
     assert "Call_SID__c" not in fields
 
@@ -368,10 +380,13 @@ def test_stage_semantics_come_from_opportunity_stage(sf: Salesforce) -> None:
     assert default_status["records"][0]["ApiName"] == "Open - Not Contacted"
 
 
-def test_configured_custom_fields_appear(rsa_keys: tuple[bytes, bytes, bytes]) -> None:
-    with SalesforceStandin(
-        custom_fields={"Lead": ["Call_SID__c"], "Task": ["Call_SID__c"]}
-    ) as standin, requests.Session() as session:
+def test_configured_custom_fields_appear() -> None:
+    with (
+        SalesforceStandin(
+            custom_fields={"Lead": ["Call_SID__c"], "Task": ["Call_SID__c"]}
+        ) as standin,
+        requests.Session() as session,
+    ):
         session.trust_env = False
         session.verify = standin.ca_bundle
         headers = auth(standin.issue_token())
@@ -499,7 +514,7 @@ def test_task_on_contact_derives_account_and_closed_flags(
          ["Title", "PathOnClient", "VersionData"], None),
         ("Task", {"WhoId": "not-an-id"}, "MALFORMED_ID", ["WhoId"],
          "Name ID: id value of incorrect type: not-an-id"),
-        ("Task", {"WhoId": "00Q5g0000000zzzAAA"}, "INVALID_CROSS_REFERENCE_KEY", ["WhoId"], None),
+        ("Task", {"WhoId": MISSING_LEAD_ID}, "INVALID_CROSS_REFERENCE_KEY", ["WhoId"], None),
         ("Contact", {"LastName": "D", "AccountId": "00Q5g000000001AAAA"}, "MALFORMED_ID",
          ["AccountId"], None),
         ("Task", {"Subject": "x" * 256}, "STRING_TOO_LONG", ["Subject"], None),
@@ -552,7 +567,9 @@ def test_malformed_json_and_unknown_rows(
         headers={**auth(token), "Content-Type": "application/json"},
     )
     assert (bad.status_code, bad.json()[0]["errorCode"]) == (400, "JSON_PARSER_ERROR")
-    missing = http.get(url(salesforce_standin, "sobjects/Lead/00Q5g0000000zzzAAA"), headers=auth(token))
+    missing = http.get(
+        url(salesforce_standin, f"sobjects/Lead/{MISSING_LEAD_ID}"), headers=auth(token)
+    )
     assert missing.status_code == 404
     assert missing.json() == [
         {"message": "The requested resource does not exist", "errorCode": "NOT_FOUND"}
@@ -568,7 +585,7 @@ def test_content_version_with_first_publish_location_links_the_record(
     salesforce_standin: SalesforceStandin, sf: Salesforce, http: requests.Session, token: str
 ) -> None:
     lead = seed_lead(salesforce_standin)
-    transcript = "Caller: my basement is flooding\n".encode()
+    transcript = b"Caller: my basement is flooding\n"
     version_id = sf.ContentVersion.create(
         {
             "Title": "Call transcript",
@@ -583,14 +600,20 @@ def test_content_version_with_first_publish_location_links_the_record(
     assert (version["FileType"], version["ContentSize"]) == ("TEXT", len(transcript))
     assert version["VersionData"].endswith(f"/ContentVersion/{version_id}/VersionData")
     links = sf.query(
-        "SELECT ContentDocumentId, LinkedEntityId FROM ContentDocumentLink"
-        f" WHERE LinkedEntityId = '{lead}'"
+        format_soql(
+            "SELECT ContentDocumentId, LinkedEntityId FROM ContentDocumentLink"
+            " WHERE LinkedEntityId = {}",
+            lead,
+        )
     )["records"]
     assert [(r["ContentDocumentId"], r["LinkedEntityId"]) for r in links] == [
         (version["ContentDocumentId"], lead)
     ]
     assert links[0]["attributes"]["type"] == "ContentDocumentLink"
-    blob = http.get(url(salesforce_standin, f"sobjects/ContentVersion/{version_id}/VersionData"), headers=auth(token))
+    blob = http.get(
+        url(salesforce_standin, f"sobjects/ContentVersion/{version_id}/VersionData"),
+        headers=auth(token),
+    )
     assert blob.content == transcript
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.query("SELECT Id FROM ContentDocumentLink")
@@ -602,7 +625,9 @@ def test_content_version_with_first_publish_location_links_the_record(
 
 @pytest.fixture
 def call_sid_standin() -> Iterator[SalesforceStandin]:
-    with SalesforceStandin(custom_fields={"Lead": ["Urgency_Level__c"], "Task": ["Call_SID__c"]}) as standin:
+    with SalesforceStandin(
+        custom_fields={"Lead": ["Urgency_Level__c"], "Task": ["Call_SID__c"]}
+    ) as standin:
         yield standin
 
 
@@ -657,7 +682,9 @@ def _trusting_session(standin: SalesforceStandin) -> requests.Session:
 # ---------------------------------------------------------------- SOQL
 
 
-def test_soql_filters_order_and_limit(salesforce_standin: SalesforceStandin, sf: Salesforce) -> None:
+def test_soql_filters_order_and_limit(
+    salesforce_standin: SalesforceStandin, sf: Salesforce
+) -> None:
     seed_lead(salesforce_standin, LastName="Able", Rating="Hot", Urgency_Level__c=5)
     seed_lead(salesforce_standin, LastName="Baker", Rating="Warm", Urgency_Level__c=3)
     seed_lead(salesforce_standin, LastName="Carter", Rating="Cold", IsConverted=True)
@@ -676,11 +703,12 @@ def test_soql_filters_order_and_limit(salesforce_standin: SalesforceStandin, sf:
     assert names("SELECT LastName FROM Lead WHERE Rating != 'Hot' ORDER BY LastName LIMIT 2") == [
         "Baker", "Carter"
     ]  # fmt: skip
-    assert names("SELECT LastName FROM Lead WHERE LastName LIKE '%a%' AND Urgency_Level__c >= 4") == [
-        "Able"
-    ]  # fmt: skip
     assert names(
-        "SELECT LastName FROM Lead WHERE (Rating = 'Hot' OR Rating = 'Cold') AND NOT IsConverted = true"
+        "SELECT LastName FROM Lead WHERE LastName LIKE '%a%' AND Urgency_Level__c >= 4"
+    ) == ["Able"]
+    assert names(
+        "SELECT LastName FROM Lead"
+        " WHERE (Rating = 'Hot' OR Rating = 'Cold') AND NOT IsConverted = true"
     ) == ["Able"]
     assert sf.query("SELECT COUNT() FROM Lead WHERE IsConverted = false")["totalSize"] == 3
 
@@ -696,7 +724,9 @@ def test_soql_string_escapes_keep_values_values(
     assert injected["totalSize"] == 0
 
 
-def test_soql_parent_relationship_fields(salesforce_standin: SalesforceStandin, sf: Salesforce) -> None:
+def test_soql_parent_relationship_fields(
+    salesforce_standin: SalesforceStandin, sf: Salesforce
+) -> None:
     account = salesforce_standin.add_record("Account", {"Name": "Doe Household"})
     salesforce_standin.add_record("Contact", {"LastName": "Doe", "AccountId": account})
     salesforce_standin.add_record("Contact", {"LastName": "Loner"})
@@ -742,12 +772,16 @@ def callers(salesforce_standin: SalesforceStandin) -> dict[str, str]:
             "Contact", {"LastName": "Doe", "Phone": "(415) 555-0100", "Email": "jo-ann@example.com"}
         ),
         "lead": seed_lead(salesforce_standin, LastName="Roe", MobilePhone="+1 415-555-0100"),
-        "converted": seed_lead(salesforce_standin, LastName="Poe", Phone="415.555.0100", IsConverted=True),
+        "converted": seed_lead(
+            salesforce_standin, LastName="Poe", Phone="415.555.0100", IsConverted=True
+        ),
         "other": seed_lead(salesforce_standin, LastName="Zoe", Phone="(212) 555-0199"),
     }
 
 
-@pytest.mark.parametrize("term", ["4155550100", "\\+14155550100", "415\\-555\\-0100", "\\(415\\) 555\\-0100"])
+@pytest.mark.parametrize(
+    "term", ["4155550100", "\\+14155550100", "415\\-555\\-0100", "\\(415\\) 555\\-0100"]
+)
 def test_sosl_phone_search_ignores_punctuation(
     sf: Salesforce, callers: dict[str, str], term: str
 ) -> None:
@@ -760,7 +794,9 @@ def test_sosl_phone_search_ignores_punctuation(
 
 
 def test_sosl_email_search(sf: Salesforce, callers: dict[str, str]) -> None:
-    result = sf.search("FIND {jo\\-ann@example.com} IN EMAIL FIELDS RETURNING Contact(Id), Lead(Id)")
+    result = sf.search(
+        "FIND {jo\\-ann@example.com} IN EMAIL FIELDS RETURNING Contact(Id), Lead(Id)"
+    )
     assert [r["Id"] for r in result["searchRecords"]] == [callers["contact"]]
 
 
@@ -972,7 +1008,9 @@ def test_injected_http_faults_fail_once_then_recover(
     assert sf.Lead.create({"LastName": "Doe", "Company": "Doe Household"})["success"] is True
 
 
-def test_limit_fault_body_is_documented(salesforce_standin: SalesforceStandin, sf: Salesforce) -> None:
+def test_limit_fault_body_is_documented(
+    salesforce_standin: SalesforceStandin, sf: Salesforce
+) -> None:
     salesforce_standin.inject_fault("403_limit")
     with pytest.raises(SalesforceRefusedRequest) as exc:
         sf.query("SELECT Id FROM Lead")
@@ -981,7 +1019,9 @@ def test_limit_fault_body_is_documented(salesforce_standin: SalesforceStandin, s
     ]
 
 
-def test_faults_respect_path_and_times(salesforce_standin: SalesforceStandin, sf: Salesforce) -> None:
+def test_faults_respect_path_and_times(
+    salesforce_standin: SalesforceStandin, sf: Salesforce
+) -> None:
     salesforce_standin.inject_fault("503", times=2, path_contains="/query")
     assert sf.Lead.describe()["name"] == "Lead"
     for _ in range(2):
@@ -1024,7 +1064,9 @@ def test_duplicates_fault_reports_the_matched_records(
     salesforce_standin: SalesforceStandin, sf: Salesforce
 ) -> None:
     existing = seed_lead(salesforce_standin, Phone="(415) 555-0100")
-    contact = salesforce_standin.add_record("Contact", {"LastName": "Other", "Phone": "415-555-0100"})
+    contact = salesforce_standin.add_record(
+        "Contact", {"LastName": "Other", "Phone": "415-555-0100"}
+    )
     salesforce_standin.inject_fault("duplicates")
     with pytest.raises(SalesforceMalformedRequest) as exc:
         sf.Lead.create({"LastName": "Newman", "Company": "N", "Phone": "+14155550100"})
@@ -1076,8 +1118,12 @@ def test_ca_env_fixture_lets_default_clients_trust_the_standin(
 async def test_async_clients_can_use_the_standin(salesforce_standin: SalesforceStandin) -> None:
     context = ssl.create_default_context(cafile=salesforce_standin.ca_bundle)
     headers = auth(salesforce_standin.issue_token())
-    async with httpx.AsyncClient(verify=context, base_url=salesforce_standin.instance_url) as client:
-        response = await client.get(f"/services/data/v{VERSION}/sobjects/Lead/describe", headers=headers)
+    async with httpx.AsyncClient(
+        verify=context, base_url=salesforce_standin.instance_url
+    ) as client:
+        response = await client.get(
+            f"/services/data/v{VERSION}/sobjects/Lead/describe", headers=headers
+        )
     assert response.status_code == 200
     assert response.headers["Sforce-Limit-Info"] == "api-usage=1/15000"
 

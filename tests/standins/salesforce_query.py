@@ -15,8 +15,10 @@ SOSL: ``FIND {term} [IN ALL|NAME|EMAIL|PHONE FIELDS] [RETURNING Obj[(fields [WHE
 (``? & | ! { } [ ] ( ) ^ ~ * : \\ " ' + -``) must be escaped with a backslash; unescaped,
 ``*`` and ``?`` are wildcards and ``"`` quotes a phrase, and any other is
 MALFORMED_SEARCH. Phone fields match by :func:`phone_key` (digits only, a leading US
-``1`` dropped from 11 digits): "(415) 555-0100" and "+1 415-555-0100" both match
-``FIND {4155550100}`` and ``FIND {\\+14155550100}``.
+``1`` dropped from 11 digits; equal keys match, no partial numbers): "(415) 555-0100" and
+"+1 415-555-0100" both match ``FIND {4155550100}`` and ``FIND {\\+14155550100}``; a term
+of several words (``{\\(415\\) 555\\-0100}``) also matches a phone whose key equals the
+words' digits run together.
 """
 
 from __future__ import annotations
@@ -512,7 +514,9 @@ def _compare(fspec: FieldSpec, stored: Any, op: str, literal: Any) -> bool:
     if stored is None:
         return False
     left, right = _key(fspec, stored), _key(fspec, literal)
-    return {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    return bool(
+        {"<": left < right, "<=": left <= right, ">": left > right, ">=": left >= right}[op]
+    )
 
 
 def _matches(org: Org, record: Record, condition: Condition | None) -> bool:
@@ -559,8 +563,12 @@ def _render(org: Org, select: Select, record: Record, version: str) -> Record:
 
 def _run(org: Org, select: Select) -> list[Record]:
     rows = [r for r in org.store[select.spec.name].values() if _matches(org, r, select.where)]
-    for ordering in reversed(select.order):
-        rows.sort(key=lambda r, o=ordering: _sort_key(org, r, o), reverse=ordering.descending)
+    for ordering in reversed(select.order):  # stable sorts, least significant key first
+
+        def key(record: Record, ordering: Ordering = ordering) -> tuple[int, Any]:
+            return _sort_key(org, record, ordering)
+
+        rows.sort(key=key, reverse=ordering.descending)
     rows = rows[select.offset :]
     if select.limit is not None:
         rows = rows[: select.limit]
@@ -719,12 +727,18 @@ def _searched_fields(spec: SObjectSpec, scope: str) -> list[FieldSpec]:
 
 def _record_found(record: Record, fields: list[FieldSpec], groups: list[list[_SearchWord]]) -> bool:
     values = [(f, str(record[f.name])) for f in fields if record.get(f.name) is not None]
+    phones = {phone_key(v) for f, v in values if f.type == "phone"}
 
     def hit(word: _SearchWord) -> bool:
         found = any(_word_matches(f, v, word) for f, v in values)
         return not found if word.negated else found
 
-    return any(all(hit(w) for w in group) for group in groups)
+    def whole_number(group: list[_SearchWord]) -> bool:
+        # A number typed with spaces ("(415) 555-0100") is one phone number, not two words.
+        key = phone_key("".join(w.text for w in group if not w.negated))
+        return len(group) > 1 and bool(key) and key in phones
+
+    return any(whole_number(group) or all(hit(w) for w in group) for group in groups)
 
 
 def run_sosl(org: Org, search: str, version: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ which the stand-in serves through SOQL, as it does ``LeadStatus``, ``TaskStatus`
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 API_VERSIONS = tuple(f"{major}.0" for major in range(50, 65))
@@ -142,7 +143,7 @@ class SObjectSpec:
     deletable: bool = True
     searchable: bool = True
     _by_lower: dict[str, FieldSpec] = dataclasses.field(
-        default_factory=dict, compare=False, repr=False
+        default_factory=dict, init=False, compare=False, repr=False
     )
 
     def __post_init__(self) -> None:
@@ -813,7 +814,15 @@ def build_schema(
     custom_fields: dict[str, list[str]], lead_sources: list[str]
 ) -> dict[str, SObjectSpec]:
     """The org's objects by name, with ``custom_fields`` added to their objects."""
-    sources = tuple(lead_sources)
+    key = tuple((name, tuple(fields)) for name, fields in sorted(custom_fields.items()))
+    return dict(_build_schema(key, tuple(lead_sources)))
+
+
+@functools.lru_cache(maxsize=32)
+def _build_schema(
+    custom_fields: tuple[tuple[str, tuple[str, ...]], ...], sources: tuple[str, ...]
+) -> dict[str, SObjectSpec]:
+    # Specs are immutable, so orgs with the same configuration share them.
     objects = {
         "Lead": _spec("Lead", "Leads", "00Q", _lead(sources)),
         "Contact": _spec("Contact", "Contacts", "003", _contact(sources)),
@@ -889,7 +898,7 @@ def build_schema(
             **_READ_ONLY,
         ),
     }
-    for sobject, names in custom_fields.items():
+    for sobject, names in custom_fields:
         base = objects[sobject]
         added = tuple(custom_field(n) for n in names if base.field(n) is None)
         objects[sobject] = SObjectSpec(
