@@ -291,7 +291,7 @@ def test_limit_info_header_counts_api_requests(
     assert sf.api_usage["api-usage"].total == 15000
     assert salesforce_standin.api_requests == [
         ("GET", f"/services/data/v{VERSION}/sobjects/Lead/describe"),
-        ("GET", f"/services/data/v{VERSION}/query/"),
+        ("GET", f"/services/data/v{VERSION}/query"),
     ]
     assert salesforce_standin.soql_queries == ["SELECT Id FROM Lead"]
     salesforce_standin.reset_counts()

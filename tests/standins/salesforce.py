@@ -148,7 +148,8 @@ class SalesforceStandin:
     """A Salesforce org for tests: HTTPS on 127.0.0.1, started with :meth:`start` or ``with``.
 
     Public state tests read: :attr:`api_requests` (``(method, path)`` of every
-    ``/services/data`` request; a composite is one), :attr:`token_requests`,
+    ``/services/data`` request, path without query string or trailing slash; a composite
+    is one), :attr:`token_requests`,
     :attr:`soql_queries`, :attr:`sosl_searches`, :attr:`composite_subrequests`.
     """
 
@@ -424,7 +425,7 @@ class SalesforceStandin:
         self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str]
     ) -> _Response:
         with self._lock:
-            self.api_requests.append((method, path))
+            self.api_requests.append((method, path.rstrip("/") or path))
             self._api_usage += 1
             fault = self._take_fault(path, duplicates=False)
         response = self._serve_data(method, path, query, raw, headers, fault)

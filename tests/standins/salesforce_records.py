@@ -360,9 +360,9 @@ class Org:
                 400, "CANNOT_UPDATE_CONVERTED_LEAD", "cannot reference converted lead"
             )
         changes = self._coerce_all(spec, fields, creating=False)
-        merged = {**existing, **changes}
-        self._check_required(spec, merged, creating=False, only=changes)
+        self._check_required(spec, {**existing, **changes}, creating=False, only=changes)
         self._check_references(spec, changes)
+        merged = {**existing, **changes}
         self._check_object_rules(spec, merged, existing)
         self._check_unique(spec, changes, existing["Id"])
         if spec.name == "Opportunity" and "StageName" in changes and "Probability" not in changes:
