@@ -7,6 +7,7 @@ import base64
 import ssl
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -541,6 +542,53 @@ def test_create_validation_errors_have_the_real_bodies(
     assert len(salesforce_standin.records(sobject)) == before
 
 
+@pytest.mark.parametrize(
+    ("sobject", "change", "code"),
+    [
+        ("Lead", {"LastName": None}, "REQUIRED_FIELD_MISSING"),
+        ("Lead", {"Name": "John Doe"}, "INVALID_FIELD_FOR_INSERT_UPDATE"),
+        ("Lead", {"Rating": "Scorching"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST"),
+        ("Task", {"TaskSubtype": "Email"}, "INVALID_FIELD_FOR_INSERT_UPDATE"),
+        ("Task", {"Description": "x" * 32001}, "STRING_TOO_LONG"),
+    ],
+)
+def test_update_validation_errors(
+    salesforce_standin: SalesforceStandin,
+    sf: Salesforce,
+    sobject: str,
+    change: dict[str, Any],
+    code: str,
+) -> None:
+    record_id = (
+        seed_lead(salesforce_standin)
+        if sobject == "Lead"
+        else salesforce_standin.add_record("Task", {"TaskSubtype": "Call"})
+    )
+    before = salesforce_standin.get(sobject, record_id)
+    with pytest.raises(SalesforceMalformedRequest) as exc:
+        getattr(sf, sobject).update(record_id, change)
+    assert error_of(exc)["errorCode"] == code
+    assert salesforce_standin.get(sobject, record_id) == before
+
+
+def test_concurrent_clients_get_distinct_records(
+    salesforce_standin: SalesforceStandin, token: str
+) -> None:
+    def create(index: int) -> str:
+        with _trusting_session(salesforce_standin) as session:
+            response = session.post(
+                url(salesforce_standin, "sobjects/Lead"),
+                json={"LastName": f"Caller {index}", "Company": "Household"},
+                headers=auth(token),
+            )
+            return str(response.json()["id"])
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        ids = list(pool.map(create, range(24)))
+    assert len(set(ids)) == 24
+    assert len(salesforce_standin.records("Lead")) == 24
+
+
 def test_references_must_point_to_an_allowed_type(
     salesforce_standin: SalesforceStandin, sf: Salesforce
 ) -> None:
@@ -798,6 +846,15 @@ def test_sosl_email_search(sf: Salesforce, callers: dict[str, str]) -> None:
         "FIND {jo\\-ann@example.com} IN EMAIL FIELDS RETURNING Contact(Id), Lead(Id)"
     )
     assert [r["Id"] for r in result["searchRecords"]] == [callers["contact"]]
+
+
+def test_sosl_all_fields_finds_names(sf: Salesforce, callers: dict[str, str]) -> None:
+    result = sf.search("FIND {roe} RETURNING Contact(Id, Name), Lead(Id)")
+    assert [r["Id"] for r in result["searchRecords"]] == [callers["lead"]]
+    wildcard = sf.search("FIND {zo*} IN NAME FIELDS RETURNING Lead(Id)")
+    assert [r["Id"] for r in wildcard["searchRecords"]] == [callers["other"]]
+    nobody = sf.search("FIND {nobody} RETURNING Contact(Id), Lead(Id)")
+    assert nobody["searchRecords"] == []
 
 
 @pytest.mark.parametrize(

@@ -170,9 +170,9 @@ def build_app(tiny: TinyApp) -> FastAPI:
 
 
 @pytest.fixture
-async def standin() -> AsyncIterator[TwilioStandin]:
-    async with TwilioStandin() as twilio:
-        yield twilio
+def standin(twilio_standin: TwilioStandin) -> TwilioStandin:
+    """The plugin's fixture (tests/standins/plugin_twilio.py), under a shorter name."""
+    return twilio_standin
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ composite or collection request is atomic with respect to other clients.
 from __future__ import annotations
 
 import base64
-import contextlib
 import copy
 import functools
 import hashlib
@@ -27,22 +26,28 @@ import json
 import re
 import secrets
 import shutil
-import socket
 import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 import jwt
 import trustme
 
+from tests.standins.salesforce_composite import Batches
+from tests.standins.salesforce_http import (
+    NO_BODY,
+    HttpsServer,
+    Response,
+    error_response,
+    method_not_allowed,
+)
 from tests.standins.salesforce_query import run_soql, run_sosl
 from tests.standins.salesforce_records import (
     ORG_ID,
@@ -67,8 +72,6 @@ FAULT_KINDS = frozenset(
     {"401", "403_limit", "500", "503", "timeout", "timeout_after_processing", "duplicates"}
 )
 API_LIMIT = 15000
-MAX_COMPOSITE_SUBREQUESTS = 25
-MAX_COLLECTION_RECORDS = 200
 JWT_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")
 # Documented: the JWT's exp must be within 3 minutes of the current time.
 JWT_MAX_LIFETIME_SECONDS = 180 + 5
@@ -88,16 +91,7 @@ _FAULT_BODIES: dict[str, tuple[int, str, str]] = {
         "Server is temporarily unavailable. Please try again later.",
     ),
 }
-_ROLLED_BACK = (
-    "The transaction was rolled back since another operation in the same transaction failed."
-)
-_COLLECTION_ROLLED_BACK = (
-    "Record rolled back because not all records were valid and the request was using"
-    " AllOrNone header"
-)
 _VERSION_PATH = re.compile(r"^/services/data/v(\d+\.\d)(?:/(.*))?$")
-_REFERENCE = re.compile(r"@\{([A-Za-z0-9_]+)\.([^}]+)\}")
-_NO_BODY = object()
 
 
 @dataclass
@@ -109,25 +103,6 @@ class _Fault:
 
     def applies_to(self, path: str) -> bool:
         return self.path_contains is None or self.path_contains in path
-
-
-@dataclass(frozen=True, slots=True)
-class _Response:
-    status: int
-    body: Any = None
-    headers: dict[str, str] = field(default_factory=dict)
-    raw: bytes | None = None
-    drop: bool = False  # close the connection without answering
-
-
-def _error(status: int, code: str, message: str) -> _Response:
-    return _Response(status, [{"message": message, "errorCode": code}])
-
-
-def _method_not_allowed(method: str, allowed: str) -> _Response:
-    return _error(
-        405, "METHOD_NOT_ALLOWED", f"HTTP Method '{method}' not allowed. Allowed are {allowed}"
-    )
 
 
 def _release_label(version: str) -> str:
@@ -187,9 +162,10 @@ class SalesforceStandin:
         self._current_path = ""
         self._lock = threading.RLock()
         self._stopping = threading.Event()
-        self._server: _Server | None = None
+        self._server: HttpsServer | None = None
         self._thread: threading.Thread | None = None
         self._tmpdir: str | None = None
+        self._batches = Batches(self.org, self._route, self._on_subrequest)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -203,7 +179,7 @@ class SalesforceStandin:
         ca.cert_pem.write_to_path(str(bundle))
         self.ca_bundle = str(bundle)
         self._stopping.clear()
-        self._server = _Server(self, context)
+        self._server = HttpsServer(context, self._token_endpoint, self._data_request)
         port = self._server.server_address[1]
         self.login_url = self.instance_url = f"https://127.0.0.1:{port}"
         self._thread = threading.Thread(
@@ -338,11 +314,11 @@ class SalesforceStandin:
 
     # ------------------------------------------------------------ token endpoint
 
-    def _token_endpoint(self, method: str, raw: bytes, headers: Mapping[str, str]) -> _Response:
+    def _token_endpoint(self, method: str, raw: bytes, headers: Mapping[str, str]) -> Response:
         with self._lock:
             self.token_requests += 1
         if method != "POST":
-            return _Response(
+            return Response(
                 400, {"error": "invalid_request", "error_description": "must use HTTP POST"}
             )
         form = {k: v[0] for k, v in parse_qs(raw.decode("utf-8", "replace")).items()}
@@ -356,18 +332,18 @@ class SalesforceStandin:
                 except (ValueError, UnicodeDecodeError):
                     client_id = secret = None
             if client_id != self.client_id:
-                return _oauth_error("invalid_client_id", "client identifier invalid")
+                return _oautherror_response("invalid_client_id", "client identifier invalid")
             if secret is None or not hmac.compare_digest(secret, self.client_secret):
-                return _oauth_error("invalid_client", "invalid client credentials")
+                return _oautherror_response("invalid_client", "invalid client credentials")
             return self._token_response("api")
         if grant == "urn:ietf:params:oauth:grant-type:jwt-bearer":
             failure = self._check_assertion(form.get("assertion", ""))
             return failure or self._token_response("api")
-        return _oauth_error("unsupported_grant_type", "grant type not supported")
+        return _oautherror_response("unsupported_grant_type", "grant type not supported")
 
-    def _check_assertion(self, assertion: str) -> _Response | None:
+    def _check_assertion(self, assertion: str) -> Response | None:
         if self.jwt_public_key_pem is None or not assertion:
-            return _oauth_error("invalid_grant", "invalid assertion")
+            return _oautherror_response("invalid_grant", "invalid assertion")
         try:
             claims = jwt.decode(
                 assertion,
@@ -379,25 +355,25 @@ class SalesforceStandin:
                 options={"verify_exp": False, "require": ["iss", "sub", "aud", "exp"]},
             )
         except jwt.InvalidAudienceError:
-            return _oauth_error("invalid_grant", "audience is invalid")
+            return _oautherror_response("invalid_grant", "audience is invalid")
         except jwt.PyJWTError:
-            return _oauth_error("invalid_grant", "invalid assertion")
+            return _oautherror_response("invalid_grant", "invalid assertion")
         try:
             expires = float(claims["exp"])
         except (TypeError, ValueError):
-            return _oauth_error("invalid_grant", "invalid assertion")
+            return _oautherror_response("invalid_grant", "invalid assertion")
         now = time.time()
         if expires <= now:
-            return _oauth_error("invalid_grant", "expired authorization code")
+            return _oautherror_response("invalid_grant", "expired authorization code")
         if expires > now + JWT_MAX_LIFETIME_SECONDS:
-            return _oauth_error("invalid_grant", "invalid assertion")
+            return _oautherror_response("invalid_grant", "invalid assertion")
         if claims["iss"] != self.client_id:
-            return _oauth_error("invalid_client_id", "client identifier invalid")
+            return _oautherror_response("invalid_client_id", "client identifier invalid")
         if claims["sub"] != self.jwt_username:
-            return _oauth_error("invalid_grant", "user hasn't approved this consumer")
+            return _oautherror_response("invalid_grant", "user hasn't approved this consumer")
         return None
 
-    def _token_response(self, scope: str) -> _Response:
+    def _token_response(self, scope: str) -> Response:
         token = self.issue_token()
         issued_at = str(int(time.time() * 1000))
         identity = f"{self.login_url}/id/{ORG_ID}/{self.org.user_id}"
@@ -406,7 +382,7 @@ class SalesforceStandin:
                 self.client_secret.encode(), (identity + issued_at).encode(), hashlib.sha256
             ).digest()
         ).decode()
-        return _Response(
+        return Response(
             200,
             {
                 "access_token": token,
@@ -423,7 +399,7 @@ class SalesforceStandin:
 
     def _data_request(
         self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str]
-    ) -> _Response:
+    ) -> Response:
         with self._lock:
             self.api_requests.append((method, path.rstrip("/") or path))
             self._api_usage += 1
@@ -431,10 +407,10 @@ class SalesforceStandin:
         response = self._serve_data(method, path, query, raw, headers, fault)
         if fault is not None and fault.kind == "timeout_after_processing":
             self._stopping.wait(self.timeout_seconds)
-            return _Response(0, drop=True)
+            return Response(0, drop=True)
         if response.drop:
             return response
-        return _Response(
+        return Response(
             response.status,
             response.body,
             {**response.headers, "Sforce-Limit-Info": f"api-usage={self._api_usage}/{API_LIMIT}"},
@@ -449,17 +425,17 @@ class SalesforceStandin:
         raw: bytes,
         headers: Mapping[str, str],
         fault: _Fault | None,
-    ) -> _Response:
+    ) -> Response:
         if fault is not None and fault.kind == "timeout":
             self._stopping.wait(self.timeout_seconds)
-            return _Response(0, drop=True)
+            return Response(0, drop=True)
         if fault is not None and fault.kind in _FAULT_BODIES:
-            return _error(*_FAULT_BODIES[fault.kind])
+            return error_response(*_FAULT_BODIES[fault.kind])
         if path.rstrip("/") == "/services/data":
             # Documented: listing versions needs no authentication.
             if method != "GET":
-                return _method_not_allowed(method, "GET,HEAD")
-            return _Response(
+                return method_not_allowed(method, "GET,HEAD")
+            return Response(
                 200,
                 [
                     {"label": _release_label(v), "url": f"/services/data/v{v}", "version": v}
@@ -467,20 +443,24 @@ class SalesforceStandin:
                 ],
             )
         if not self._authorized(headers.get("authorization", "")):
-            return _error(401, "INVALID_SESSION_ID", "Session expired or invalid")
+            return error_response(401, "INVALID_SESSION_ID", "Session expired or invalid")
         match = _VERSION_PATH.match(path.rstrip("/"))
         if match is None or match.group(1) not in API_VERSIONS:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist")
+            return error_response(404, "NOT_FOUND", "The requested resource does not exist")
         version, rest = match.group(1), match.group(2) or ""
-        body: Any = _NO_BODY
+        body: Any = NO_BODY
         if raw:
             try:
                 body = json.loads(raw)
             except ValueError as exc:
-                return _error(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}")
+                return error_response(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}")
         with self._lock:
             self._current_path = path
             return self._route(method, version, rest, query, body, headers)
+
+    def _on_subrequest(self, method: str, path: str) -> None:
+        self.composite_subrequests.append((method, path))
+        self._current_path = path
 
     def _authorized(self, header: str) -> bool:
         scheme, _, token = header.partition(" ")
@@ -498,35 +478,35 @@ class SalesforceStandin:
         *,
         in_composite: bool = False,
         force_all_or_none: bool = False,
-    ) -> _Response:
+    ) -> Response:
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
         segments = [s for s in rest.split("/") if s]
         ctx = WriteContext(version, _auto_assign(headers.get("sforce-auto-assign")))
-        payload = None if body is _NO_BODY else body
+        payload = None if body is NO_BODY else body
         try:
             match segments:
                 case []:
                     return self._resources(method, version)
                 case ["limits"]:
                     if method != "GET":
-                        return _method_not_allowed(method, "GET,HEAD")
+                        return method_not_allowed(method, "GET,HEAD")
                     remaining = API_LIMIT - self._api_usage
-                    return _Response(
+                    return Response(
                         200, {"DailyApiRequests": {"Max": API_LIMIT, "Remaining": remaining}}
                     )
                 case ["sobjects"]:
                     if method != "GET":
-                        return _method_not_allowed(method, "GET,HEAD")
+                        return method_not_allowed(method, "GET,HEAD")
                     entries = [describe_global_entry(s, version) for s in self.org.schema.values()]
-                    return _Response(
+                    return Response(
                         200, {"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": entries}
                     )
                 case ["sobjects", name]:
                     return self._sobject_root(method, name, payload, ctx)
                 case ["sobjects", name, "describe"]:
                     if method != "GET":
-                        return _method_not_allowed(method, "GET,HEAD")
-                    return _Response(200, describe_sobject(self.org.require_spec(name), version))
+                        return method_not_allowed(method, "GET,HEAD")
+                    return Response(200, describe_sobject(self.org.require_spec(name), version))
                 case ["sobjects", name, record_id]:
                     return self._sobject_row(method, name, record_id, params, payload, ctx)
                 case ["sobjects", name, first, second]:
@@ -537,34 +517,36 @@ class SalesforceStandin:
                     return self._search(method, params, version)
                 case ["composite"] if not in_composite:
                     if method != "POST":
-                        return _method_not_allowed(method, "POST")
-                    return self._composite(payload, version)
+                        return method_not_allowed(method, "POST")
+                    return self._batches.composite(payload, version)
                 case ["composite", "sobjects"]:
-                    return self._collections(method, params, payload, ctx, force_all_or_none)
+                    return self._batches.collections(
+                        method, params, payload, ctx, force_all_or_none
+                    )
                 case _:
-                    return _error(404, "NOT_FOUND", "The requested resource does not exist")
+                    return error_response(404, "NOT_FOUND", "The requested resource does not exist")
         except ApiError as exc:
-            return _Response(exc.status, exc.errors)
+            return Response(exc.status, exc.errors)
 
-    def _resources(self, method: str, version: str) -> _Response:
+    def _resources(self, method: str, version: str) -> Response:
         if method != "GET":
-            return _method_not_allowed(method, "GET,HEAD")
+            return method_not_allowed(method, "GET,HEAD")
         base = f"/services/data/v{version}"
         names = ("sobjects", "query", "search", "composite", "limits")
-        return _Response(200, {name: f"{base}/{name}" for name in names})
+        return Response(200, {name: f"{base}/{name}" for name in names})
 
     # ----- sObject rows
 
-    def _sobject_root(self, method: str, name: str, body: Any, ctx: WriteContext) -> _Response:
+    def _sobject_root(self, method: str, name: str, body: Any, ctx: WriteContext) -> Response:
         spec = self.org.require_spec(name)
         if method == "GET":
-            return _Response(
+            return Response(
                 200, {"objectDescribe": describe_global_entry(spec, ctx.version), "recentItems": []}
             )
         if method != "POST":
-            return _method_not_allowed(method, "GET,HEAD,POST")
+            return method_not_allowed(method, "GET,HEAD,POST")
         record_id = self.org.create(spec.name, body, ctx)
-        return _Response(
+        return Response(
             201,
             {"id": record_id, "success": True, "errors": []},
             {"Location": f"/services/data/v{ctx.version}/sobjects/{spec.name}/{record_id}"},
@@ -578,7 +560,7 @@ class SalesforceStandin:
         params: dict[str, str],
         body: Any,
         ctx: WriteContext,
-    ) -> _Response:
+    ) -> Response:
         spec = self.org.require_spec(name)
         if normalize_id(record_id) is None:
             raise ApiError.of(
@@ -591,30 +573,30 @@ class SalesforceStandin:
             if record is None:
                 raise not_found()
             fields = [f for f in params.get("fields", "").split(",") if f.strip()]
-            return _Response(
+            return Response(
                 200, self.org.rendered(spec, record, ctx.version, [f.strip() for f in fields])
             )
         if method == "PATCH":
             self.org.update(spec.name, record_id, body, ctx)
-            return _Response(204)
+            return Response(204)
         if method == "DELETE":
             self.org.delete(spec.name, record_id)
-            return _Response(204)
-        return _method_not_allowed(method, "GET,PATCH,DELETE,HEAD")
+            return Response(204)
+        return method_not_allowed(method, "GET,PATCH,DELETE,HEAD")
 
     def _sobject_pair(
         self, method: str, name: str, first: str, second: str, body: Any, ctx: WriteContext
-    ) -> _Response:
+    ) -> Response:
         spec = self.org.require_spec(name)
         blob = spec.field(second)
         if normalize_id(first) is not None and blob is not None and blob.type == "base64":
             if method != "GET":
-                return _method_not_allowed(method, "GET,HEAD")
+                return method_not_allowed(method, "GET,HEAD")
             record = self.org.get(spec.name, first)
             if record is None:
                 raise not_found()
             data = record.get("_version_data") or base64.b64decode(record.get(blob.name) or "")
-            return _Response(200, raw=data, headers={"Content-Type": "application/octet-stream"})
+            return Response(200, raw=data, headers={"Content-Type": "application/octet-stream"})
         ext = spec.field(first)
         if ext is None or not ext.external_id:
             raise ApiError.of(
@@ -625,267 +607,67 @@ class SalesforceStandin:
         matches = self.org.find_by_external_id(spec, ext, second)
         urls = [f"/services/data/v{ctx.version}/sobjects/{spec.name}/{r['Id']}" for r in matches]
         if len(matches) > 1:
-            return _Response(300, urls)
+            return Response(300, urls)
         if method == "GET":
             if not matches:
                 raise not_found()
-            return _Response(200, self.org.rendered(spec, matches[0], ctx.version))
+            return Response(200, self.org.rendered(spec, matches[0], ctx.version))
         if method == "DELETE":
             if not matches:
                 raise not_found()
             self.org.delete(spec.name, matches[0]["Id"])
-            return _Response(204)
+            return Response(204)
         if method != "PATCH":
-            return _method_not_allowed(method, "GET,PATCH,DELETE,HEAD")
+            return method_not_allowed(method, "GET,PATCH,DELETE,HEAD")
         if not isinstance(body, dict):
-            return _Response(
+            return Response(
                 400, [{"message": "JSON body expected", "errorCode": "JSON_PARSER_ERROR"}]
             )
         fields = {k: v for k, v in body.items() if k.lower() != ext.name.lower()}
         if not matches:
             record_id = self.org.create(spec.name, {**fields, ext.name: second}, ctx)
-            return _Response(
+            return Response(
                 201,
                 {"id": record_id, "success": True, "errors": [], "created": True},
                 {"Location": f"/services/data/v{ctx.version}/sobjects/{spec.name}/{record_id}"},
             )
         self.org.update(spec.name, matches[0]["Id"], fields, ctx)
-        return _Response(
+        return Response(
             200, {"id": matches[0]["Id"], "success": True, "errors": [], "created": False}
         )
 
     # ----- query and search
 
-    def _query(self, method: str, params: dict[str, str], version: str) -> _Response:
+    def _query(self, method: str, params: dict[str, str], version: str) -> Response:
         if method != "GET":
-            return _method_not_allowed(method, "GET,HEAD")
+            return method_not_allowed(method, "GET,HEAD")
         soql = params.get("q")
         if not soql:
-            return _error(400, "MALFORMED_QUERY", "A query string has to be specified")
+            return error_response(400, "MALFORMED_QUERY", "A query string has to be specified")
         self.soql_queries.append(soql)
-        return _Response(200, run_soql(self.org, soql, version))
+        return Response(200, run_soql(self.org, soql, version))
 
-    def _search(self, method: str, params: dict[str, str], version: str) -> _Response:
+    def _search(self, method: str, params: dict[str, str], version: str) -> Response:
         if method != "GET":
-            return _method_not_allowed(method, "GET,HEAD")
+            return method_not_allowed(method, "GET,HEAD")
         sosl = params.get("q")
         if not sosl:
-            return _error(
+            return error_response(
                 400,
                 "MALFORMED_SEARCH",
                 "No search term found. The search term must be enclosed in braces.",
             )
         self.sosl_searches.append(sosl)
-        return _Response(200, run_sosl(self.org, sosl, version))
+        return Response(200, run_sosl(self.org, sosl, version))
 
     # ----- composite
-
-    def _composite(self, body: Any, version: str) -> _Response:
-        requests = body.get("compositeRequest") if isinstance(body, dict) else None
-        if not isinstance(requests, list) or not requests:
-            return _error(
-                400,
-                "JSON_PARSER_ERROR",
-                "compositeRequest is required and must be a non-empty list",
-            )
-        if len(requests) > MAX_COMPOSITE_SUBREQUESTS:
-            # The documented limit is 25 subrequests; the exact code of the rejection is not
-            # certain (LIMIT_EXCEEDED is the stricter, generic reading).
-            return _error(
-                400, "LIMIT_EXCEEDED", "Composite Request limit exceeded: 25 subrequests at most"
-            )
-        references: set[str] = set()
-        for sub in requests:
-            ref = sub.get("referenceId") if isinstance(sub, dict) else None
-            if (
-                not isinstance(sub, dict)
-                or not isinstance(ref, str)
-                or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", ref)
-            ):
-                return _error(
-                    400,
-                    "JSON_PARSER_ERROR",
-                    "Each subrequest needs method, url and a valid referenceId",
-                )
-            if ref in references:
-                return _error(
-                    400, "DUPLICATE_VALUE", f"Duplicate referenceId provided in the request: {ref}"
-                )
-            references.add(ref)
-        all_or_none = bool(body.get("allOrNone", False))
-        snapshot = self.org.snapshot() if all_or_none else None
-        results: dict[str, tuple[int, Any, dict[str, str]]] = {}
-        responses: list[dict[str, Any]] = []
-        failed_at: int | None = None
-        for index, sub in enumerate(requests):
-            ref = sub["referenceId"]
-            if failed_at is not None and all_or_none:
-                responses.append(_halted(ref, _ROLLED_BACK))
-                continue
-            response = self._composite_subrequest(sub, results, version, all_or_none)
-            results[ref] = (response.status, response.body, response.headers)
-            responses.append(
-                {
-                    "body": response.body,
-                    "httpHeaders": response.headers,
-                    "httpStatusCode": response.status,
-                    "referenceId": ref,
-                }
-            )
-            if response.status >= 400 and failed_at is None:
-                failed_at = index
-        if all_or_none and failed_at is not None and snapshot is not None:
-            self.org.restore(snapshot)
-            responses = [
-                r if i == failed_at else _halted(r["referenceId"], _ROLLED_BACK)
-                for i, r in enumerate(responses)
-            ]
-        return _Response(200, {"compositeResponse": responses})
-
-    def _composite_subrequest(
-        self,
-        sub: dict[str, Any],
-        results: dict[str, tuple[int, Any, dict[str, str]]],
-        version: str,
-        all_or_none: bool,
-    ) -> _Response:
-        method = str(sub.get("method", "")).upper()
-        try:
-            url = _substitute(str(sub.get("url", "")), results)
-            body = _substitute_json(sub["body"], results) if "body" in sub else _NO_BODY
-        except _ReferenceFailure as exc:
-            return _Response(400, [{"errorCode": "PROCESSING_HALTED", "message": str(exc)}])
-        split = urlsplit(url)
-        self.composite_subrequests.append((method, split.path))
-        match = _VERSION_PATH.match(split.path.rstrip("/"))
-        if match is None or match.group(1) not in API_VERSIONS:
-            return _error(404, "NOT_FOUND", "The requested resource does not exist")
-        raw_headers = sub.get("httpHeaders") or {}
-        headers = (
-            {str(k).lower(): str(v) for k, v in raw_headers.items()}
-            if isinstance(raw_headers, dict)
-            else {}
-        )
-        self._current_path = split.path
-        return self._route(
-            method,
-            match.group(1),
-            match.group(2) or "",
-            split.query,
-            body,
-            headers,
-            in_composite=True,
-            force_all_or_none=all_or_none,
-        )
-
-    # ----- sObject Collections
-
-    def _collections(
-        self,
-        method: str,
-        params: dict[str, str],
-        body: Any,
-        ctx: WriteContext,
-        force_all_or_none: bool,
-    ) -> _Response:
-        if method == "DELETE":
-            ids = [i for i in params.get("ids", "").split(",") if i]
-            all_or_none = force_all_or_none or params.get("allOrNone", "false").lower() == "true"
-            return self._collection_apply(
-                ids, all_or_none, lambda rid: self._delete_any(rid), keep_ids=True
-            )
-        if method not in {"POST", "PATCH"}:
-            return _method_not_allowed(method, "GET,POST,PATCH,DELETE")
-        if not isinstance(body, dict) or not isinstance(body.get("records"), list):
-            return _error(400, "JSON_PARSER_ERROR", "records is required and must be a list")
-        records: list[Any] = body["records"]
-        if len(records) > MAX_COLLECTION_RECORDS:
-            return _error(
-                400,
-                "EXCEEDED_ID_LIMIT",
-                "record limit reached. cannot submit more than 200 records into this call",
-            )
-        for record in records:
-            attributes = record.get("attributes") if isinstance(record, dict) else None
-            if not isinstance(attributes, dict) or not attributes.get("type"):
-                return _error(400, "INVALID_TYPE", "Must send a concrete entity type.")
-        all_or_none = force_all_or_none or bool(body.get("allOrNone", False))
-        if method == "POST":
-            return self._collection_apply(
-                records, all_or_none, lambda r: self._create_one(r, ctx), keep_ids=False
-            )
-        return self._collection_apply(
-            records, all_or_none, lambda r: self._update_one(r, ctx), keep_ids=True
-        )
-
-    def _create_one(self, record: dict[str, Any], ctx: WriteContext) -> str:
-        fields = {k: v for k, v in record.items() if k != "attributes"}
-        if any(k.lower() == "id" for k in fields):
-            raise ApiError.of(
-                400,
-                "INVALID_FIELD_FOR_INSERT_UPDATE",
-                "cannot specify Id in an insert call",
-                ["Id"],
-            )
-        return self.org.create(record["attributes"]["type"], fields, ctx)
-
-    def _update_one(self, record: dict[str, Any], ctx: WriteContext) -> str:
-        fields = {k: v for k, v in record.items() if k != "attributes"}
-        record_id = next((fields.pop(k) for k in list(fields) if k.lower() == "id"), None)
-        if not isinstance(record_id, str):
-            raise ApiError.of(400, "MISSING_ARGUMENT", "Id not specified in an update call", [])
-        if normalize_id(record_id) is None:
-            raise ApiError.of(400, "MALFORMED_ID", f"malformed id {record_id}", ["Id"])
-        self.org.update(record["attributes"]["type"], record_id, fields, ctx)
-        return str(normalize_id(record_id))
-
-    def _delete_any(self, record_id: str) -> str:
-        found = self.org.find(record_id)
-        if found is None:
-            raise ApiError.of(400, "ENTITY_IS_DELETED", "entity is deleted", [])
-        self.org.delete(found[0], record_id)
-        return str(found[1]["Id"])
-
-    def _collection_apply(
-        self, items: list[Any], all_or_none: bool, apply: Any, *, keep_ids: bool
-    ) -> _Response:
-        snapshot = self.org.snapshot() if all_or_none else None
-        results: list[dict[str, Any]] = []
-        failed = False
-        for item in items:
-            try:
-                record_id = apply(item)
-                results.append({"id": record_id, "success": True, "errors": []})
-            except ApiError as exc:
-                failed = True
-                result: dict[str, Any] = {
-                    "success": False,
-                    "errors": [_save_error(e) for e in exc.errors],
-                }
-                if keep_ids:
-                    result = {"id": _item_id(item), **result}
-                results.append(result)
-        if failed and snapshot is not None:
-            self.org.restore(snapshot)
-            rolled = {
-                "statusCode": "ALL_OR_NONE_OPERATION_ROLLED_BACK",
-                "message": _COLLECTION_ROLLED_BACK,
-                "fields": [],
-            }
-            results = [
-                r
-                if not r["success"]
-                else ({"id": r["id"]} if keep_ids else {}) | {"success": False, "errors": [rolled]}
-                for r in results
-            ]
-        return _Response(200, results)
 
 
 # ---------------------------------------------------------------- helpers
 
 
-def _oauth_error(error: str, description: str) -> _Response:
-    return _Response(400, {"error": error, "error_description": description})
+def _oautherror_response(error: str, description: str) -> Response:
+    return Response(400, {"error": error, "error_description": description})
 
 
 def _auto_assign(value: str | None) -> bool | str:
@@ -898,193 +680,3 @@ def _auto_assign(value: str | None) -> bool | str:
     if text.lower() in {"true", "1"}:
         return True
     return normalize_id(text) or True
-
-
-def _halted(reference_id: str, message: str) -> dict[str, Any]:
-    return {
-        "body": [{"errorCode": "PROCESSING_HALTED", "message": message}],
-        "httpHeaders": {},
-        "httpStatusCode": 400,
-        "referenceId": reference_id,
-    }
-
-
-def _save_error(error: dict[str, Any]) -> dict[str, Any]:
-    """A REST error entry as a SaveResult error (collections use ``statusCode``)."""
-    out = {
-        "statusCode": error["errorCode"],
-        "message": error["message"],
-        "fields": error.get("fields", []),
-    }
-    if "duplicateResult" in error:
-        out["duplicateResult"] = error["duplicateResult"]
-    return out
-
-
-def _item_id(item: Any) -> str | None:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict):
-        return next((str(v) for k, v in item.items() if k.lower() == "id"), None)
-    return None
-
-
-class _ReferenceFailure(Exception):
-    pass
-
-
-def _resolve_reference(
-    ref: str, path: str, results: dict[str, tuple[int, Any, dict[str, str]]]
-) -> Any:
-    missing = _ReferenceFailure(
-        f"Invalid reference specified. No value for {ref}.{path} found in {ref}. "
-        f"Provided referenceId ids were {', '.join(results) or 'none'}."
-    )
-    if ref not in results or results[ref][0] >= 400:
-        raise missing
-    value: Any = results[ref][1]
-    for part in re.findall(r"[^.\[\]]+|\[\d+\]", path):
-        if part.startswith("["):
-            index = int(part[1:-1])
-            if not isinstance(value, list) or index >= len(value):
-                raise missing
-            value = value[index]
-        elif isinstance(value, dict) and part in value:
-            value = value[part]
-        else:
-            raise missing
-    if value is None or isinstance(value, dict | list):
-        raise missing
-    return value
-
-
-def _substitute(text: str, results: dict[str, tuple[int, Any, dict[str, str]]]) -> str:
-    return _REFERENCE.sub(lambda m: str(_resolve_reference(m.group(1), m.group(2), results)), text)
-
-
-def _substitute_json(value: Any, results: dict[str, tuple[int, Any, dict[str, str]]]) -> Any:
-    if isinstance(value, str):
-        return _substitute(value, results)
-    if isinstance(value, list):
-        return [_substitute_json(v, results) for v in value]
-    if isinstance(value, dict):
-        return {k: _substitute_json(v, results) for k, v in value.items()}
-    return value
-
-
-# ---------------------------------------------------------------- HTTP plumbing
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, standin: SalesforceStandin, context: ssl.SSLContext):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.standin = standin
-        # The handshake runs in the connection's thread, not in the accept loop.
-        self.socket = context.wrap_socket(
-            self.socket, server_side=True, do_handshake_on_connect=False
-        )
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # Clients dropping connections (and stop()) are routine here, not worth a traceback.
-        pass
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _Server
-    timeout = 60
-    _handshake_ok = False
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out as separate writes; without NODELAY, Nagle and delayed
-        # ACKs add ~40 ms to every response.
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        try:
-            self.connection.do_handshake()
-            self._handshake_ok = True
-        except (ssl.SSLError, OSError):
-            self.close_connection = True
-
-    def handle(self) -> None:
-        if self._handshake_ok:
-            super().handle()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # Requests carry tokens and caller data: the stand-in never logs them.
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def do_PATCH(self) -> None:
-        self._dispatch()
-
-    def do_DELETE(self) -> None:
-        self._dispatch()
-
-    def do_PUT(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        split = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        standin = self.server.standin
-        if split.path.rstrip("/") == "/services/oauth2/token":
-            response = standin._token_endpoint(self.command, raw, headers)
-        elif split.path.rstrip("/") == "/services/data" or split.path.startswith("/services/data/"):
-            response = standin._data_request(self.command, split.path, split.query, raw, headers)
-        else:
-            response = _error(404, "NOT_FOUND", "The requested resource does not exist")
-        if response.drop:
-            self.close_connection = True
-            with contextlib.suppress(OSError):
-                self.connection.shutdown(socket.SHUT_RDWR)
-            return
-        self._send(response)
-
-    def _send(self, response: _Response) -> None:
-        payload = b""
-        content_type = "application/json;charset=UTF-8"
-        if response.raw is not None:
-            payload = response.raw
-            content_type = response.headers.get("Content-Type", "application/octet-stream")
-        elif response.status != 204 and response.body is not None:
-            payload = json.dumps(response.body).encode()
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            if name != "Content-Type":
-                self.send_header(name, value)
-        if response.status != 204:
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if payload:
-            self.wfile.write(payload)

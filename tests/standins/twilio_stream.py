@@ -72,6 +72,7 @@ class StreamSession:
         self._app_closed = asyncio.Event()
         self._playing_run_ms = 0
         self._utterance_end_tick: int | None = None
+        self._heard = bytearray()
 
     async def run(self) -> StreamEnd:
         loop = asyncio.get_running_loop()
@@ -101,6 +102,7 @@ class StreamSession:
             reader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
+            self._result.heard_audio += bytes(self._heard)
 
     async def _tick_loop(self, loop: asyncio.AbstractEventLoop) -> StreamEnd:
         start = loop.time()
@@ -154,7 +156,7 @@ class StreamSession:
             return
         self._playing_run_ms += FRAME_MS
         result.played_audio_ms += len(played) // audio.BYTES_PER_MS
-        result.heard_audio += played
+        self._heard += played
         for epoch in stale_epochs:
             result.played_after_clear.append({"epoch": epoch, "tick": tick})
         if self._utterance_end_tick is not None:
