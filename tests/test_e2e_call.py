@@ -31,7 +31,7 @@ JOHN_TURNS = [
         "Hi, this is John Smith. I would like a quote to replace my old water heater.",
         reply="Thanks John, I have noted that you would like a water heater replacement quote. "
         "Can I get the best number and time to call you back tomorrow?",
-        reply_ms=3000,
+        reply_ms=6000,
         tool_calls=[ToolCall("record_caller_details", JOHN_DETAILS)],
     ),
     ScriptedTurn(

@@ -10,9 +10,10 @@ Tests start it on 127.0.0.1 with an ephemeral port; its certificate is issued by
   (sObject Collections), with the documented error bodies;
 - injectable faults (:meth:`SalesforceStandin.inject_fault`) and token expiry.
 
-Records, validation and describe data live in ``salesforce_records`` and
-``salesforce_schema``; SOQL/SOSL in ``salesforce_query``. One lock serializes requests, so a
-composite or collection request is atomic with respect to other clients.
+Describe data lives in ``salesforce_schema``, records and write validation in
+``salesforce_records``, SOQL/SOSL in ``salesforce_query``, composite and collections in
+``salesforce_composite``, the HTTPS server in ``salesforce_http``. One lock serializes
+requests, so a composite or collection request is atomic with respect to other clients.
 """
 
 from __future__ import annotations

@@ -61,6 +61,7 @@ class Batches:
         self.on_subrequest = on_subrequest
 
     def composite(self, body: Any, version: str) -> Response:
+        """``POST composite``: run the subrequests in order, resolving references."""
         requests = body.get("compositeRequest") if isinstance(body, dict) else None
         if not isinstance(requests, list) or not requests:
             return error_response(
@@ -167,6 +168,7 @@ class Batches:
         ctx: WriteContext,
         force_all_or_none: bool,
     ) -> Response:
+        """``composite/sobjects``: create (POST), update (PATCH) or delete (DELETE ?ids=)."""
         if method == "DELETE":
             ids = [i for i in params.get("ids", "").split(",") if i]
             all_or_none = force_all_or_none or params.get("allOrNone", "false").lower() == "true"
