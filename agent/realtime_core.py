@@ -331,14 +331,15 @@ class Conversation:
             return []
         if self._create_after_response:
             return []
-        if any(not i.truncated and i.played_ms < i.sent_ms for i in self._agent.values()):
+        if self.audio_still_playing():
             return []
         self.hung_up = True
         return [HangUp("end_call")]
 
     # -- results ---------------------------------------------------------------------
 
-    def unplayed_audio(self) -> bool:
+    def audio_still_playing(self) -> bool:
+        """Some agent audio sent to the caller has not been heard yet."""
         return any(not i.truncated and i.played_ms < i.sent_ms for i in self._agent.values())
 
     def transcript(self) -> list[TranscriptTurn]:

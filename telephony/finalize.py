@@ -25,6 +25,22 @@ from crm.store import CallRecord, Store
 log = logging.getLogger(__name__)
 
 
+def known_details(call: CallRecord) -> CallerDetails:
+    """What the call has learned so far, as stored (bookkeeping keys ignored)."""
+    stored = call.details or {}
+    return CallerDetails.model_validate(
+        {k: v for k, v in stored.items() if k in CallerDetails.model_fields}
+    )
+
+
+def seconds_since_start(call: CallRecord, now: dt.datetime) -> float:
+    """Seconds from the call's first webhook to ``now`` (SQLite returns naive UTC)."""
+    started = call.started_at
+    if started.tzinfo is None:
+        started = started.replace(tzinfo=dt.UTC)
+    return max(0.0, (now - started).total_seconds())
+
+
 class CallFinalizer:
     """Builds, stores and queues the summary of a finished call."""
 
@@ -72,9 +88,7 @@ class CallFinalizer:
             )
             return None
         transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
-        details = CallerDetails.model_validate(
-            {k: v for k, v in (call.details or {}).items() if k in CallerDetails.model_fields}
-        )
+        details = known_details(call)
         model_details = None
         if self.openai_client is not None and transcript:
             model_details = await extract_details(
@@ -85,9 +99,6 @@ class CallFinalizer:
                 call_sid=call_sid,
             )
         now = dt.datetime.now(dt.UTC)
-        started = (
-            call.started_at if call.started_at.tzinfo else call.started_at.replace(tzinfo=dt.UTC)
-        )
         summary = build_summary(
             call_sid=call_sid,
             business=business,
@@ -96,7 +107,7 @@ class CallFinalizer:
             tool_details=details,
             model_details=model_details,
             now=now,
-            duration_seconds=max(0, int((now - started).total_seconds())),
+            duration_seconds=int(seconds_since_start(call, now)),
         )
         if not self.store.finalize(summary, crm=self.crm_name):
             return None

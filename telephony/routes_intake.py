@@ -14,11 +14,11 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from agent.business import Business
-from agent.details import CallerDetails
 from agent.intake import Intake, IntakeStateError
 from agent.summary import TranscriptTurn
 from crm.store import CallRecord
 from telephony import twiml
+from telephony.finalize import known_details, seconds_since_start
 from telephony.routes_twilio import ServicesDep, signed_form, twiml_response
 from telephony.services import Services
 
@@ -29,18 +29,13 @@ router = APIRouter(prefix="/twilio/intake")
 INTAKE_TURNS_KEY = "_intake_turns_recorded"
 
 
-def _elapsed(call: CallRecord) -> float:
-    started = call.started_at if call.started_at.tzinfo else call.started_at.replace(tzinfo=dt.UTC)
-    return max(0.0, (dt.datetime.now(dt.UTC) - started).total_seconds())
-
-
 def _record(services: Services, call: CallRecord, intake: Intake) -> None:
     """Save the intake's state, the details so far, and the transcript with new turns."""
     transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
     details = dict(call.details or {})
     recorded = int(details.get(INTAKE_TURNS_KEY, 0))
     turns = intake.turns()
-    offset = _elapsed(call)
+    offset = seconds_since_start(call, dt.datetime.now(dt.UTC))
     for speaker, text in turns[recorded:]:
         if text:
             transcript.append(
@@ -80,10 +75,7 @@ async def resume(request: Request, services: ServicesDep, background: Background
     business = _business(services, call)
     if business is None:
         return twiml_response(twiml.hang_up())
-    known = CallerDetails.model_validate(
-        {k: v for k, v in (call.details or {}).items() if k in CallerDetails.model_fields}
-    )
-    intake = Intake(business, call.caller_phone, known=known, resumed=True)
+    intake = Intake(business, call.caller_phone, known=known_details(call), resumed=True)
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
     if intake.done:  # the conversation had already learned everything

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,15 @@ def businesses_file(tmp_path: Path) -> Path:
     path = tmp_path / "businesses.toml"
     path.write_text(BUSINESSES_TOML)
     return path
+
+
+async def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> None:
+    """Poll ``predicate`` until true (the store is written by another task or thread)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
 
 
 def free_port() -> int:

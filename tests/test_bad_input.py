@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import httpx
 import pytest
 import websockets
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, StartApp
+from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Pause, Say
@@ -34,14 +33,6 @@ def voice_params(call_sid: str = "CA" + "a" * 32, to: str = BUSINESS_NUMBER) -> 
         "Direction": "inbound",
         "ApiVersion": "2010-04-01",
     }
-
-
-async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize(

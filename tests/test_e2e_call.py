@@ -4,10 +4,7 @@ database → CRM. Audio is paced in real time here (speed=1)."""
 
 from __future__ import annotations
 
-import asyncio
-import time
-
-from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp
+from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import (
@@ -59,14 +56,6 @@ JOHN_EXTRACTION = {
     "new_project": False,
     "language": "en",
 }
-
-
-async def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def run_john_call(app: RunningApp, twilio: TwilioStandin, speed: float = 1.0):  # type: ignore[no-untyped-def]
