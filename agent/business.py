@@ -154,6 +154,9 @@ class Business(BaseModel):
     services: list[str] = Field(default_factory=list)
     service_area: str = ""
     on_call_phone: str | None = None
+    # During opening hours the call rings this line first; the receptionist answers when
+    # nobody picks up within ring_timeout_seconds. Absent: the receptionist always answers.
+    office_phone: str | None = None
     greeting: str = DEFAULT_GREETING
     lead_source: str = Field(default="Phone Call - AI Receptionist", min_length=1, max_length=255)
     emergency_lead_source: str = Field(
@@ -166,7 +169,7 @@ class Business(BaseModel):
     ring_timeout_seconds: int = Field(default=20, ge=5, le=600)
     salesforce_fields: dict[str, dict[str, str]] = Field(default_factory=dict)
 
-    @field_validator("number", "on_call_phone")
+    @field_validator("number", "on_call_phone", "office_phone")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
         if value is None:

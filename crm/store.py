@@ -198,6 +198,15 @@ class Store:
             call.intake_json = intake_json
             call.details = json.loads(json.dumps(details, default=str))
 
+    def close_unsummarized(self, call_sid: str, reason: str) -> None:
+        """The call needs no summary (the office picked up): nothing will finalize it."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None and call.state == "active":
+                call.state = "closed"
+                call.ended_at = utcnow()
+                call.notes = reason
+
     def mark_ended_by_agent(self, call_sid: str) -> None:
         """The agent hung up: whatever TwiML follows the stream must not restart the call."""
         with self.sessions.begin() as session:

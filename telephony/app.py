@@ -16,21 +16,26 @@ from sqlalchemy import text
 from crm.config import CrmWriter
 from telephony import routes_intake, routes_staff, routes_twilio
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
-from telephony.services import Services
+from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
 
 log = logging.getLogger(__name__)
 
 
 def create_app(
-    settings: Settings | None = None, *, crm: CrmWriter | None = None, run_worker: bool = True
+    settings: Settings | None = None,
+    *,
+    crm: CrmWriter | None = None,
+    run_worker: bool = True,
+    clock: Clock = utc_now,
 ) -> FastAPI:
-    """Build the service. ``crm`` replaces the configured CRM (tests, demo)."""
+    """Build the service. ``crm`` replaces the configured CRM and ``clock`` the wall clock
+    used for business hours and due dates (tests)."""
     settings = settings or Settings()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.build(settings, crm=crm)
+        services = Services.build(settings, crm=crm, clock=clock)
         app.state.services = services
         single_node = services.store.engine.dialect.name == "sqlite"
         recovered = await services.finalizer.recover(

@@ -53,7 +53,9 @@ class CallFinalizer:
         openai_client: Callable[[], AsyncOpenAI] | None,
         summary_model: str,
         on_finalized: Callable[[CallSummary], None] = lambda _summary: None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
+        self.clock = clock
         self.store = store
         self.businesses = businesses
         self.crm_name = crm_name
@@ -98,7 +100,7 @@ class CallFinalizer:
                 transcript=transcript,
                 call_sid=call_sid,
             )
-        now = dt.datetime.now(dt.UTC)
+        now = self.clock()  # the business's "today" and "tomorrow" come from this
         summary = build_summary(
             call_sid=call_sid,
             business=business,
@@ -107,7 +109,7 @@ class CallFinalizer:
             tool_details=details,
             model_details=model_details,
             now=now,
-            duration_seconds=int(seconds_since_start(call, now)),
+            duration_seconds=int(seconds_since_start(call, dt.datetime.now(dt.UTC))),
         )
         if not self.store.finalize(summary, crm=self.crm_name):
             return None

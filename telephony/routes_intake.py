@@ -79,7 +79,7 @@ async def resume(request: Request, services: ServicesDep, background: Background
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
     if intake.done:  # the conversation had already learned everything
-        background.add_task(services.finalizer.finalize, call.call_sid, reason="intake after drop")
+        background.add_task(services.finalize, call.call_sid, "intake after drop")
         return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
     return _gather(services, intake)
 
@@ -100,7 +100,7 @@ async def answer(request: Request, services: ServicesDep, background: Background
         log.error(
             "call %s: stored intake state is unreadable; finalizing what we have", call.call_sid
         )
-        background.add_task(services.finalizer.finalize, call.call_sid, reason="intake state lost")
+        background.add_task(services.finalize, call.call_sid, "intake state lost")
         return twiml_response(
             twiml.say_and_hang_up("Thank you. The team will call you back as soon as possible.")
         )
@@ -114,8 +114,6 @@ async def answer(request: Request, services: ServicesDep, background: Background
         intake.answer(speech, confidence=conf)
     _record(services, call, intake)
     if intake.done:
-        background.add_task(
-            services.finalizer.finalize, call.call_sid, reason="scripted intake complete"
-        )
+        background.add_task(services.finalize, call.call_sid, "scripted intake complete")
         return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
     return _gather(services, intake)

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from starlette.datastructures import FormData
 
+from agent.business import Business
 from agent.intake import Intake
 from telephony import metrics, twiml
 from telephony.bridge import CallBridge
@@ -77,15 +78,51 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
                 "Please try the business again later. Goodbye."
             )
         )
-    settings = services.settings
-    mode = "realtime" if settings.openai_configured else "intake"
+    mode = "realtime" if services.settings.openai_configured else "intake"
+    ring_office = bool(business.office_phone) and business.is_open(services.clock())
     services.store.begin_call(
         call_sid,
         business=business.name,
         business_number=business.number,
         caller_phone=caller,
-        mode=mode,
+        mode="office" if ring_office else mode,
     )
+    if ring_office and business.office_phone:
+        log.info("call %s for %s: open hours, ringing the office first", call_sid, business.name)
+        return twiml_response(
+            twiml.dial_business(
+                number=business.office_phone,
+                timeout=business.ring_timeout_seconds,
+                action=services.settings.public_url("/twilio/voice/after-dial"),
+            )
+        )
+    return answer_with_receptionist(services, business, call_sid, caller)
+
+
+@router.post("/voice/after-dial")
+async def after_office_dial(request: Request, services: ServicesDep) -> Response:
+    """The office line was rung during opening hours: if nobody answered, we do."""
+    params = await signed_form(request, services)
+    call_sid = params.get("CallSid", "")
+    call = services.store.get_call(call_sid)
+    business = services.business_for(params.get("To", ""))
+    if call is None or business is None or call.state != "active":
+        return twiml_response(twiml.hang_up())
+    if params.get("DialCallStatus") == "completed":
+        services.store.close_unsummarized(call_sid, "answered by the office")
+        log.info("call %s answered by the office", call_sid)
+        return twiml_response(twiml.hang_up())
+    log.info("call %s: the office did not answer (%s)", call_sid, params.get("DialCallStatus"))
+    return answer_with_receptionist(services, business, call_sid, call.caller_phone)
+
+
+def answer_with_receptionist(
+    services: Services, business: Business, call_sid: str, caller: str
+) -> Response:
+    """The AI receptionist over a Media Stream, or the scripted intake without OpenAI."""
+    settings = services.settings
+    mode = "realtime" if settings.openai_configured else "intake"
+    services.store.set_mode(call_sid, mode)
     metrics.CALLS.labels(mode=mode).inc()
     log.info("call %s for %s answered (%s)", call_sid, business.name, mode)
     if mode == "intake":
@@ -116,7 +153,7 @@ async def call_status(request: Request, services: ServicesDep) -> Response:
     call_sid = params.get("CallSid", "")
     status = params.get("CallStatus", "")
     if call_sid and status in FINAL_STATUSES and call_sid not in services.live_calls:
-        await services.finalizer.finalize(call_sid, reason=f"status callback ({status})")
+        await services.finalize(call_sid, f"status callback ({status})")
     return Response(status_code=204)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from openai import AsyncOpenAI
@@ -22,6 +23,7 @@ from crm.factory import build_crm
 from crm.store import Store
 from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
+from telephony.errors import TwilioRestError
 from telephony.finalize import CallFinalizer
 from telephony.settings import Settings
 from telephony.signatures import TwilioSignatures
@@ -56,8 +58,11 @@ def crm_profile(business: Business) -> CrmProfile:
     )
 
 
-def instructions_now(business: Business) -> str:
-    return receptionist_instructions(business, now=dt.datetime.now(dt.UTC))
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 @dataclass
@@ -72,10 +77,14 @@ class Services:
     signatures: TwilioSignatures
     twilio: TwilioActions | None
     finalizer: CallFinalizer
+    clock: Clock = utc_now
     live_calls: set[str] = field(default_factory=set)
 
     @classmethod
-    def build(cls, settings: Settings, *, crm: CrmWriter | None = None) -> Services:
+    def build(
+        cls, settings: Settings, *, crm: CrmWriter | None = None, clock: Clock = utc_now
+    ) -> Services:
+        """``clock`` is the wall clock for business hours and due dates (tests move it)."""
         store = Store.from_url(settings.database_url)
         store.create_schema()
         businesses = load_businesses(settings.businesses_file)
@@ -117,6 +126,7 @@ class Services:
             openai_client=openai_client,
             summary_model=settings.openai_summary_model,
             on_finalized=on_finalized,
+            clock=clock,
         )
         return cls(
             settings=settings,
@@ -127,7 +137,11 @@ class Services:
             signatures=TwilioSignatures(settings.twilio_auth_token.get_secret_value()),
             twilio=twilio,
             finalizer=finalizer,
+            clock=clock,
         )
+
+    def instructions_for(self, business: Business) -> str:
+        return receptionist_instructions(business, now=self.clock())
 
     def business_for(self, number: str) -> Business | None:
         return self.businesses.by_number(number)
@@ -183,7 +197,26 @@ class Services:
             await self.twilio.hang_up(call_sid)
 
     async def finalize(self, call_sid: str, reason: str) -> None:
-        await self.finalizer.finalize(call_sid, reason=reason)
+        """Finalize the call, then text the caller a confirmation where the business wants it."""
+        summary = await self.finalizer.finalize(call_sid, reason=reason)
+        if summary is not None:
+            await self.confirm_to_caller(summary)
+
+    async def confirm_to_caller(self, summary: CallSummary) -> None:
+        business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
+        if business is None or not business.sms_to_caller or self.twilio is None:
+            return
+        to = summary.callback_phone or summary.caller_phone
+        if not to.startswith("+"):
+            return
+        when = summary.callback_window or "as soon as possible"
+        body = f"{business.name} got your request and will call you back {when}."
+        try:
+            await self.twilio.send_sms(
+                to=to, from_=business.number, body=body, call_sid=summary.call_sid
+            )
+        except TwilioRestError as exc:
+            log.error("call %s: confirmation SMS failed (%s)", summary.call_sid, exc)
 
     def bridge_context(self) -> BridgeContext:
         settings = self.settings
@@ -191,7 +224,7 @@ class Services:
             store=self.store,
             connect_realtime=self.connect_realtime if settings.openai_configured else None,
             business_for=self.business_for,
-            instructions_for=instructions_now,
+            instructions_for=self.instructions_for,
             hang_up=self.hang_up if self.twilio is not None else None,
             notify_emergency=self.notify_emergency,
             transfer=self.transfer if self.twilio is not None else None,

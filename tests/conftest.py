@@ -15,7 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from telephony.app import create_app
-from telephony.services import Services
+from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
 
 pytest_plugins = [
@@ -86,7 +86,7 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
     returns the running app. The server is stopped when the test ends."""
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
-    async def start(**overrides: object) -> RunningApp:
+    async def start(*, clock: Clock | None = None, **overrides: object) -> RunningApp:
         port = free_port()
         values: dict[str, object] = {
             "public_base_url": PUBLIC_BASE_URL,
@@ -100,7 +100,7 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
         }
         values.update(overrides)
         settings = Settings(**values)  # type: ignore[arg-type]
-        app = create_app(settings)
+        app = create_app(settings, clock=clock or utc_now)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=port, log_level="warning", ws="websockets"
         )
