@@ -18,7 +18,7 @@ from agent.business import (
 from agent.summary import CallSummary
 from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
-from crm.delivery import DeliveryWorker
+from crm.delivery import DeliveryWorker, RetryPolicy
 from crm.factory import build_crm
 from crm.store import Store
 from telephony import metrics, twiml
@@ -96,7 +96,13 @@ class Services:
                     return crm_profile(business)
             return CrmProfile(business=name)
 
-        worker = DeliveryWorker(store, writer, profile_for)
+        policy = RetryPolicy(
+            base_delay=settings.delivery_retry_base_seconds,
+            rate_limit_delay=settings.delivery_rate_limit_seconds,
+            max_attempts=settings.delivery_max_attempts,
+            lease_seconds=settings.delivery_lease_seconds,
+        )
+        worker = DeliveryWorker(store, writer, profile_for, policy=policy)
         twilio = None
         if settings.twilio_configured:
             twilio = TwilioActions(

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     staff_username: str = "staff"
     staff_password_hash: SecretStr = SecretStr("")
 
+    delivery_retry_base_seconds: Annotated[float, Field(gt=0)] = 2.0
+    delivery_rate_limit_seconds: Annotated[float, Field(gt=0)] = 300.0
+    delivery_max_attempts: Annotated[int, Field(ge=1)] = 15
+    delivery_lease_seconds: Annotated[float, Field(gt=0)] = 120.0
+
     max_call_seconds: Annotated[int, Field(ge=30)] = 1800
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
 
