@@ -20,6 +20,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from agent.audio import PCMU_BYTES_PER_MS, chunks
 from agent.details import CallerDetails
 from agent.summary import TranscriptTurn
 from agent.tools import (
@@ -32,8 +33,6 @@ from agent.tools import (
     parse_tool_call,
     tool_result,
 )
-
-PCMU_BYTES_PER_MS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +89,11 @@ class _AgentItem:
     played_ms: int = 0
     truncated: bool = False
     text: str = ""
+    local: bool = False  # played by us (the greeting), not an audio item of the model's
+
+
+GREETING_ITEM = "greeting"
+GREETING_CHUNK_MS = 200
 
 
 @dataclass(slots=True)
@@ -159,9 +163,35 @@ class Conversation:
 
     # -- inputs ----------------------------------------------------------------------
 
-    def start(self) -> list[Action]:
-        """Configure the session and, if there is a greeting, have the model say it."""
-        actions: list[Action] = [SendToModel(session_update(self.config))]
+    def start(self, greeting_audio: bytes | None = None) -> list[Action]:
+        """Configure the session and greet the caller.
+
+        With ``greeting_audio`` (pre-rendered), the greeting plays at once, in chunks each
+        followed by a mark, and the model is told it was said; without it, the model says it.
+        """
+        actions: list[Action] = []
+        if greeting_audio and self.config.greeting:
+            item = _AgentItem(GREETING_ITEM, 0.0, text=self.config.greeting, local=True)
+            self._agent[GREETING_ITEM] = item
+            self._playing = item
+            for chunk in chunks(greeting_audio, GREETING_CHUNK_MS):
+                item.sent_ms += len(chunk) // PCMU_BYTES_PER_MS
+                actions.append(PlayAudio(chunk, f"{GREETING_ITEM}:{item.sent_ms}"))
+            actions.append(SendToModel(session_update(self.config)))
+            actions.append(
+                SendToModel(
+                    {
+                        "type": "conversation.item.create",
+                        "item": {
+                            "type": "message",
+                            "role": "assistant",
+                            "content": [{"type": "output_text", "text": self.config.greeting}],
+                        },
+                    }
+                )
+            )
+            return actions
+        actions.append(SendToModel(session_update(self.config)))
         if self.config.greeting:
             actions.append(
                 SendToModel(
@@ -214,6 +244,8 @@ class Conversation:
         if item is None or item.truncated or item.played_ms >= item.sent_ms:
             return []
         item.truncated = True
+        if item.local:  # the model never had this audio: nothing to truncate on its side
+            return [ClearPlayback()]
         return [
             ClearPlayback(),
             SendToModel(

@@ -45,6 +45,7 @@ def create_app(
             log.warning("finalized %d call(s) left active by a previous process", recovered)
         stop = asyncio.Event()
         worker = asyncio.create_task(services.worker.run(stop)) if run_worker else None
+        greetings = asyncio.create_task(services.render_greetings())
         log.info(
             "receptionist ready: crm=%s openai=%s twilio_rest=%s businesses=%d",
             services.crm.name,
@@ -55,6 +56,9 @@ def create_app(
         try:
             yield
         finally:
+            greetings.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await greetings
             stop.set()
             if worker is not None:
                 await worker

@@ -80,6 +80,7 @@ class BridgeContext:
     connect_realtime: ConnectRealtime | None
     business_for: Callable[[str], Business | None]
     instructions_for: Callable[[Business], str]
+    greeting_audio_for: Callable[[Business], bytes | None]
     hang_up: Callable[[str], Awaitable[None]] | None
     notify_emergency: Callable[[str, Business, FlagEmergency], Awaitable[None]]
     transfer: Callable[[str, Business], Awaitable[None]] | None
@@ -159,14 +160,6 @@ class CallBridge:
         if self.ctx.connect_realtime is None:
             self._takeover_note("OpenAI is not configured")
             return "takeover"
-        try:
-            async with asyncio.timeout(self.ctx.connect_timeout):
-                self.model = await self.ctx.connect_realtime()
-        except Exception as exc:  # any failure to connect means: hand over, never dead air
-            metrics.REALTIME_FAILURES.labels(stage="connect").inc()
-            log.error("call %s: Realtime connection failed (%s)", self.call_sid, type(exc).__name__)
-            self._takeover_note("Realtime connection failed at call start")
-            return "takeover"
         config = SessionConfig(
             instructions=self.ctx.instructions_for(self.business),
             voice=self.ctx.voice,
@@ -174,9 +167,24 @@ class CallBridge:
             greeting=self.business.greeting,
         )
         self.conversation = Conversation(config)
+        opening = self.conversation.start(self.ctx.greeting_audio_for(self.business))
+        # The pre-rendered greeting plays while the Realtime session connects.
+        try:
+            await self._execute([a for a in opening if isinstance(a, PlayAudio)])
+        except _CallOver as over:
+            return over.reason
+        try:
+            async with asyncio.timeout(self.ctx.connect_timeout):
+                self.model = await self.ctx.connect_realtime()
+        except Exception as exc:  # any failure to connect means: hand over, never dead air
+            metrics.REALTIME_FAILURES.labels(stage="connect").inc()
+            log.error("call %s: Realtime connection failed (%s)", self.call_sid, type(exc).__name__)
+            self._takeover_note("Realtime connection failed at call start")
+            await self._let_greeting_finish()
+            return "takeover"
         reason = "ended"
         try:
-            await self._execute(self.conversation.start())
+            await self._execute([a for a in opening if not isinstance(a, PlayAudio)])
             async with asyncio.TaskGroup() as group:
                 self.group = group
                 group.create_task(self._read_twilio())
@@ -194,6 +202,20 @@ class CallBridge:
         if reason == "takeover":
             self._takeover_note("Realtime connection dropped mid-call")
         return reason
+
+    async def _let_greeting_finish(self, limit: float = 15.0) -> None:
+        """Before handing over, let the caller hear the greeting out instead of cutting it."""
+        conversation = self.conversation
+        if conversation is None:
+            return
+        with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
+            async with asyncio.timeout(limit):
+                while conversation.audio_still_playing():
+                    for event in self.stream.receive(await self.ws.receive_text()):
+                        if isinstance(event, MarkEchoed):
+                            conversation.mark_echoed(event.name)
+                        elif isinstance(event, StreamStopped):
+                            return
 
     async def _read_twilio(self) -> None:
         assert self.conversation is not None and self.model is not None

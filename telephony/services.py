@@ -15,6 +15,7 @@ from agent.business import (
     load_businesses,
     receptionist_instructions,
 )
+from agent.greeting import GreetingAudio
 from agent.summary import CallSummary
 from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
@@ -78,6 +79,7 @@ class Services:
     twilio: TwilioActions | None
     finalizer: CallFinalizer
     clock: Clock = utc_now
+    greetings: GreetingAudio | None = None
     live_calls: set[str] = field(default_factory=set)
 
     @classmethod
@@ -111,11 +113,15 @@ class Services:
                 api_base_url=settings.twilio_api_base_url,
             )
         openai_client = None
+        greetings = None
         if settings.openai_configured:
             client = AsyncOpenAI(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
                 max_retries=1,
+            )
+            greetings = GreetingAudio(
+                client, model=settings.openai_tts_model, voice=settings.openai_voice
             )
 
             def openai_client() -> AsyncOpenAI:
@@ -144,7 +150,18 @@ class Services:
             twilio=twilio,
             finalizer=finalizer,
             clock=clock,
+            greetings=greetings,
         )
+
+    async def render_greetings(self) -> None:
+        """Render every business's greeting once, so callers hear it instantly."""
+        if self.greetings is None:
+            return
+        for business in self.businesses.businesses:
+            await self.greetings.render(business.greeting)
+
+    def greeting_audio_for(self, business: Business) -> bytes | None:
+        return self.greetings.get(business.greeting) if self.greetings else None
 
     def instructions_for(self, business: Business) -> str:
         return receptionist_instructions(business, now=self.clock())
@@ -231,6 +248,7 @@ class Services:
             connect_realtime=self.connect_realtime if settings.openai_configured else None,
             business_for=self.business_for,
             instructions_for=self.instructions_for,
+            greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,
             notify_emergency=self.notify_emergency,
             transfer=self.transfer if self.twilio is not None else None,

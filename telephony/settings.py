@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     openai_realtime_model: str = "gpt-realtime"
     openai_summary_model: str = "gpt-4o-mini"
     openai_voice: str = "alloy"
+    openai_tts_model: str = "gpt-4o-mini-tts"
 
     salesforce_login_url: str = ""
     salesforce_client_id: str = ""

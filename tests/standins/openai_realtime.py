@@ -20,10 +20,12 @@ Usage::
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import json
 import logging
+import math
 import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -95,6 +97,8 @@ class RealtimeStandin:
         self.generation_speed = generation_speed
         """Response audio is generated this many times faster than real time."""
         self.refuse_connections = False
+        self.speech_requests: list[Any] = []
+        self.speech_fails = False
         self.drop_after_turns: int | None = None
         """Cut the next session's TCP connection (no close frame) once it has answered this
         many caller turns. Fires once, then resets to None (so a reconnect carries on)."""
@@ -221,6 +225,7 @@ class RealtimeStandin:
             routes=[
                 WebSocketRoute("/v1/realtime", self._realtime),
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/audio/speech", self._speech, methods=["POST"]),
                 Route(
                     "/{path:path}",
                     self._not_found,
@@ -257,6 +262,41 @@ class RealtimeStandin:
             for key in unscripted_required_keys(body, self.extraction):
                 self.script_problems.append(f"extraction lacks required key {key!r}")
         return JSONResponse(payload, status_code=status, headers={"x-request-id": new_id("req")})
+
+    async def _speech(self, request: Request) -> Response:
+        """``POST /v1/audio/speech``: text to speech. The stand-in cannot speak, so it
+        answers a tone lasting ~70 ms per character-group (min 0.5 s) in the requested
+        format; only ``pcm`` (24 kHz s16le mono, as documented) is produced."""
+        problem = self._auth_problem(request.headers.get("authorization"))
+        if problem is not None:
+            return JSONResponse(problem, status_code=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return JSONResponse(bad_request("We could not parse the JSON body."), status_code=400)
+        self.speech_requests.append(body)
+        self._changed()
+        if self.speech_fails:
+            return JSONResponse(SERVER_ERROR, status_code=500)
+        text = body.get("input") if isinstance(body, dict) else None
+        if not isinstance(text, str) or not text or len(text) > 4096:
+            return JSONResponse(
+                bad_request("'input' must be a string of 1 to 4096 characters.", "input"),
+                status_code=400,
+            )
+        for key in ("model", "voice"):
+            if not isinstance(body.get(key), str):
+                return JSONResponse(
+                    bad_request(f"Missing required parameter: '{key}'.", key), status_code=400
+                )
+        if body.get("response_format", "mp3") != "pcm":
+            self.script_problems.append("speech requested in a format the stand-in cannot produce")
+            return JSONResponse(bad_request("stand-in produces pcm only", "response_format"), 400)
+        ms = max(500, len(text) * 70 // 5)
+        samples = array.array(
+            "h", (int(6000 * math.sin(2 * math.pi * 330 * i / 24000)) for i in range(ms * 24))
+        )
+        return Response(samples.tobytes(), media_type="application/octet-stream")
 
     async def _realtime(self, websocket: WebSocket) -> None:
         if self.refuse_connections:
