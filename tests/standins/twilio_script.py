@@ -89,6 +89,7 @@ class CallResult:
     twiml: list[str] = field(default_factory=list)
     said: list[str] = field(default_factory=list)
     played_audio_ms: int = 0
+    first_audio_ms: int | None = None  # audio time from stream start to the first agent audio heard
     cleared_audio_ms: int = 0
     received: list[dict[str, object]] = field(default_factory=list)
     sent: list[dict[str, object]] = field(default_factory=list)

@@ -155,6 +155,8 @@ class StreamSession:
             self._playing_run_ms = 0
             return
         self._playing_run_ms += FRAME_MS
+        if result.first_audio_ms is None:
+            result.first_audio_ms = tick * FRAME_MS
         result.played_audio_ms += len(played) // audio.BYTES_PER_MS
         self._heard += played
         for epoch in stale_epochs:
