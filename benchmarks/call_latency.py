@@ -101,12 +101,11 @@ async def main(calls: int) -> None:
     med_model = statistics.median(model_first)
     print(f"calls per mode: {calls} (real-time paced, 2-core machine)")
     print(f"{'':32}{'median ms':>10}{'min':>7}{'max':>7}")
-    print(
-        f"{'first audio, instant greeting':32}{med_instant:>10.0f}{min(instant_first):>7}{max(instant_first):>7}"
-    )
-    print(
-        f"{'first audio, model greets':32}{med_model:>10.0f}{min(model_first):>7}{max(model_first):>7}"
-    )
+    for label, values, median in (
+        ("first audio, instant greeting", instant_first, med_instant),
+        ("first audio, model greets", model_first, med_model),
+    ):
+        print(f"{label:32}{median:>10.0f}{min(values):>7}{max(values):>7}")
     print(
         f"{'turn gap (VAD 500 ms incl.)':32}{statistics.median(instant_gaps + model_gaps):>10.0f}"
     )
