@@ -88,14 +88,13 @@ async def extract_details(
     business_name: str,
     transcript: list[TranscriptTurn],
     call_sid: str,
+    today: dt.date,
     request_timeout: float = 30.0,
 ) -> CallerDetails | None:
     """Ask the summary model for the caller's details; ``None`` when it cannot answer."""
     if not any(turn.speaker == "caller" for turn in transcript):
         return None
-    instructions = render(
-        "extraction", business_name=business_name, today=dt.date.today().isoformat()
-    )
+    instructions = render("extraction", business_name=business_name, today=today.isoformat())
     try:
         completion = await client.chat.completions.parse(
             model=model,

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from agent.business import Business
 from agent.details import CallerDetails
-from agent.keywords import find_keywords
+from agent.keywords import find_keywords, is_name_refusal
 from prompts import intake_script
 
 __all__ = ["LOW_CONFIDENCE", "Intake", "IntakePrompt", "IntakeStateError", "IntakeStep"]
@@ -381,6 +381,8 @@ class Intake:
         raise IntakeStateError(f"no answer is expected at {step.name}")
 
     def _record_name(self, text: str) -> bool:
+        if is_name_refusal(text):
+            return True  # answered: no name given, and none invented
         first, last = find_keywords([text]).name_guess
         if first is None:
             words = [

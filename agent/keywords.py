@@ -217,6 +217,12 @@ _DIGIT_RUN_RE = re.compile(
 )
 _NAME_STOP = frozenset(
     {
+        "not",
+        "none",
+        "nobody",
+        "anonymous",
+        "unimportant",
+        "secret",
         "and",
         "i",
         "i'm",
@@ -329,12 +335,27 @@ def _emails(texts: Sequence[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
+_NAME_REFUSAL_RE = re.compile(
+    r"^\W*(no|nope|none|no thanks|no thank you|n/?a|anonymous|pass|skip( it)?)\W*$"
+    r"|\b(rather not|prefer not|not important|doesn'?t matter|won'?t say|not saying|"
+    r"no name|don'?t want to (say|give)|prefiero no|no quiero|no importa|an[oó]nimo)\b",
+    re.IGNORECASE,
+)
+
+
+def is_name_refusal(text: str) -> bool:
+    """The caller declines to give a name ("I'd rather not say", "no", "prefiero no decirlo")."""
+    return bool(_NAME_REFUSAL_RE.search(text.strip()))
+
+
 def _title(word: str) -> str:
     return word if any(c.isupper() for c in word) else word.capitalize()
 
 
 def _name_guess(texts: Sequence[str]) -> tuple[str | None, str | None]:
     for text in texts:
+        if is_name_refusal(text):
+            continue
         for pattern, needs_capital in _NAME_PATTERNS:
             match = pattern.search(text)
             if match is None:

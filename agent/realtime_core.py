@@ -112,6 +112,7 @@ class SessionConfig:
     tools: tuple[dict[str, Any], ...] = ()
     transcription_model: str = "gpt-4o-mini-transcribe"
     greeting: str | None = None
+    warm_transfer: bool = False  # an emergency connects the caller to the on-call phone
     vad_silence_ms: int = 500
     vad_prefix_ms: int = 300
     vad_threshold: float = 0.5
@@ -316,7 +317,7 @@ class Conversation:
             self._apply_tool(request)
             self.tool_requests.append(request)
             actions.append(RunTool(call_id, request))
-            output = tool_result(request)
+            output = tool_result(request, transferring=self.config.warm_transfer)
         actions.append(
             SendToModel(
                 {

@@ -56,6 +56,7 @@ class CallSummary(BaseModel):
     callback_requested: bool = False
     callback_window: str | None = Field(default=None, max_length=255)
     callback_due: dt.date | None = None
+    call_date: dt.date | None = None  # the call's day in the business's timezone
     existing_customer: bool | None = None
     new_project: bool = False
     language: str = Field(default="en", max_length=16)

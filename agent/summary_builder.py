@@ -105,6 +105,7 @@ def build_summary(
         callback_due=(
             callback_due(window, now=now, tz=business.tz) if callback_requested else None
         ),
+        call_date=now.astimezone(business.tz).date(),
         existing_customer=merged.existing_customer,
         new_project=bool(merged.new_project),
         language=merged.language or "en",

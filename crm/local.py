@@ -36,7 +36,7 @@ from crm.planner import (
     parse_phone,
     plan_delivery,
 )
-from crm.store import Base, utcnow
+from crm.store import Base, upgrade_schema, utcnow
 
 KEY_PREFIXES = {sobject: prefix for prefix, sobject in ID_PREFIXES.items()}
 
@@ -82,7 +82,8 @@ class LocalCrm:
         self.engine = engine
         self.schema = schema or standard_org_schema()
         self.sessions = sessionmaker(engine, expire_on_commit=False)
-        Base.metadata.create_all(engine, tables=[LocalRecord.__table__, LocalDelivery.__table__])  # type: ignore[list-item]
+        # The tables come from the migrations (a no-op when the schema is already at head).
+        upgrade_schema(engine)
 
     # --- CrmWriter --------------------------------------------------------------------
 
@@ -94,7 +95,13 @@ class LocalCrm:
         try:
             with self.sessions.begin() as session:
                 lookup = self._lookup(session, summary)
-                plan = plan_delivery(summary, profile, lookup, self.schema, today=dt.date.today())
+                plan = plan_delivery(
+                    summary,
+                    profile,
+                    lookup,
+                    self.schema,
+                    today=summary.call_date or dt.date.today(),
+                )
                 result = self._execute(session, plan, summary.call_sid)
                 session.add(
                     LocalDelivery(

@@ -185,7 +185,7 @@ class SalesforceCrm:
         if previous is not None:
             log.info("call %s already delivered to %s", summary.call_sid, previous.record_id)
             return previous
-        today = dt.date.today()
+        today = summary.call_date or dt.date.today()
         plan = plan_delivery(summary, profile, lookup, schema, today=today)
         for _attempt in range(MAX_COMPOSITE_ATTEMPTS):
             outcome = self._send(ctx, plan)

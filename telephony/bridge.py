@@ -165,6 +165,7 @@ class CallBridge:
             voice=self.ctx.voice,
             tools=tuple(TOOLS),
             greeting=self.business.greeting,
+            warm_transfer=self.business.warm_transfer and self.ctx.transfer is not None,
         )
         self.conversation = Conversation(config)
         opening = self.conversation.start(self.ctx.greeting_audio_for(self.business))

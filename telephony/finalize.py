@@ -91,6 +91,7 @@ class CallFinalizer:
             return None
         transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
         details = known_details(call)
+        now = self.clock()  # the business's "today" and "tomorrow" come from this
         model_details = None
         if self.openai_client is not None and transcript:
             model_details = await extract_details(
@@ -99,8 +100,8 @@ class CallFinalizer:
                 business_name=business.name,
                 transcript=transcript,
                 call_sid=call_sid,
+                today=now.astimezone(business.tz).date(),
             )
-        now = self.clock()  # the business's "today" and "tomorrow" come from this
         summary = build_summary(
             call_sid=call_sid,
             business=business,
