@@ -502,7 +502,15 @@ class _Planner:
         caller_id = to_e164(s.caller_phone)
         if caller_id and callback_number(s) != caller_id:
             lines.append(f"Caller ID: {caller_id}.")
+        lines.extend(self._language_note())
         return "\n".join(lines)
+
+    def _language_note(self) -> list[str]:
+        """Staff calling back need to know when the caller did not speak English."""
+        language = self.summary.language.strip().lower()
+        if not language or language.startswith("en"):
+            return []
+        return [f"Caller's language: {language} (call back in that language if possible)."]
 
     def _call_description(self) -> str:
         s = self.summary
@@ -525,6 +533,7 @@ class _Planner:
             )
         if s.details:
             lines.append(f"Details: {s.details}")
+        lines.extend(self._language_note())
         lines.extend(self.notes)
         if s.transcript:
             lines.append("Full transcript attached as a file.")

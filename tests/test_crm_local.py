@@ -136,3 +136,27 @@ def test_factory_picks_local_without_salesforce_config(store: Store) -> None:
         login_url="https://acme.my.salesforce.com", client_id="id", client_secret="s"
     )
     assert build_crm(config, store).name == "salesforce"
+
+
+def test_a_caller_who_spoke_spanish_is_flagged_for_staff(tmp_path: Path) -> None:
+    """Staff calling back see the caller's language on the Lead and the call Task."""
+    from agent.summary import CallSummary
+    from crm.config import CrmProfile
+    from crm.local import LocalCrm
+    from crm.store import make_engine
+
+    crm = LocalCrm(make_engine(f"sqlite:///{tmp_path / 'lang.db'}"))
+    summary = CallSummary(
+        call_sid="CA" + "e" * 32,
+        business="Bay Plumbing & Air",
+        caller_phone="+14155550177",
+        first_name="Lucía",
+        last_name="Gómez",
+        need="Water heater leaking",
+        language="es",
+    )
+    crm.deliver(summary, CrmProfile(business="Bay Plumbing & Air"))
+    records = crm.dump()
+    (lead,) = records["Lead"]
+    assert "Caller's language: es" in lead["Description"]
+    assert any("Caller's language: es" in t["Description"] for t in records["Task"])
