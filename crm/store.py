@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Any
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
     JSON,
+    Connection,
     DateTime,
     Engine,
     ForeignKey,
@@ -21,6 +25,8 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
+    inspect,
     select,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
@@ -125,6 +131,46 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+# The revision whose schema ``Base.metadata.create_all`` produced before migrations existed.
+INITIAL_REVISION = "0001"
+# pg_advisory_xact_lock key serializing schema upgrades across processes ("rcpt").
+MIGRATION_LOCK_KEY = 0x72637074
+
+
+def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
+    """An Alembic configuration built in code: the migrations shipped in this package, run
+    on ``connection`` (in its transaction) or on a new engine for ``url``."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """``alembic upgrade head`` on ``engine``, safe when several processes start at once.
+
+    The whole upgrade is one transaction that first takes a lock: SQLite's write lock
+    (``BEGIN IMMEDIATE``; the busy timeout makes the others wait) or a PostgreSQL
+    transaction-level advisory lock. A process that waited finds the schema at head and
+    does nothing. A database made by ``create_all`` before migrations existed (the store's
+    tables and no ``alembic_version``) is stamped with the initial revision, not recreated.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        elif connection.dialect.name == "postgresql":
+            connection.execute(select(func.pg_advisory_xact_lock(MIGRATION_LOCK_KEY)))
+        config = alembic_config(connection=connection)
+        tables = set(inspect(connection).get_table_names())
+        if "alembic_version" not in tables and "calls" in tables:
+            command.stamp(config, INITIAL_REVISION)
+        command.upgrade(config, "head")
+        connection.commit()
+
+
 class Store:
     """Calls, summaries and the outbox over one engine. Every method is one transaction."""
 
@@ -137,7 +183,8 @@ class Store:
         return cls(make_engine(url))
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Create or upgrade the schema by running the migrations (see ``upgrade_schema``)."""
+        upgrade_schema(self.engine)
 
     def begin_call(
         self,
