@@ -36,7 +36,14 @@ def _configure_logging(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    for noisy in ("twilio.http_client", "httpx", "httpcore", "openai", "websockets"):
+    for noisy in (
+        "twilio.http_client",
+        "httpx",
+        "httpcore",
+        "openai",
+        "websockets",
+        "alembic.runtime.plugins",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
