@@ -36,6 +36,9 @@ from crm.store import OutboxJob, Store, utcnow
 log = logging.getLogger(__name__)
 
 
+CLAIM_RACE_RETRIES = 10
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     base_delay: float = 2.0
@@ -86,27 +89,31 @@ class DeliveryWorker:
             (OutboxJob.state == "delivering") & (OutboxJob.locked_until < now),
         )
         lease = now + dt.timedelta(seconds=self.policy.lease_seconds)
-        with self.store.sessions.begin() as session:
-            query = select(OutboxJob).where(due).order_by(OutboxJob.next_attempt_at).limit(1)
-            if self.store.engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            job = session.scalars(query).first()
-            if job is None:
-                return None
-            claimed = session.execute(
-                update(OutboxJob)
-                .where(OutboxJob.id == job.id, OutboxJob.state == job.state)
-                .where(
-                    or_(
-                        OutboxJob.locked_until.is_(None), OutboxJob.locked_until == job.locked_until
+        # Another worker may take the row between our read and our conditional update
+        # (SQLite has no SKIP LOCKED): then try the next due job instead of giving up.
+        for _ in range(CLAIM_RACE_RETRIES):
+            with self.store.sessions.begin() as session:
+                query = select(OutboxJob).where(due).order_by(OutboxJob.next_attempt_at).limit(1)
+                if self.store.engine.dialect.name == "postgresql":
+                    query = query.with_for_update(skip_locked=True)
+                job = session.scalars(query).first()
+                if job is None:
+                    return None
+                claimed = session.execute(
+                    update(OutboxJob)
+                    .where(OutboxJob.id == job.id, OutboxJob.state == job.state)
+                    .where(
+                        or_(
+                            OutboxJob.locked_until.is_(None),
+                            OutboxJob.locked_until == job.locked_until,
+                        )
                     )
+                    .values(state="delivering", locked_until=lease, attempts=OutboxJob.attempts + 1)
                 )
-                .values(state="delivering", locked_until=lease, attempts=OutboxJob.attempts + 1)
-            )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                return None
-            session.refresh(job)
-            return job
+                if claimed.rowcount == 1:  # type: ignore[attr-defined]
+                    session.refresh(job)
+                    return job
+        return None
 
     # -- delivering ------------------------------------------------------------------
 
