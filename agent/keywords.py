@@ -272,8 +272,12 @@ def _clauses(text: str) -> list[str]:
     return [c for c in _CLAUSE_SPLIT_RE.split(text) if c.strip()]
 
 
+_NEGATION_LOOKBACK_CHARS = 200  # a few words' worth: keeps the scan linear in the text
+
+
 def _negated(clause: str, start: int) -> bool:
-    words: list[str] = _WORD_RE.findall(clause[:start].lower())
+    before = clause[max(0, start - _NEGATION_LOOKBACK_CHARS) : start]
+    words: list[str] = _WORD_RE.findall(before.lower())
     breaks = [i for i, word in enumerate(words) if word in _SCOPE_BREAKS]
     if breaks:
         words = words[breaks[-1] + 1 :]

@@ -64,6 +64,15 @@ class RunTool:
 
 
 @dataclass(frozen=True, slots=True)
+class ToolRefused:
+    """The model called a tool wrongly; it was told why. ``reason`` names fields, not values."""
+
+    call_id: str
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class HangUp:
     """End the call: the goodbye has played."""
 
@@ -78,7 +87,7 @@ class ModelError:
     message: str
 
 
-Action = SendToModel | PlayAudio | ClearPlayback | RunTool | HangUp | ModelError
+Action = SendToModel | PlayAudio | ClearPlayback | RunTool | ToolRefused | HangUp | ModelError
 
 
 @dataclass(slots=True)
@@ -313,6 +322,7 @@ class Conversation:
             request = parse_tool_call(name, str(event.get("arguments", "")))
         except ToolArgumentsError as exc:
             output = json.dumps({"ok": False, "error": str(exc)})
+            actions.append(ToolRefused(call_id, name[:64], str(exc)))
         else:
             self._apply_tool(request)
             self.tool_requests.append(request)

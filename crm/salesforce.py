@@ -304,11 +304,13 @@ class SalesforceCrm:
             if names and not set(names) & essential:
                 for name in names:
                     ctx.warnings.append(
-                        f"{action.sobject}.{name} rejected by the org ({code}: {message}); "
-                        "written without it"
+                        # The org's message quotes the rejected value (caller data):
+                        # only the code and the field name are kept.
+                        f"{action.sobject}.{name} rejected by the org ({code}); written without it"
                     )
                 return plan.without_fields(ref, names)
-        raise CrmRejectedError(f"the org rejected the {sobject}: {message}", error_code=code)
+        fields = ", ".join(str(f) for f in error.get("fields") or []) or "no field named"
+        raise CrmRejectedError(f"the org rejected the {sobject} ({fields})", error_code=code)
 
     def _subrequests(self, plan: Plan) -> list[dict[str, Any]]:
         base = f"/services/data/v{self.config.api_version}/sobjects"
@@ -489,6 +491,10 @@ def _wire(fields: Mapping[str, Any]) -> dict[str, Any]:
             out[name] = f"@{{{value.name}.id}}"
         elif isinstance(value, dt.date | dt.datetime):
             out[name] = value.isoformat()
+        elif isinstance(value, str):
+            # Composite reads "@{x.y}" anywhere in a body as a reference to another
+            # subrequest; a caller's words must stay plain data (there is no escape).
+            out[name] = value.replace("@{", "@ {")
         else:
             out[name] = value
     return out

@@ -36,6 +36,7 @@ from agent.realtime_core import (
     RunTool,
     SendToModel,
     SessionConfig,
+    ToolRefused,
 )
 from agent.tools import TOOLS, FlagEmergency, RequestCallback
 from crm.store import Store
@@ -282,6 +283,10 @@ class CallBridge:
                 self._run_tool(action)
             elif isinstance(action, HangUp):
                 await self._hang_up()
+            elif isinstance(action, ToolRefused):
+                log.warning(
+                    "call %s: tool %r refused: %s", self.call_sid, action.name, action.reason
+                )
             elif isinstance(action, ModelError):
                 log.warning("call %s: Realtime error %s", self.call_sid, action.code)
 

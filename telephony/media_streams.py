@@ -124,7 +124,14 @@ class MediaStreamProtocol:
             return [self._violation(f"unknown event {str(kind)[:40]!r}")]
         try:
             return [handler(self, message)]
-        except (KeyError, TypeError, ValueError, binascii.Error) as exc:
+        except (
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            OverflowError,
+            binascii.Error,
+        ) as exc:
             return [self._violation(f"malformed {kind!r} message ({type(exc).__name__})")]
 
     def _violation(self, reason: str) -> ProtocolViolation:
@@ -154,10 +161,7 @@ class MediaStreamProtocol:
         if not isinstance(params, dict):
             raise TypeError("customParameters")
         media_format = start.get("mediaFormat") or {}
-        self._advance("start")
-        self.stream_sid = stream_sid
-        self.call_sid = call_sid
-        return StreamStarted(
+        started = StreamStarted(
             stream_sid=stream_sid,
             call_sid=call_sid,
             account_sid=str(start.get("accountSid", "")),
@@ -165,6 +169,10 @@ class MediaStreamProtocol:
             encoding=str(media_format.get("encoding", "audio/x-mulaw")),
             sample_rate=int(media_format.get("sampleRate", 8000)),
         )
+        self._advance("start")  # only once the whole message has been read
+        self.stream_sid = stream_sid
+        self.call_sid = call_sid
+        return started
 
     def _on_media(self, message: dict[str, Any]) -> StreamEvent:
         self._check_stream(message)

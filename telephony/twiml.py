@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import re
+
 from twilio.twiml.voice_response import Connect, Gather, VoiceResponse
 
 VOICE = "Polly.Joanna"
+
+# Characters XML 1.0 cannot carry; a caller ID or a caller's words containing one would
+# make the whole document unreadable to Twilio.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_safe(text: str) -> str:
+    return _NOT_XML.sub("", text)
 
 
 def connect_stream(*, stream_url: str, parameters: dict[str, str], after_stream_url: str) -> str:
@@ -14,7 +24,7 @@ def connect_stream(*, stream_url: str, parameters: dict[str, str], after_stream_
     connect = Connect()
     stream = connect.stream(url=stream_url)
     for name, value in parameters.items():
-        stream.parameter(name=name, value=value)
+        stream.parameter(name=xml_safe(name), value=xml_safe(value))
     response.append(connect)
     response.redirect(after_stream_url, method="POST")
     return str(response)
@@ -22,7 +32,7 @@ def connect_stream(*, stream_url: str, parameters: dict[str, str], after_stream_
 
 def say_and_hang_up(message: str) -> str:
     response = VoiceResponse()
-    response.say(message, voice=VOICE)
+    response.say(xml_safe(message), voice=VOICE)
     response.hangup()
     return str(response)
 
@@ -45,7 +55,7 @@ def gather_speech(
     posts the action with no SpeechResult, so the intake decides what to do next."""
     response = VoiceResponse()
     if preface:
-        response.say(preface, voice=VOICE)
+        response.say(xml_safe(preface), voice=VOICE)
     gather = Gather(
         input="speech",
         action=action,
@@ -57,7 +67,7 @@ def gather_speech(
     )
     if hints:
         gather.hints = hints
-    gather.say(prompt, voice=VOICE)
+    gather.say(xml_safe(prompt), voice=VOICE)
     response.append(gather)
     response.redirect(action, method="POST")
     return str(response)

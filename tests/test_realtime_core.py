@@ -13,6 +13,7 @@ from agent.realtime_core import (
     RunTool,
     SendToModel,
     SessionConfig,
+    ToolRefused,
 )
 from agent.tools import FlagEmergency
 
@@ -174,7 +175,9 @@ def test_bad_tool_arguments_get_an_error_output_not_a_crash() -> None:
         },
         1.0,
     )
-    (output, create) = actions
+    (refused, output, create) = actions
+    assert refused == ToolRefused("c", "drop_tables", refused.reason)
+    assert "drop_tables" in refused.reason
     assert isinstance(output, SendToModel)
     assert json.loads(output.event["item"]["output"])["ok"] is False
     assert create == SendToModel({"type": "response.create"})

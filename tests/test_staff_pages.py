@@ -1,0 +1,148 @@
+"""The staff pages under ``/calls``: closed until a password hash is set, HTTP Basic with
+the hashed password, caller text shown escaped, and the retry of a dead-lettered delivery.
+
+What a user would notice if these failed: call transcripts readable by anyone who finds the
+URL, a caller's words running as script in a staff member's browser, or a call stuck in the
+dead-letter queue with no way to send it again.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from telephony.staff_auth import hash_password
+from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, RunningApp, StartApp, wait_for
+from tests.standins.salesforce import SalesforceStandin
+from tests.standins.twilio import TwilioStandin
+from tests.standins.twilio_script import CallerScript
+
+PASSWORD = "correct horse battery staple"
+# Fewer PBKDF2 iterations than production keeps the test fast; the format is the same.
+PASSWORD_HASH = hash_password(PASSWORD, iterations=2_000)
+XSS = "<script>alert('owned')</script>"
+SPEECH = ["Dana Reyes", f"{XSS} my kitchen sink is leaking", "this week", "yes", "tomorrow"]
+
+
+async def intake_call(app: RunningApp, twilio: TwilioStandin) -> str:
+    """One scripted-intake call through the real webhooks; returns its CallSid."""
+    result = await twilio.place_call(
+        app_url=app.url,
+        public_base_url=PUBLIC_BASE_URL,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=CallerScript(speech=SPEECH),
+        speed=8,
+    )
+    store = app.services.store
+    await wait_for(lambda: store.get_summary(result.call_sid) is not None)
+    return result.call_sid
+
+
+def twilio_settings(twilio: TwilioStandin) -> dict[str, object]:
+    return {
+        "twilio_account_sid": twilio.account_sid,
+        "twilio_auth_token": twilio.auth_token,
+        "twilio_api_base_url": twilio.api_base_url,
+    }
+
+
+async def test_staff_pages_are_closed_without_a_password_hash(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """No STAFF_PASSWORD_HASH: every staff page answers 503 whatever credentials are sent."""
+    app = await start_app(**twilio_settings(twilio_standin))
+    call_sid = await intake_call(app, twilio_standin)
+    async with httpx.AsyncClient(base_url=app.url) as client:
+        for password in ["", "staff", PASSWORD]:
+            auth = ("staff", password)
+            listing = await client.get("/calls", auth=auth)
+            assert listing.status_code == 503 and "STAFF_PASSWORD_HASH" in listing.text
+            page = await client.get(f"/calls/{call_sid}", auth=auth)
+            assert page.status_code == 503
+            retry = await client.post(f"/calls/{call_sid}/retry", auth=auth)
+            assert retry.status_code == 503
+        anonymous = await client.get("/calls")
+        assert anonymous.status_code in {401, 503}
+        assert "Dana" not in anonymous.text
+
+
+async def test_wrong_credentials_get_401_and_the_right_ones_see_escaped_caller_text(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """HTTP Basic: no credentials, a wrong password or a wrong username → 401 with a
+    challenge and nothing of the call; the right ones → the list and the call page, where
+    what the caller said is shown as text, never as markup."""
+    app = await start_app(staff_password_hash=PASSWORD_HASH, **twilio_settings(twilio_standin))
+    call_sid = await intake_call(app, twilio_standin)
+    async with httpx.AsyncClient(base_url=app.url) as client:
+        for auth in [None, ("staff", "wrong password"), ("admin", PASSWORD), ("staff", "")]:
+            response = await client.get(f"/calls/{call_sid}", auth=auth)
+            assert response.status_code == 401, auth
+            assert response.headers["www-authenticate"].startswith("Basic")
+            assert "Dana" not in response.text
+        listing = await client.get("/calls", auth=("staff", PASSWORD))
+        assert listing.status_code == 200 and call_sid in listing.text
+        page = await client.get(f"/calls/{call_sid}", auth=("staff", PASSWORD))
+    assert page.status_code == 200
+    assert "Reyes" in page.text
+    assert XSS not in page.text
+    assert "&lt;script&gt;" in page.text
+
+
+async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    salesforce_ca_env: SalesforceStandin,
+) -> None:
+    """Salesforce fails the only allowed attempt → dead-lettered with the reason on the
+    page and a Retry button; Retry (authenticated) sends it again → one Lead. Retrying
+    without credentials, or a delivery that is not dead, changes nothing."""
+    org = salesforce_ca_env
+    org.inject_fault("503")
+    app = await start_app(
+        staff_password_hash=PASSWORD_HASH,
+        salesforce_login_url=org.login_url,
+        salesforce_client_id=org.client_id,
+        salesforce_client_secret=org.client_secret,
+        delivery_max_attempts=1,
+        **twilio_settings(twilio_standin),
+    )
+    call_sid = await intake_call(app, twilio_standin)
+    store = app.services.store
+    await wait_for(lambda: (job := store.outbox_job(call_sid)) is not None and job.state == "dead")
+    assert org.records("Lead") == []
+    staff = ("staff", PASSWORD)
+    async with httpx.AsyncClient(base_url=app.url) as client:
+        page = await client.get(f"/calls/{call_sid}", auth=staff)
+        assert "dead" in page.text and "Retry delivery" in page.text
+        assert "gave up after 1 attempts" in page.text
+
+        refused = await client.post(f"/calls/{call_sid}/retry")
+        assert refused.status_code == 401
+        job = store.outbox_job(call_sid)
+        assert job is not None and job.state == "dead"
+
+        retried = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        assert retried.status_code == 303
+        assert retried.headers["location"] == f"/calls/{call_sid}"
+        await wait_for(
+            lambda: (job := store.outbox_job(call_sid)) is not None and job.state == "delivered"
+        )
+        (lead,) = org.records("Lead")
+        assert (lead["FirstName"], lead["LastName"]) == ("Dana", "Reyes")
+
+        again = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        assert again.status_code == 409
+        unknown = await client.get("/calls/CA" + "0" * 32, auth=staff)
+        assert unknown.status_code == 404
+    assert len(org.records("Lead")) == 1
+
+
+@pytest.mark.parametrize("encoded", ["", "not-a-hash", "pbkdf2_sha256$0$00$00", "md5$1$aa$bb"])
+def test_a_malformed_hash_never_lets_anyone_in(encoded: str) -> None:
+    """A mistyped STAFF_PASSWORD_HASH refuses every password instead of raising."""
+    from telephony.staff_auth import verify_password
+
+    assert not verify_password(PASSWORD, encoded)
+    assert not verify_password("", encoded)
