@@ -251,3 +251,32 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
     texts = " ".join(t.text for t in summary.transcript)
     assert "banging" in texts  # what was said before the drop is kept
     assert summary.callback_requested
+    # The extraction model answered 500: the deterministic extractor filled in, and says so.
+    assert summary.extraction == "deterministic"
+
+
+async def test_a_call_longer_than_the_limit_is_ended_and_still_recorded(
+    start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin
+) -> None:  # type: ignore[no-untyped-def]
+    """MAX_CALL_SECONDS bounds a call (and every per-call buffer with it): past it the stream
+    is closed, the call is finalized, and Twilio's next request is told to hang up."""
+    ai: RealtimeStandin = await make_realtime_standin()
+    app = await start_app(
+        twilio_account_sid=twilio_standin.account_sid,
+        twilio_auth_token=twilio_standin.auth_token,
+        twilio_api_base_url=twilio_standin.api_base_url,
+        openai_api_key=ai.api_key,
+        openai_base_url=ai.base_url,
+    )
+    app.services.settings.max_call_seconds = 2  # the setting's floor is 30 s; too slow here
+    script = CallerScript(steps=[Pause(ms=20_000), HangUp()])
+    result = await twilio_standin.place_call(
+        app_url=app.url,
+        public_base_url=PUBLIC_BASE_URL,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=script,
+    )
+    assert result.stream_closed_by == "app"
+    assert result.said == []  # no intake after the limit: the follow-up TwiML hangs up
+    assert app.services.store.get_summary(result.call_sid) is not None
