@@ -11,6 +11,7 @@ Placeholders use ``string.Template`` syntax; a literal dollar sign is written ``
 
 from __future__ import annotations
 
+import copy
 import re
 import tomllib
 from functools import cache
@@ -35,6 +36,11 @@ def render(name: str, **values: str) -> str:
     return Template(_read(f"{name}.md")).substitute(values)
 
 
-def intake_script() -> dict[str, Any]:
-    """``prompts/intake.toml`` parsed: the scripted intake's wording (a fresh copy each call)."""
+@cache
+def _intake_script() -> dict[str, Any]:
     return tomllib.loads(_read("intake.toml"))
+
+
+def intake_script() -> dict[str, Any]:
+    """The scripted intake's wording from ``prompts/intake.toml`` (a fresh copy each call)."""
+    return copy.deepcopy(_intake_script())

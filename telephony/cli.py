@@ -62,9 +62,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused until it is "
             "(signatures cannot be verified)"
         )
-    uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level="info", ws="websockets"
-    )
+    app = create_app(settings, run_worker=not args.no_worker)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info", ws="websockets-sansio")
     return 0
 
 
@@ -249,6 +248,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve = commands.add_parser("serve", help="run the web service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument(
+        "--no-worker",
+        action="store_true",
+        help="do not deliver the CRM outbox in this process (run `receptionist worker` instead)",
+    )
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("demo", help="one simulated after-hours call, end to end").set_defaults(
         func=cmd_demo

@@ -102,7 +102,7 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
         settings = Settings(**values)  # type: ignore[arg-type]
         app = create_app(settings, clock=clock or utc_now)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets"
+            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve())
