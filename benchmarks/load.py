@@ -1,0 +1,421 @@
+"""Load benchmark: N concurrent real-time calls against one server process pinned to one core.
+
+For each N of the sweep and each variant, side by side in the same sitting:
+
+- ``after``: ``receptionist serve`` from this tree;
+- ``before``: ``receptionist serve`` from another tree (``--before-tree``, e.g. a
+  ``git worktree`` of the commit before the performance work);
+- ``bare``: ``benchmarks/bare_relay.py``, the cheapest correct relay (the floor).
+
+The server runs under ``taskset -c <server core>``; this process (the load generator, the
+lean Realtime stand-in and the Salesforce stand-in, which answers after 100 ms) is pinned to
+the other core. Each call: a signed ``/twilio/voice`` webhook, a signed upgrade,
+``connected``/``start``, then a 20 ms μ-law frame every 20 ms in real time with speech
+bursts; the stand-in's energy VAD answers each utterance with 2.4 s of audio in real-time
+20 ms deltas; the caller echoes marks when their audio has "played", barges in 1 s into
+every other answer, and the call ends with ``stop`` and a status callback. During the
+measurement window calls are churned (one hangs up and a new one starts, ``--churn`` per
+second), which is where hangup → CRM record is measured.
+
+Server CPU is CPU-seconds of the server process (utime + stime from /proc, all threads)
+over the window, divided by call-seconds — not wall time, so other load on the machine
+changes it less (it still changes it: caches, frequency, SMT siblings). The generator
+reports its own ticker lateness and CPU use, and flags a step where it fell behind.
+
+Usage:
+    .venv/bin/python benchmarks/load.py --calls 25,50,100 [--window 20]
+        [--before-tree /tmp/before] [--variants before,after,bare]
+    .venv/bin/python benchmarks/load.py --calls 100 --profile /tmp/prof --variants before,after
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.load_rig import LATE_S, Call, Rig, percentile  # noqa: E402
+from tests.conversation_scripts import CALLBACK_EXTRACTION  # noqa: E402
+from tests.standins.salesforce import SalesforceStandin  # noqa: E402
+
+PUBLIC_BASE_URL = "https://receptionist.example.com"
+AUTH_TOKEN = "b" * 32
+BUSINESS_NUMBER = "+14155559999"
+BUSINESSES = f"""
+[[business]]
+number = "{BUSINESS_NUMBER}"
+name = "Bay Plumbing & Air"
+timezone = "America/Los_Angeles"
+services = ["plumbing", "heating"]
+service_area = "San Francisco"
+greeting = "Thanks for calling Bay Plumbing and Air. How can I help?"
+"""
+CALL_SID = re.compile(rb"CA[0-9a-f]{32}")
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+class SlowSalesforce(SalesforceStandin):
+    """The Salesforce stand-in answering every data request after ``latency`` seconds, and
+    noting when the composite request that logs a call (its CallSid) has been answered."""
+
+    latency = 0.1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.logged: dict[str, float] = {}
+        self._logged_lock = threading.Lock()
+
+    def _data_request(self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str]) -> Any:
+        time.sleep(self.latency)
+        response = super()._data_request(method, path, query, raw, headers)
+        if method == "POST" and "composite" in path and response.status < 300:
+            now = time.monotonic()
+            with self._logged_lock:
+                for sid in CALL_SID.findall(raw):
+                    self.logged.setdefault(sid.decode(), now)
+        return response
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def rss_mb(pid: int) -> float:
+    return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * PAGE / 2**20
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Variant:
+    name: str
+    tree: Path | None  # None: the bare relay
+
+
+@dataclass
+class StepResult:
+    variant: str
+    calls: int
+    cpu_per_call_second: float
+    rss_base_mb: float
+    rss_per_call_mb: float
+    late_c2m: int
+    frames_c2m: int
+    late_m2c: int
+    frames_m2c: int
+    c2m_p50: float | None
+    c2m_p99: float | None
+    m2c_p50: float | None
+    m2c_p99: float | None
+    barge_p50: float | None
+    barge_p99: float | None
+    barge_count: int
+    barge_missed: int
+    first_audio_p50: float | None
+    crm_p50: float | None
+    crm_p95: float | None
+    crm_count: int
+    churned: int
+    failed: int
+    gen_cpu: float
+    tick_late_p99: float | None
+    tick_late_max: float | None
+    generator_behind: bool
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value * 1000:.1f}"
+
+
+class Server:
+    """One server process under test, pinned to a core (optionally under py-spy)."""
+
+    def __init__(self, variant: Variant, port: int, env: dict[str, str], workdir: Path, core: int, profile: Path | None):
+        self.variant = variant
+        self.port = port
+        self.log_path = workdir / f"{variant.name}-{port}.log"
+        python = sys.executable
+        if variant.tree is None:
+            command = [python, str(ROOT / "benchmarks" / "bare_relay.py"), "--port", str(port)]
+            cwd = ROOT
+        else:
+            command = [python, "-m", "telephony.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            cwd = variant.tree
+            env = {**env, "PYTHONPATH": str(variant.tree)}
+        command = ["taskset", "-c", str(core), *command]
+        if profile is not None:
+            py_spy = shutil.which("py-spy") or str(Path(python).with_name("py-spy"))
+            command = [py_spy, "record", "--gil", "--format", "raw", "--rate", "200", "-o", str(profile), "--", *command]
+        self.log = self.log_path.open("w")
+        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.pid = self.process.pid
+
+    async def ready(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", self.port)
+                writer.close()
+                break
+            except OSError:
+                await asyncio.sleep(0.2)
+        else:
+            raise RuntimeError("server did not start")
+        self.pid = self._python_pid()
+
+    def _python_pid(self) -> int:
+        """The interpreter's pid (under py-spy the server is py-spy's child)."""
+        pid = self.process.pid
+        for _ in range(3):
+            if "python" in Path(f"/proc/{pid}/comm").read_text():
+                return pid
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            if not children:
+                break
+            pid = int(children[0])
+        return pid
+
+    async def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGINT)
+        for _ in range(150):
+            if self.process.poll() is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+async def run_step(args: argparse.Namespace, variant: Variant, calls: int, sf: SlowSalesforce, workdir: Path, profile: Path | None) -> StepResult:
+    port = free_port()
+    rig = Rig(
+        app_port=port,
+        public_base_url=PUBLIC_BASE_URL,
+        auth_token=AUTH_TOKEN,
+        business_number=BUSINESS_NUMBER,
+        extraction=CALLBACK_EXTRACTION,
+    )
+    await rig.start()
+    businesses = workdir / "businesses.toml"
+    businesses.write_text(BUSINESSES)
+    env = {
+        **os.environ,
+        "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
+        "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
+        "TWILIO_ACCOUNT_SID": "",
+        "OPENAI_API_KEY": rig.api_key,
+        "OPENAI_BASE_URL": rig.base_url,
+        "DATABASE_URL": f"sqlite:///{workdir / f'{variant.name}-{calls}-{port}.db'}",
+        "BUSINESSES_FILE": str(businesses),
+        "SALESFORCE_LOGIN_URL": sf.login_url,
+        "SALESFORCE_CLIENT_ID": sf.client_id,
+        "SALESFORCE_CLIENT_SECRET": sf.client_secret,
+        "REQUESTS_CA_BUNDLE": sf.ca_bundle,
+        "SSL_CERT_FILE": sf.ca_bundle,
+        "PYTHONUNBUFFERED": "1",
+    }
+    server = Server(variant, port, env, workdir, args.server_core, profile)
+    churned: dict[str, float] = {}
+    try:
+        await server.ready()
+        await asyncio.sleep(1.5)  # the greeting renders at start-up
+        rss_base = rss_mb(server.pid)
+        ramp = max(2.0, calls / 40)
+        placing = []
+        for _ in range(calls):
+            placing.append(asyncio.create_task(rig.place_call()))
+            await asyncio.sleep(ramp / calls)
+        await asyncio.gather(*placing)
+        await asyncio.sleep(args.warmup)
+        rig.measuring = True
+        cpu0, gen0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+
+        async def churn() -> None:
+            replacements: list[asyncio.Task[Any]] = []
+            while True:
+                await asyncio.sleep(1 / args.churn)
+                live = [c for c in rig.calls if c.conn is not None and c.conn.open]
+                if not live:
+                    continue
+                oldest: Call = live[0]
+
+                async def replace(call: Call) -> None:
+                    hung_up = await rig.hang_up(call)
+                    if hung_up is not None:
+                        churned[call.call_sid] = hung_up
+                    await rig.place_call()
+
+                replacements.append(asyncio.create_task(replace(oldest)))
+
+        churner = asyncio.create_task(churn())
+        await asyncio.sleep(args.window)
+        cpu1, gen1, t1 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        rss_loaded = rss_mb(server.pid)
+        rig.measuring = False
+        churner.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await churner
+        await asyncio.gather(*(rig.hang_up(c) for c in list(rig.calls)), return_exceptions=True)
+        if variant.tree is not None:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and any(s not in sf.logged for s in churned):
+                await asyncio.sleep(0.2)
+    finally:
+        await server.stop()
+        await rig.stop()
+    stats = rig.stats
+    crm = [sf.logged[s] - t for s, t in churned.items() if s in sf.logged]
+    call_seconds = calls * (t1 - t0)
+    late_p99 = percentile(stats.tick_late, 99)
+    late_max = max(stats.tick_late) if stats.tick_late else None
+    gen_cpu = (gen1 - gen0) / (t1 - t0)
+    return StepResult(
+        variant=variant.name,
+        calls=calls,
+        cpu_per_call_second=(cpu1 - cpu0) / call_seconds,
+        rss_base_mb=rss_base,
+        rss_per_call_mb=(rss_loaded - rss_base) / calls,
+        late_c2m=sum(1 for v in stats.c2m if v > LATE_S),
+        frames_c2m=len(stats.c2m),
+        late_m2c=sum(1 for v in stats.m2c if v > LATE_S),
+        frames_m2c=len(stats.m2c),
+        c2m_p50=percentile(stats.c2m, 50),
+        c2m_p99=percentile(stats.c2m, 99),
+        m2c_p50=percentile(stats.m2c, 50),
+        m2c_p99=percentile(stats.m2c, 99),
+        barge_p50=percentile(stats.barge, 50),
+        barge_p99=percentile(stats.barge, 99),
+        barge_count=len(stats.barge),
+        barge_missed=stats.barge_missed,
+        first_audio_p50=percentile(stats.first_audio, 50),
+        crm_p50=percentile(crm, 50),
+        crm_p95=percentile(crm, 95),
+        crm_count=len(crm),
+        churned=len(churned),
+        failed=stats.calls_failed,
+        gen_cpu=gen_cpu,
+        tick_late_p99=late_p99,
+        tick_late_max=late_max,
+        generator_behind=bool(gen_cpu > 0.85 or (late_p99 or 0) > 0.005 or (late_max or 0) > LATE_S),
+    )
+
+
+def report(results: list[StepResult]) -> None:
+    floor = {r.calls: r.cpu_per_call_second for r in results if r.variant == "bare"}
+    print()
+    print(
+        f"{'variant':8} {'N':>4} {'CPU s/call-s':>12} {'calls/core':>10} {'x bare':>6} "
+        f"{'RSS base':>8} {'MB/call':>7} {'late c>m':>9} {'late m>c':>9} "
+        f"{'c>m p50/p99 ms':>15} {'m>c p50/p99 ms':>15} {'barge p50/p99':>14} {'greet':>6} "
+        f"{'CRM p50/p95 s':>14} {'gen cpu':>7} {'tick p99/max':>13}"
+    )
+    for r in results:
+        ratio = r.cpu_per_call_second / floor[r.calls] if floor.get(r.calls) else None
+        crm = "-" if r.crm_p50 is None else f"{r.crm_p50:.2f}/{r.crm_p95:.2f} ({r.crm_count}/{r.churned})"
+        print(
+            f"{r.variant:8} {r.calls:>4} {r.cpu_per_call_second:>12.5f} "
+            f"{1 / r.cpu_per_call_second if r.cpu_per_call_second else 0:>10.0f} "
+            f"{'-' if ratio is None else f'{ratio:.2f}':>6} {r.rss_base_mb:>8.0f} "
+            f"{r.rss_per_call_mb:>7.3f} {r.late_c2m:>4}/{r.frames_c2m:<5}"
+            f"{r.late_m2c:>4}/{r.frames_m2c:<5} {ms(r.c2m_p50):>7}/{ms(r.c2m_p99):<7} "
+            f"{ms(r.m2c_p50):>7}/{ms(r.m2c_p99):<7} {ms(r.barge_p50):>6}/{ms(r.barge_p99):<6} "
+            f"{ms(r.first_audio_p50):>6} {crm:>14} {r.gen_cpu:>7.0%} "
+            f"{ms(r.tick_late_p99):>6}/{ms(r.tick_late_max):<6}"
+            + ("  GENERATOR BEHIND" if r.generator_behind else "")
+            + (f"  {r.failed} calls failed" if r.failed else "")
+            + (f"  barge-ins without clear: {r.barge_missed}" if r.barge_missed else "")
+        )
+    print(
+        "\nCPU s/call-s: server CPU-seconds per call-second (all threads); calls/core = 1 / that."
+        "\nlate: frames delayed > 20 ms / frames measured; c>m caller→model, m>c model→caller"
+        " (added latency through the server, one clock); barge: stand-in speech_started → clear;"
+        "\ngreet: stream start → first audio; CRM: stop → Salesforce composite answered"
+        " (Salesforce answering after 100 ms); gen cpu/tick: the generator's own load."
+    )
+
+
+async def main(args: argparse.Namespace) -> None:
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    variants = []
+    for name in args.variants.split(","):
+        if name == "bare":
+            variants.append(Variant("bare", None))
+        elif name == "before":
+            if args.before_tree is None:
+                raise SystemExit("--before-tree is needed for the 'before' variant")
+            variants.append(Variant("before", Path(args.before_tree).resolve()))
+        elif name == "after":
+            variants.append(Variant("after", ROOT))
+        else:
+            raise SystemExit(f"unknown variant {name!r}")
+    results: list[StepResult] = []
+    sf = SlowSalesforce()
+    sf.start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="load-") as tmp:
+            workdir = Path(tmp)
+            for calls in [int(n) for n in args.calls.split(",")]:
+                for variant in variants:
+                    profile = None
+                    if args.profile:
+                        Path(args.profile).mkdir(parents=True, exist_ok=True)
+                        profile = Path(args.profile) / f"{variant.name}-{calls}.txt"
+                    result = await run_step(args, variant, calls, sf, workdir, profile)
+                    results.append(result)
+                    print(
+                        f"{variant.name} N={calls}: {result.cpu_per_call_second:.5f} CPU s/call-s",
+                        flush=True,
+                    )
+    finally:
+        sf.stop()
+    report(results)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", default="25,50", help="comma-separated sweep of N")
+    parser.add_argument("--variants", default="after,bare")
+    parser.add_argument("--before-tree", default=None)
+    parser.add_argument("--window", type=float, default=20.0, help="measurement seconds per step")
+    parser.add_argument("--warmup", type=float, default=4.0)
+    parser.add_argument("--churn", type=float, default=1.0, help="calls ended and replaced per second")
+    parser.add_argument("--server-core", type=int, default=0)
+    parser.add_argument("--generator-core", type=int, default=1)
+    parser.add_argument("--profile", default=None, help="directory: run the servers under py-spy")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    arguments = parse_args()
+    os.sched_setaffinity(0, {arguments.generator_core})
+    asyncio.run(main(arguments))
