@@ -15,9 +15,10 @@ the last mark Twilio echoed — never more than was sent.
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agent.audio import PCMU_BYTES_PER_MS, chunks
@@ -44,10 +45,14 @@ class SendToModel:
 
 @dataclass(frozen=True, slots=True)
 class PlayAudio:
-    """Send μ-law audio to the caller, then a mark named ``mark``."""
+    """Send μ-law audio to the caller, then a mark named ``mark``.
+
+    ``base64`` is the same audio as base64 text when the model sent it that way (validated),
+    so the shell can pass it to Twilio without encoding it again."""
 
     audio: bytes
     mark: str
+    base64: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,11 +161,21 @@ def session_update(config: SessionConfig) -> dict[str, Any]:
     }
 
 
+def caller_audio_message(audio_base64: str) -> str:
+    """The ``input_audio_buffer.append`` text for one inbound frame, from Twilio's own base64.
+
+    The hot path: 50 times a second per call. ``audio_base64`` must already be validated
+    base64 (only ``A-Z a-z 0-9 + / =``, so nothing in it needs JSON escaping)."""
+    return '{"type":"input_audio_buffer.append","audio":"' + audio_base64 + '"}'
+
+
 class Conversation:
     """One call's Realtime conversation state."""
 
     def __init__(self, config: SessionConfig, *, known: CallerDetails | None = None) -> None:
         self.config = config
+        self.revision = 0
+        """Bumped whenever the transcript or the details change: the shell saves only then."""
         self.details = known or CallerDetails()
         self.tool_requests: list[ToolRequest] = []
         self.hangup_requested = False
@@ -254,6 +269,7 @@ class Conversation:
         if item is None or item.truncated or item.played_ms >= item.sent_ms:
             return []
         item.truncated = True
+        self.revision += 1
         if item.local:  # the model never had this audio: nothing to truncate on its side
             return [ClearPlayback()]
         return [
@@ -272,6 +288,7 @@ class Conversation:
         item_id = str(event.get("item_id", ""))
         caller = self._caller.setdefault(item_id, _CallerItem(item_id, now))
         caller.text = str(event.get("transcript", "")).strip()
+        self.revision += 1
         return []
 
     def _on_audio_delta(self, event: dict[str, Any], now: float) -> list[Action]:
@@ -281,15 +298,18 @@ class Conversation:
             item = self._agent[item_id] = _AgentItem(item_id, now)
         if item.truncated:
             return []
+        delta = event.get("delta", "")
+        if not isinstance(delta, str):
+            delta = str(delta)
         try:
-            audio = base64.b64decode(str(event.get("delta", "")), validate=True)
-        except ValueError:
+            audio = base64.b64decode(delta, validate=True)
+        except (ValueError, binascii.Error):
             return [ModelError("bad_audio", "audio delta is not base64")]
         if not audio:
             return []
         self._playing = item
         item.sent_ms += len(audio) // PCMU_BYTES_PER_MS
-        return [PlayAudio(audio, f"{item_id}:{item.sent_ms}")]
+        return [PlayAudio(audio, f"{item_id}:{item.sent_ms}", delta)]
 
     def _on_agent_transcript(self, event: dict[str, Any], now: float) -> list[Action]:
         item_id = str(event.get("item_id", ""))
@@ -298,6 +318,7 @@ class Conversation:
             item.text = str(event.get("transcript", ""))
         else:
             item.text += str(event.get("delta", ""))
+        self.revision += 1
         return []
 
     def _on_response_created(self, event: dict[str, Any], now: float) -> list[Action]:
@@ -343,6 +364,7 @@ class Conversation:
         return actions
 
     def _apply_tool(self, request: ToolRequest) -> None:
+        self.revision += 1
         if isinstance(request, RecordDetails):
             self.details = self.details.merged_with(request.details)
         elif isinstance(request, RequestCallback):

@@ -83,7 +83,9 @@ class SlowSalesforce(SalesforceStandin):
         self.logged: dict[str, float] = {}
         self._logged_lock = threading.Lock()
 
-    def _data_request(self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str]) -> Any:
+    def _data_request(
+        self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str]
+    ) -> Any:
         time.sleep(self.latency)
         response = super()._data_request(method, path, query, raw, headers)
         if method == "POST" and "composite" in path and response.status < 300:
@@ -153,7 +155,7 @@ def ms(value: float | None) -> str:
 class Server:
     """One server process under test, pinned to a core (optionally under py-spy)."""
 
-    def __init__(self, variant: Variant, port: int, env: dict[str, str], workdir: Path, core: int, profile: Path | None):
+    def __init__(self, variant: Variant, port: int, env: dict[str, str], workdir: Path, core: int):
         self.variant = variant
         self.port = port
         self.log_path = workdir / f"{variant.name}-{port}.log"
@@ -162,15 +164,23 @@ class Server:
             command = [python, str(ROOT / "benchmarks" / "bare_relay.py"), "--port", str(port)]
             cwd = ROOT
         else:
-            command = [python, "-m", "telephony.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+            command = [
+                python,
+                "-m",
+                "telephony.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ]
             cwd = variant.tree
             env = {**env, "PYTHONPATH": str(variant.tree)}
         command = ["taskset", "-c", str(core), *command]
-        if profile is not None:
-            py_spy = shutil.which("py-spy") or str(Path(python).with_name("py-spy"))
-            command = [py_spy, "record", "--gil", "--format", "raw", "--rate", "200", "-o", str(profile), "--", *command]
         self.log = self.log_path.open("w")
-        self.process = subprocess.Popen(command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT
+        )
         self.pid = self.process.pid
 
     async def ready(self) -> None:
@@ -189,16 +199,8 @@ class Server:
         self.pid = self._python_pid()
 
     def _python_pid(self) -> int:
-        """The interpreter's pid (under py-spy the server is py-spy's child)."""
-        pid = self.process.pid
-        for _ in range(3):
-            if "python" in Path(f"/proc/{pid}/comm").read_text():
-                return pid
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            if not children:
-                break
-            pid = int(children[0])
-        return pid
+        """The interpreter's pid (``taskset`` execs it, so it is the child's pid)."""
+        return self.process.pid
 
     async def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -213,7 +215,14 @@ class Server:
         self.log.close()
 
 
-async def run_step(args: argparse.Namespace, variant: Variant, calls: int, sf: SlowSalesforce, workdir: Path, profile: Path | None) -> StepResult:
+async def run_step(
+    args: argparse.Namespace,
+    variant: Variant,
+    calls: int,
+    sf: SlowSalesforce,
+    workdir: Path,
+    profile: Path | None,
+) -> StepResult:
     port = free_port()
     rig = Rig(
         app_port=port,
@@ -241,7 +250,7 @@ async def run_step(args: argparse.Namespace, variant: Variant, calls: int, sf: S
         "SSL_CERT_FILE": sf.ca_bundle,
         "PYTHONUNBUFFERED": "1",
     }
-    server = Server(variant, port, env, workdir, args.server_core, profile)
+    server = Server(variant, port, env, workdir, args.server_core)
     churned: dict[str, float] = {}
     try:
         await server.ready()
@@ -256,6 +265,28 @@ async def run_step(args: argparse.Namespace, variant: Variant, calls: int, sf: S
         await asyncio.sleep(args.warmup)
         rig.measuring = True
         cpu0, gen0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        profiler = None
+        if profile is not None:  # py-spy samples the window only (GIL-holding samples)
+            py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+            profiler = subprocess.Popen(
+                [
+                    py_spy,
+                    "record",
+                    "--gil",
+                    "--format",
+                    "raw",
+                    "--rate",
+                    "250",
+                    "--pid",
+                    str(server.pid),
+                    "--duration",
+                    str(int(args.window)),
+                    "-o",
+                    str(profile),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
         async def churn() -> None:
             replacements: list[asyncio.Task[Any]] = []
@@ -279,6 +310,8 @@ async def run_step(args: argparse.Namespace, variant: Variant, calls: int, sf: S
         cpu1, gen1, t1 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
         rss_loaded = rss_mb(server.pid)
         rig.measuring = False
+        if profiler is not None:
+            await asyncio.to_thread(profiler.wait)
         churner.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await churner
@@ -323,7 +356,9 @@ async def run_step(args: argparse.Namespace, variant: Variant, calls: int, sf: S
         gen_cpu=gen_cpu,
         tick_late_p99=late_p99,
         tick_late_max=late_max,
-        generator_behind=bool(gen_cpu > 0.85 or (late_p99 or 0) > 0.005 or (late_max or 0) > LATE_S),
+        generator_behind=bool(
+            gen_cpu > 0.85 or (late_p99 or 0) > 0.005 or (late_max or 0) > LATE_S
+        ),
     )
 
 
@@ -338,7 +373,11 @@ def report(results: list[StepResult]) -> None:
     )
     for r in results:
         ratio = r.cpu_per_call_second / floor[r.calls] if floor.get(r.calls) else None
-        crm = "-" if r.crm_p50 is None else f"{r.crm_p50:.2f}/{r.crm_p95:.2f} ({r.crm_count}/{r.churned})"
+        crm = (
+            "-"
+            if r.crm_p50 is None
+            else f"{r.crm_p50:.2f}/{r.crm_p95:.2f} ({r.crm_count}/{r.churned})"
+        )
         print(
             f"{r.variant:8} {r.calls:>4} {r.cpu_per_call_second:>12.5f} "
             f"{1 / r.cpu_per_call_second if r.cpu_per_call_second else 0:>10.0f} "
@@ -402,13 +441,17 @@ async def main(args: argparse.Namespace) -> None:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--calls", default="25,50", help="comma-separated sweep of N")
     parser.add_argument("--variants", default="after,bare")
     parser.add_argument("--before-tree", default=None)
     parser.add_argument("--window", type=float, default=20.0, help="measurement seconds per step")
     parser.add_argument("--warmup", type=float, default=4.0)
-    parser.add_argument("--churn", type=float, default=1.0, help="calls ended and replaced per second")
+    parser.add_argument(
+        "--churn", type=float, default=1.0, help="calls ended and replaced per second"
+    )
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
     parser.add_argument("--profile", default=None, help="directory: run the servers under py-spy")

@@ -30,7 +30,6 @@ import contextlib
 import math
 import os
 import random
-import re
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -58,7 +57,8 @@ FRAME_S = 0.020
 FRAME_BYTES = 160
 VAD_LEVEL = 2000.0  # the tests' stand-in: threshold 0.5 x 4000 linear RMS
 VAD_SILENCE_FRAMES = 25  # 500 ms of silence ends an utterance
-REPLY_FRAMES = 120  # 2.4 s of agent audio per reply, paced in real time
+REPLY_FRAMES = 120  # 2.4 s of agent audio per reply
+BURST_FRAMES = 10  # sent at once when a reply starts (the model runs ahead), then real time
 LATE_S = 0.020  # a frame delayed by more than one frame period is late
 
 # The caller's voice, in 20 ms frames, repeated with a random phase per call: listen while
@@ -418,7 +418,9 @@ class ModelConnection(asyncio.Protocol):
         if kind == "input_audio_buffer.append":
             self._audio(event["audio"], now)
         elif kind == "session.update":
-            self.send({"type": "session.updated", "event_id": "event_1", "session": event["session"]})
+            self.send(
+                {"type": "session.updated", "event_id": "event_1", "session": event["session"]}
+            )
         elif kind == "conversation.item.truncate":
             self.send(
                 {
@@ -430,7 +432,9 @@ class ModelConnection(asyncio.Protocol):
                 }
             )
         elif kind == "conversation.item.create":
-            self.send({"type": "conversation.item.added", "event_id": "event_a", "item": event["item"]})
+            self.send(
+                {"type": "conversation.item.added", "event_id": "event_a", "item": event["item"]}
+            )
         elif kind == "response.create":
             if self.response is not None:
                 self.send(
@@ -489,7 +493,7 @@ class ModelConnection(asyncio.Protocol):
             }
         )
         call = self.call
-        if call is not None and call.play_end > now + 0.04:
+        if call is not None and call.play_end > now + 0.06:
             call.barge_at = time.monotonic()  # a clear is due: the caller has audio queued
             self.rig.barge_expected.append(call)
         if self.response is not None:
@@ -542,7 +546,11 @@ class ModelConnection(asyncio.Protocol):
             {
                 "type": "response.created",
                 "event_id": "event_r",
-                "response": {"object": "realtime.response", "id": response_id, "status": "in_progress"},
+                "response": {
+                    "object": "realtime.response",
+                    "id": response_id,
+                    "status": "in_progress",
+                },
             }
         )
         prefix = (
@@ -570,13 +578,14 @@ class ModelConnection(asyncio.Protocol):
                     "delta": "Sorry to hear that. ",
                 }
             )
-        tag = rig.next_delta
-        rig.next_delta = (tag + 1) % len(rig.deltas)
-        payload = rig.deltas[tag]
-        self.transport.write(server_frame(response.prefix + payload + b'"}'))
-        if self.call is not None:
-            self.call.delta_sent[rig.delta_tags[tag]] = now
-        response.frames_left -= 1
+        count = BURST_FRAMES if response.frames_left == REPLY_FRAMES else 1
+        for _ in range(min(count, response.frames_left)):
+            tag = rig.next_delta
+            rig.next_delta = (tag + 1) % len(rig.deltas)
+            self.transport.write(server_frame(response.prefix + rig.deltas[tag] + b'"}'))
+            if self.call is not None:
+                self.call.delta_sent[rig.delta_tags[tag]] = now
+            response.frames_left -= 1
         if response.frames_left <= 0:
             self.response = None
             ids = {"response_id": response.response_id, "item_id": response.item_id}
@@ -629,6 +638,7 @@ class Rig:
         self.api_key = api_key
         self.account_sid = "AC" + "b" * 32
         self.random = random.Random(seed)
+        self.run_id = os.urandom(4).hex()  # CallSids unique across the steps of a sitting
         self.stats = Stats()
         self.measuring = False
         self.calls: list[Call] = []
@@ -646,7 +656,8 @@ class Rig:
             self.deltas.append(b64)
             self.delta_tags.append(b64[:4].decode())
         samples = array.array(
-            "h", (int(6000 * math.sin(2 * math.pi * 330 * i / 24000)) for i in range(24000 * 3 // 2))
+            "h",
+            (int(6000 * math.sin(2 * math.pi * 330 * i / 24000)) for i in range(24000 * 3 // 2)),
         )
         self.greeting_pcm = samples.tobytes()  # 1.5 s for the speech endpoint (pcm 24 kHz)
         self.model_server: asyncio.Server | None = None
@@ -728,7 +739,7 @@ class Rig:
         assert self.http is not None
         index = self.next_index
         self.next_index += 1
-        call_sid = "CA" + f"{index:032x}"
+        call_sid = "CA" + self.run_id + f"{index:024x}"
         caller = f"+1415{index % 10_000_000:07d}"
         tag_bytes = call_tag(index)
         silence = base64.b64encode(tag_bytes + b"\xff" * (FRAME_BYTES - 3))
@@ -752,13 +763,15 @@ class Rig:
         url = self.public_base_url + "/twilio/voice"
         try:
             answer = await self.http.post(
-                "/twilio/voice", data=params, headers={"X-Twilio-Signature": self._sign(url, params)}
+                "/twilio/voice",
+                data=params,
+                headers={"X-Twilio-Signature": self._sign(url, params)},
             )
             stream_url, parameters = _stream_of(answer.text)
         except (httpx.HTTPError, ValueError):
             self.stats.calls_failed += 1
             return None
-        stream_sid = "MZ" + f"{index:032x}"
+        stream_sid = "MZ" + self.run_id + f"{index:024x}"
         call.stream_sid = stream_sid
         suffix = b'"},"streamSid":"' + stream_sid.encode() + b'"}'
         call.frame_suffix = (
@@ -827,17 +840,16 @@ class Rig:
         url = self.public_base_url + "/twilio/status"
         with contextlib.suppress(httpx.HTTPError):
             await self.http.post(
-                "/twilio/status", data=params, headers={"X-Twilio-Signature": self._sign(url, params)}
+                "/twilio/status",
+                data=params,
+                headers={"X-Twilio-Signature": self._sign(url, params)},
             )
         return hung_up
 
 
-_PARAMETER = re.compile(r"\{[^}]*\}")
-
-
 def _stream_of(document: str) -> tuple[str, dict[str, str]]:
     """The ``<Stream url>`` and its ``<Parameter>``s from a TwiML answer."""
-    root = ET.fromstring(document)  # noqa: S314 - our own server's answer
+    root = ET.fromstring(document)
     stream = root.find("./Connect/Stream")
     if stream is None:
         raise ValueError("the answer has no <Connect><Stream>")

@@ -16,13 +16,14 @@ Failure paths:
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import orjson
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from agent.business import Business
@@ -37,6 +38,7 @@ from agent.realtime_core import (
     SendToModel,
     SessionConfig,
     ToolRefused,
+    caller_audio_message,
 )
 from agent.tools import TOOLS, FlagEmergency, RequestCallback
 from crm.store import Store
@@ -93,6 +95,8 @@ class BridgeContext:
     max_call_seconds: int = 1800
     progress_interval: float = 2.0
     start_timeout: float = 10.0
+    audio_batch_frames: int = 1
+    """Inbound 20 ms frames per ``input_audio_buffer.append`` (1: each frame as it comes)."""
 
 
 class CallBridge:
@@ -109,6 +113,9 @@ class CallBridge:
         self.group: asyncio.TaskGroup | None = None
         self._loop = asyncio.get_running_loop()
         self._t0 = self._loop.time()
+        self._saved_revision = -1
+        self._save_lock = asyncio.Lock()
+        self._pending_audio: list[bytes] = []
 
     def now(self) -> float:
         return self._loop.time() - self._t0
@@ -123,7 +130,7 @@ class CallBridge:
         self._t0 = self._loop.time()
         number = started.custom_parameters.get("business_number", "")
         self.business = self.ctx.business_for(number)
-        call = self.ctx.store.get_call(self.call_sid)
+        call = await asyncio.to_thread(self.ctx.store.get_call, self.call_sid)
         if self.business is None or call is None:
             log.warning("stream for unknown call %s / number; closing", self.call_sid)
             await self._close_stream()
@@ -159,7 +166,7 @@ class CallBridge:
     async def _converse(self) -> str:
         assert self.business is not None
         if self.ctx.connect_realtime is None:
-            self._takeover_note("OpenAI is not configured")
+            await self._takeover_note("OpenAI is not configured")
             return "takeover"
         config = SessionConfig(
             instructions=self.ctx.instructions_for(self.business),
@@ -181,7 +188,7 @@ class CallBridge:
         except Exception as exc:  # any failure to connect means: hand over, never dead air
             metrics.REALTIME_FAILURES.labels(stage="connect").inc()
             log.error("call %s: Realtime connection failed (%s)", self.call_sid, type(exc).__name__)
-            self._takeover_note("Realtime connection failed at call start")
+            await self._takeover_note("Realtime connection failed at call start")
             await self._let_greeting_finish()
             return "takeover"
         reason = "ended"
@@ -198,11 +205,11 @@ class CallBridge:
                 over.exceptions[0].reason if isinstance(over.exceptions[0], _CallOver) else "ended"
             )
         finally:
-            self._save_progress()
+            await self._save_progress()
             with contextlib.suppress(Exception):
                 await self.model.close()
         if reason == "takeover":
-            self._takeover_note("Realtime connection dropped mid-call")
+            await self._takeover_note("Realtime connection dropped mid-call")
         return reason
 
     async def _let_greeting_finish(self, limit: float = 15.0) -> None:
@@ -228,7 +235,7 @@ class CallBridge:
                 raise _CallOver("stream closed") from None
             for event in self.stream.receive(text):
                 if isinstance(event, AudioReceived):
-                    await self._send_model(self.conversation.caller_audio(event.payload).event)
+                    await self._send_caller_audio(event)
                 elif isinstance(event, MarkEchoed):
                     await self._execute(self.conversation.mark_echoed(event.name))
                 elif isinstance(event, StreamStopped):
@@ -250,7 +257,7 @@ class CallBridge:
                 )
                 raise _CallOver("takeover") from None
             try:
-                event = json.loads(raw)
+                event = orjson.loads(raw)
             except ValueError:
                 log.warning("call %s: Realtime sent a non-JSON message", self.call_sid)
                 continue
@@ -260,7 +267,7 @@ class CallBridge:
     async def _save_progress_periodically(self) -> None:
         while True:
             await asyncio.sleep(self.ctx.progress_interval)
-            await asyncio.to_thread(self._save_progress)
+            await self._save_progress()
 
     async def _limit_call_length(self) -> None:
         await asyncio.sleep(self.ctx.max_call_seconds)
@@ -272,7 +279,10 @@ class CallBridge:
     async def _execute(self, actions: list[Action]) -> None:
         for action in actions:
             if isinstance(action, PlayAudio):
-                await self._send_twilio(self.stream.media(action.audio))
+                if action.base64:  # the model's own base64 text, passed through
+                    await self._send_twilio(self.stream.media_base64(action.base64))
+                else:
+                    await self._send_twilio(self.stream.media(action.audio))
                 await self._send_twilio(self.stream.mark(action.mark))
             elif isinstance(action, SendToModel):
                 await self._send_model(action.event)
@@ -297,9 +307,23 @@ class CallBridge:
             raise _CallOver("stream closed") from None
 
     async def _send_model(self, event: dict[str, Any]) -> None:
+        await self._send_model_raw(orjson.dumps(event))
+
+    async def _send_caller_audio(self, frame: AudioReceived) -> None:
+        """The hot path: Twilio's base64 goes to the model as it came (or batched)."""
+        if self.ctx.audio_batch_frames <= 1:
+            await self._send_model_raw(caller_audio_message(frame.base64))
+            return
+        self._pending_audio.append(frame.payload)
+        if len(self._pending_audio) >= self.ctx.audio_batch_frames:
+            audio = b"".join(self._pending_audio)
+            self._pending_audio.clear()
+            await self._send_model_raw(caller_audio_message(base64.b64encode(audio).decode()))
+
+    async def _send_model_raw(self, data: bytes | str) -> None:
         assert self.model is not None
         try:
-            await self.model.send_raw(json.dumps(event))
+            await self.model.send_raw(data)
         except Exception as exc:
             log.error("call %s: sending to Realtime failed (%s)", self.call_sid, type(exc).__name__)
             raise _CallOver("takeover") from None
@@ -311,13 +335,16 @@ class CallBridge:
         group = self.group
         if isinstance(request, FlagEmergency) and group is not None:
             metrics.EMERGENCIES.inc()
-            self._save_progress()
             notify = self.ctx.notify_emergency(self.call_sid, self.business, request)
-            group.create_task(self._guard(notify))
+            group.create_task(self._guard(self._save_then(notify)))  # the alert reads the save
             if self.business.warm_transfer and self.ctx.transfer is not None:
                 group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
-        elif isinstance(request, RequestCallback):
-            self._save_progress()
+        elif isinstance(request, RequestCallback) and group is not None:
+            group.create_task(self._guard(self._save_progress()))
+
+    async def _save_then(self, work: Awaitable[None]) -> None:
+        await self._save_progress()
+        await work
 
     async def _guard(self, work: Awaitable[None]) -> None:
         """Side effects never take the call down; failures are logged for staff."""
@@ -329,7 +356,7 @@ class CallBridge:
             )
 
     async def _hang_up(self) -> None:
-        self.ctx.store.mark_ended_by_agent(self.call_sid)
+        await asyncio.to_thread(self.ctx.store.mark_ended_by_agent, self.call_sid)
         if self.ctx.hang_up is not None:
             try:
                 await self.ctx.hang_up(self.call_sid)
@@ -339,16 +366,27 @@ class CallBridge:
 
     # -- bookkeeping -----------------------------------------------------------------
 
-    def _save_progress(self) -> None:
-        if self.conversation is None:
+    async def _save_progress(self) -> None:
+        """Save the transcript and details if they changed since the last save, in a thread
+        (never a blocking database call on the event loop). Saves are serialized, so an
+        older snapshot can never land after a newer one."""
+        conversation = self.conversation
+        if conversation is None:
             return
-        self.ctx.store.save_progress(
-            self.call_sid, self.conversation.transcript(), self.conversation.details.learned()
-        )
+        async with self._save_lock:
+            revision = conversation.revision
+            if revision == self._saved_revision:
+                return
+            transcript = conversation.transcript()
+            details = conversation.details.learned()
+            await asyncio.to_thread(
+                self.ctx.store.save_progress, self.call_sid, transcript, details
+            )
+            self._saved_revision = revision
 
-    def _takeover_note(self, why: str) -> None:
+    async def _takeover_note(self, why: str) -> None:
         log.warning("call %s: %s; the scripted intake takes over", self.call_sid, why)
-        self.ctx.store.set_mode(self.call_sid, "intake")
+        await asyncio.to_thread(self.ctx.store.set_mode, self.call_sid, "intake")
 
     def _violation(self, event: ProtocolViolation) -> None:
         metrics.STREAM_VIOLATIONS.inc()

@@ -14,9 +14,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-import json
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from telephony.errors import MediaStreamStateError
 
@@ -47,10 +48,14 @@ class StreamStarted:
 
 @dataclass(frozen=True, slots=True)
 class AudioReceived:
-    """One inbound frame: μ-law 8 kHz bytes and Twilio's ms timestamp since stream start."""
+    """One inbound frame: μ-law 8 kHz bytes and Twilio's ms timestamp since stream start.
+
+    ``base64`` is the payload exactly as Twilio sent it (validated), so the relay can pass it
+    on to the model without encoding it again."""
 
     payload: bytes
     timestamp_ms: int
+    base64: str = field(default="", compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +118,7 @@ class MediaStreamProtocol:
         if len(text) > self.max_frame_chars:
             return [self._violation(f"frame of {len(text)} characters exceeds the limit")]
         try:
-            message = json.loads(text)
+            message = orjson.loads(text)  # several times faster than json on the 50 fps path
         except (ValueError, RecursionError):
             return [self._violation("frame is not JSON")]
         if not isinstance(message, dict):
@@ -180,8 +185,11 @@ class MediaStreamProtocol:
         track = media.get("track", "inbound")
         if track != "inbound":
             raise ValueError("only the inbound track is used")
-        payload = base64.b64decode(media["payload"], validate=True)
-        return AudioReceived(payload=payload, timestamp_ms=int(media.get("timestamp", 0)))
+        text = media["payload"]
+        payload = base64.b64decode(text, validate=True)
+        if not isinstance(text, str):
+            raise TypeError("payload")
+        return AudioReceived(payload, int(media.get("timestamp", 0)), text)
 
     def _on_mark(self, message: dict[str, Any]) -> StreamEvent:
         self._check_stream(message)
@@ -206,19 +214,26 @@ class MediaStreamProtocol:
 
     def media(self, audio: bytes) -> str:
         """A frame carrying μ-law 8 kHz audio for the caller."""
+        return self.media_base64(base64.b64encode(audio).decode("ascii"))
+
+    def media_base64(self, payload: str) -> str:
+        """A media frame for audio that is already base64 text (validated by the caller)."""
         sid = self._require_streaming("media")
-        payload = base64.b64encode(audio).decode("ascii")
-        return json.dumps({"event": "media", "streamSid": sid, "media": {"payload": payload}})
+        return _dumps({"event": "media", "streamSid": sid, "media": {"payload": payload}})
 
     def mark(self, name: str) -> str:
         """A frame asking Twilio to echo ``name`` once the audio before it has played."""
         sid = self._require_streaming("mark")
-        return json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": name}})
+        return _dumps({"event": "mark", "streamSid": sid, "mark": {"name": name}})
 
     def clear(self) -> str:
         """A frame telling Twilio to drop all audio it has buffered for the caller."""
         sid = self._require_streaming("clear")
-        return json.dumps({"event": "clear", "streamSid": sid})
+        return _dumps({"event": "clear", "streamSid": sid})
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    return orjson.dumps(message).decode()
 
 
 _HANDLERS = {

@@ -26,6 +26,7 @@ from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.errors import TwilioRestError
 from telephony.finalize import CallFinalizer
+from telephony.realtime_link import RealtimeLink
 from telephony.settings import Settings
 from telephony.signatures import TwilioSignatures
 from telephony.twilio_rest import TwilioActions
@@ -81,6 +82,7 @@ class Services:
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
     live_calls: set[str] = field(default_factory=set)
+    openai: AsyncOpenAI | None = None
 
     @classmethod
     def build(
@@ -114,6 +116,7 @@ class Services:
             )
         openai_client = None
         greetings = None
+        shared_client: AsyncOpenAI | None = None
         if settings.openai_configured:
             client = AsyncOpenAI(
                 api_key=settings.openai_api_key.get_secret_value(),
@@ -123,6 +126,7 @@ class Services:
             greetings = GreetingAudio(
                 client, model=settings.openai_tts_model, voice=settings.openai_voice
             )
+            shared_client = client
 
             def openai_client() -> AsyncOpenAI:
                 return client
@@ -151,6 +155,7 @@ class Services:
             finalizer=finalizer,
             clock=clock,
             greetings=greetings,
+            openai=shared_client,
         )
 
     async def render_greetings(self) -> None:
@@ -172,12 +177,13 @@ class Services:
     # -- what the bridge needs -------------------------------------------------------
 
     async def connect_realtime(self) -> RealtimeConnection:
-        client = AsyncOpenAI(
+        # One client for every call: a client per call cost an HTTP pool and a TLS context.
+        client = self.openai or AsyncOpenAI(
             api_key=self.settings.openai_api_key.get_secret_value(),
             base_url=self.settings.openai_base_url,
         )
         manager = client.realtime.connect(model=self.settings.openai_realtime_model)
-        return await manager.enter()
+        return RealtimeLink(await manager.enter())
 
     async def notify_emergency(
         self, call_sid: str, business: Business, flag: FlagEmergency

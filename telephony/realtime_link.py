@@ -1,0 +1,66 @@
+"""The bridge's link to one OpenAI Realtime connection, without the SDK's per-message cost.
+
+The openai SDK's ``send_raw`` runs a send-queue admission check (a lock, a task lookup)
+for every message so that it can replay messages across its own reconnects. The bridge
+never asks the SDK to reconnect (a dropped session hands the call to the scripted intake),
+so on the 50-per-second audio path that check only costs CPU. ``RealtimeLink`` writes to
+the SDK's underlying websocket directly while the SDK has nothing queued, is not
+reconnecting and was not closed, and goes through ``send_raw`` otherwise — so if a future
+SDK queues or reconnects, its guarantees still hold. If the SDK's internals are not what
+this module expects, every call goes through the public methods.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class SdkRealtimeConnection(Protocol):
+    """What the openai SDK's ``AsyncRealtimeConnection`` offers publicly."""
+
+    async def send_raw(self, data: bytes | str) -> None: ...
+    async def recv_bytes(self) -> bytes: ...
+    async def close(self, *, code: int = 1000, reason: str = "") -> None: ...
+
+
+class RealtimeLink:
+    """``send_raw`` / ``recv_bytes`` / ``close`` over an SDK connection, fast when it is safe."""
+
+    def __init__(self, connection: SdkRealtimeConnection) -> None:
+        self.connection = connection
+        sdk: Any = connection
+        self._direct = all(
+            hasattr(sdk, name)
+            for name in ("_connection", "_send_queue", "_is_reconnecting", "_intentionally_closed")
+        )
+
+    def _socket(self) -> Any | None:
+        """The SDK's websocket, when writing to it directly bypasses nothing."""
+        if not self._direct:
+            return None
+        sdk: Any = self.connection
+        if sdk._is_reconnecting or sdk._intentionally_closed or sdk._send_queue:
+            return None
+        return sdk._connection
+
+    async def send_raw(self, data: bytes | str) -> None:
+        """Send one client event; ``bytes`` must be UTF-8 JSON (sent as a text frame)."""
+        socket = self._socket()
+        if socket is None:
+            await self.connection.send_raw(data if isinstance(data, str) else data.decode())
+        elif isinstance(data, str):
+            await socket.send(data)
+        else:
+            await socket.send(data, text=True)
+
+    async def recv_bytes(self) -> bytes:
+        """The next server event, raw."""
+        if self._direct:
+            sdk: Any = self.connection
+            if not sdk._is_reconnecting:
+                message: bytes = await sdk._connection.recv(decode=False)
+                return message
+        return await self.connection.recv_bytes()
+
+    async def close(self, *, code: int = 1000, reason: str = "") -> None:
+        await self.connection.close(code=code, reason=reason)
