@@ -44,7 +44,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ def free_port() -> int:
 class Variant:
     name: str
     tree: Path | None  # None: the bare relay
+    env: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -175,7 +176,7 @@ class Server:
                 str(port),
             ]
             cwd = variant.tree
-            env = {**env, "PYTHONPATH": str(variant.tree)}
+            env = {**env, **variant.env, "PYTHONPATH": str(variant.tree)}
         command = ["taskset", "-c", str(core), *command]
         self.log = self.log_path.open("w")
         self.process = subprocess.Popen(
@@ -415,6 +416,8 @@ async def main(args: argparse.Namespace) -> None:
             variants.append(Variant("before", Path(args.before_tree).resolve()))
         elif name == "after":
             variants.append(Variant("after", ROOT))
+        elif name.startswith("after-b") and name[7:].isdigit():  # caller audio batched
+            variants.append(Variant(name, ROOT, {"REALTIME_AUDIO_BATCH_FRAMES": name[7:]}))
         else:
             raise SystemExit(f"unknown variant {name!r}")
     results: list[StepResult] = []
@@ -445,7 +448,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--calls", default="25,50", help="comma-separated sweep of N")
-    parser.add_argument("--variants", default="after,bare")
+    parser.add_argument(
+        "--variants", default="after,bare", help="before, after, after-bK (batch K frames), bare"
+    )
     parser.add_argument("--before-tree", default=None)
     parser.add_argument("--window", type=float, default=20.0, help="measurement seconds per step")
     parser.add_argument("--warmup", type=float, default=4.0)

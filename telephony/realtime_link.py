@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from websockets.protocol import State
+
 
 class SdkRealtimeConnection(Protocol):
     """What the openai SDK's ``AsyncRealtimeConnection`` offers publicly."""
@@ -21,6 +23,9 @@ class SdkRealtimeConnection(Protocol):
     async def send_raw(self, data: bytes | str) -> None: ...
     async def recv_bytes(self) -> bytes: ...
     async def close(self, *, code: int = 1000, reason: str = "") -> None: ...
+
+
+_SOCKET_PARTS = ("protocol", "paused", "fragmented_send_waiter", "send_data", "transport")
 
 
 class RealtimeLink:
@@ -33,6 +38,8 @@ class RealtimeLink:
             hasattr(sdk, name)
             for name in ("_connection", "_send_queue", "_is_reconnecting", "_intentionally_closed")
         )
+        socket = getattr(sdk, "_connection", None)
+        self._frames = self._direct and all(hasattr(socket, name) for name in _SOCKET_PARTS)
 
     def _socket(self) -> Any | None:
         """The SDK's websocket, when writing to it directly bypasses nothing."""
@@ -48,10 +55,31 @@ class RealtimeLink:
         socket = self._socket()
         if socket is None:
             await self.connection.send_raw(data if isinstance(data, str) else data.decode())
-        elif isinstance(data, str):
-            await socket.send(data)
-        else:
-            await socket.send(data, text=True)
+            return
+        payload = data.encode() if isinstance(data, str) else data
+        if self._frames and self._write_frame(socket, payload):
+            return
+        await socket.send(payload, text=True)
+
+    @staticmethod
+    def _write_frame(socket: Any, payload: bytes) -> bool:
+        """What ``websockets``' own ``send`` does when the connection is open, not paused by
+        flow control and not mid-fragment: frame the message and write it, with no
+        async-context-manager round trip. Anything else (and any error) takes the full
+        ``send``, which waits for the write buffer or raises ``ConnectionClosed``."""
+        if (
+            socket.protocol.state is not State.OPEN
+            or socket.paused
+            or socket.fragmented_send_waiter is not None
+            or socket.transport.is_closing()
+        ):
+            return False
+        try:
+            socket.protocol.send_text(payload)
+            socket.send_data()
+        except Exception:
+            return False
+        return True
 
     async def recv_bytes(self) -> bytes:
         """The next server event, raw."""

@@ -263,4 +263,5 @@ class Services:
             voice=settings.openai_voice,
             max_frame_chars=settings.max_frame_bytes,
             max_call_seconds=settings.max_call_seconds,
+            audio_batch_frames=settings.realtime_audio_batch_frames,
         )

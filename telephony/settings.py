@@ -55,6 +55,8 @@ class Settings(BaseSettings):
 
     max_call_seconds: Annotated[int, Field(ge=30)] = 1800
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
+    realtime_audio_batch_frames: Annotated[int, Field(ge=1, le=10)] = 1
+    """Caller frames (20 ms each) sent to the model per message: fewer messages, later audio."""
 
     @property
     def openai_configured(self) -> bool:
