@@ -78,7 +78,7 @@ class CallFinalizer:
                 self._locks.pop(call_sid, None)
 
     async def _finalize(self, call_sid: str, *, reason: str) -> CallSummary | None:
-        call = self.store.get_call(call_sid)
+        call = await asyncio.to_thread(self.store.get_call, call_sid)
         if call is None or call.state != "active":
             return None
         business = self.business_for(call)
@@ -112,7 +112,7 @@ class CallFinalizer:
             now=now,
             duration_seconds=int(seconds_since_start(call, dt.datetime.now(dt.UTC))),
         )
-        if not self.store.finalize(summary, crm=self.crm_name):
+        if not await asyncio.to_thread(self.store.finalize, summary, crm=self.crm_name):
             return None
         log.info(
             "call %s finalized (%s): urgency %d, %s extraction, %d turns",
@@ -128,7 +128,7 @@ class CallFinalizer:
     async def recover(self, *, idle_for: dt.timedelta | None) -> int:
         """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None)."""
         count = 0
-        for call in self.store.active_calls(idle_for=idle_for):
+        for call in await asyncio.to_thread(self.store.active_calls, idle_for=idle_for):
             if await self.finalize(call.call_sid, reason="recovered after restart") is not None:
                 count += 1
         return count

@@ -8,6 +8,7 @@ conversation already learned.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -69,7 +70,7 @@ def _business(services: Services, call: CallRecord) -> Business | None:
 async def resume(request: Request, services: ServicesDep, background: BackgroundTasks) -> Response:
     """Reached when the Media Stream ends while the caller is still on the line."""
     params = await signed_form(request, services)
-    call = services.store.get_call(params.get("CallSid", ""))
+    call = await asyncio.to_thread(services.store.get_call, params.get("CallSid", ""))
     if call is None or call.state != "active" or call.notes == "ended_by_agent":
         return twiml_response(twiml.hang_up())
     business = _business(services, call)
@@ -77,7 +78,7 @@ async def resume(request: Request, services: ServicesDep, background: Background
         return twiml_response(twiml.hang_up())
     intake = Intake(business, call.caller_phone, known=known_details(call), resumed=True)
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
-    _record(services, call, intake)
+    await asyncio.to_thread(_record, services, call, intake)
     if intake.done:  # the conversation had already learned everything
         background.add_task(services.finalize, call.call_sid, "intake after drop")
         return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
@@ -88,7 +89,7 @@ async def resume(request: Request, services: ServicesDep, background: Background
 async def answer(request: Request, services: ServicesDep, background: BackgroundTasks) -> Response:
     """One ``<Gather>`` result: record it and ask the next question, or say goodbye."""
     params = await signed_form(request, services)
-    call = services.store.get_call(params.get("CallSid", ""))
+    call = await asyncio.to_thread(services.store.get_call, params.get("CallSid", ""))
     if call is None or call.state != "active" or not call.intake_json:
         return twiml_response(twiml.hang_up())
     business = _business(services, call)
@@ -112,7 +113,7 @@ async def answer(request: Request, services: ServicesDep, background: Background
         conf = None
     if not intake.done:
         intake.answer(speech, confidence=conf)
-    _record(services, call, intake)
+    await asyncio.to_thread(_record, services, call, intake)
     if intake.done:
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
         return twiml_response(twiml.say_and_hang_up(intake.goodbye()))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from typing import Annotated
@@ -80,7 +81,8 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
         )
     mode = "realtime" if services.settings.openai_configured else "intake"
     ring_office = bool(business.office_phone) and business.is_open(services.clock())
-    services.store.begin_call(
+    await asyncio.to_thread(
+        services.store.begin_call,
         call_sid,
         business=business.name,
         business_number=business.number,
@@ -96,7 +98,7 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
                 action=services.settings.public_url("/twilio/voice/after-dial"),
             )
         )
-    return answer_with_receptionist(services, business, call_sid, caller)
+    return await asyncio.to_thread(answer_with_receptionist, services, business, call_sid, caller)
 
 
 @router.post("/voice/after-dial")
@@ -104,22 +106,28 @@ async def after_office_dial(request: Request, services: ServicesDep) -> Response
     """The office line was rung during opening hours: if nobody answered, we do."""
     params = await signed_form(request, services)
     call_sid = params.get("CallSid", "")
-    call = services.store.get_call(call_sid)
+    call = await asyncio.to_thread(services.store.get_call, call_sid)
     business = services.business_for(params.get("To", ""))
     if call is None or business is None or call.state != "active":
         return twiml_response(twiml.hang_up())
     if params.get("DialCallStatus") == "completed":
-        services.store.close_unsummarized(call_sid, "answered by the office")
+        await asyncio.to_thread(
+            services.store.close_unsummarized, call_sid, "answered by the office"
+        )
         log.info("call %s answered by the office", call_sid)
         return twiml_response(twiml.hang_up())
     log.info("call %s: the office did not answer (%s)", call_sid, params.get("DialCallStatus"))
-    return answer_with_receptionist(services, business, call_sid, call.caller_phone)
+    return await asyncio.to_thread(
+        answer_with_receptionist, services, business, call_sid, call.caller_phone
+    )
 
 
 def answer_with_receptionist(
     services: Services, business: Business, call_sid: str, caller: str
 ) -> Response:
-    """The AI receptionist over a Media Stream, or the scripted intake without OpenAI."""
+    """The AI receptionist over a Media Stream, or the scripted intake without OpenAI.
+
+    It writes to the database: webhooks run it in a thread, off the event loop."""
     settings = services.settings
     mode = "realtime" if settings.openai_configured else "intake"
     services.store.set_mode(call_sid, mode)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
@@ -197,7 +198,7 @@ class Services:
         if self.twilio is None:
             log.error("call %s: emergency flagged but Twilio REST is not configured", call_sid)
             return
-        call = self.store.get_call(call_sid)
+        call = await asyncio.to_thread(self.store.get_call, call_sid)
         details = dict(call.details) if call else {}
         details.update(flag.details.learned())
         name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)

@@ -1,0 +1,345 @@
+"""The relay's hot path does only what it must, and still does all of it.
+
+- Twilio's base64 reaches the model as Twilio sent it, and the model's reaches Twilio as
+  the model sent it (literal JSON, the sans-I/O cores);
+- the transcript is saved only when it changed, in a thread, never older over newer;
+- no database call runs on the event loop — during a Realtime call, and during a scripted
+  intake call (the webhooks);
+- the link to the model bypasses the SDK's per-send wrapper only when the SDK has nothing
+  queued, is not reconnecting and was not closed;
+- batched caller audio (``REALTIME_AUDIO_BATCH_FRAMES``) keeps barge-in, truncation and the
+  transcript working end to end.
+
+Performance itself is measured in ``benchmarks/load.py``, never asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from agent.realtime_core import Conversation, PlayAudio, SessionConfig, caller_audio_message
+from crm.store import Store
+from telephony.bridge import BridgeContext, CallBridge
+from telephony.media_streams import AudioReceived, MediaStreamProtocol
+from telephony.realtime_link import RealtimeLink
+from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_for
+from tests.standins.openai_realtime import RealtimeStandin
+from tests.standins.twilio import TwilioStandin
+from tests.standins.twilio_script import CallerScript, HangUp
+from tests.test_e2e_call import JOHN_EXTRACTION, JOHN_TURNS, run_john_call
+
+SID = "MZ" + "1" * 32
+CALL_SID = "CA" + "2" * 32
+START = json.dumps(
+    {
+        "event": "start",
+        "sequenceNumber": "1",
+        "start": {"streamSid": SID, "callSid": CALL_SID, "customParameters": {}},
+        "streamSid": SID,
+    }
+)
+
+# -- base64 passed through (cores, literal JSON) ---------------------------------------------
+
+
+def test_caller_audio_goes_to_the_model_as_twilio_sent_it() -> None:
+    payload = base64.b64encode(bytes(range(160))).decode()
+    frame = (
+        '{"event":"media","sequenceNumber":"3","media":{"track":"inbound","chunk":"2",'
+        f'"timestamp":"20","payload":"{payload}"}},"streamSid":"{SID}"}}'
+    )
+    protocol = MediaStreamProtocol()
+    protocol.receive(START)
+    (event,) = protocol.receive(frame)
+    assert event == AudioReceived(bytes(range(160)), 20)
+    assert isinstance(event, AudioReceived) and event.base64 == payload
+    message = caller_audio_message(event.base64)
+    assert message == '{"type":"input_audio_buffer.append","audio":"' + payload + '"}'
+    assert json.loads(message) == {"type": "input_audio_buffer.append", "audio": payload}
+
+
+def test_invalid_base64_never_reaches_the_model() -> None:
+    protocol = MediaStreamProtocol()
+    protocol.receive(START)
+    frame = json.dumps({"event": "media", "streamSid": SID, "media": {"payload": 'AA"}'}})
+    (event,) = protocol.receive(frame)
+    assert not isinstance(event, AudioReceived)
+
+
+def test_model_audio_goes_to_twilio_as_the_model_sent_it() -> None:
+    conversation = Conversation(SessionConfig(instructions="x"))
+    delta = base64.b64encode(b"\x7f" * 160).decode()
+    event = {"type": "response.output_audio.delta", "item_id": "item_a", "delta": delta}
+    (play,) = conversation.server_event(event, 1.0)
+    assert play == PlayAudio(b"\x7f" * 160, "item_a:20")
+    assert isinstance(play, PlayAudio) and play.base64 == delta
+    protocol = MediaStreamProtocol()
+    protocol.receive(START)
+    frame = protocol.media_base64(play.base64)
+    assert (
+        frame == '{"event":"media","streamSid":"' + SID + '","media":{"payload":"' + delta + '"}}'
+    )
+    assert frame == protocol.media(play.audio)
+
+
+def test_revision_moves_only_when_the_transcript_or_details_change() -> None:
+    conversation = Conversation(SessionConfig(instructions="x"))
+    delta = base64.b64encode(b"\x7f" * 800).decode()
+    start = conversation.revision
+    conversation.server_event(
+        {"type": "response.output_audio.delta", "item_id": "a", "delta": delta}, 1.0
+    )
+    conversation.mark_echoed("a:20")
+    assert conversation.revision == start  # audio and marks: nothing to save
+    conversation.server_event(
+        {"type": "response.output_audio_transcript.delta", "item_id": "a", "delta": "Hello"}, 1.1
+    )
+    after_text = conversation.revision
+    assert after_text > start
+    conversation.server_event(
+        {"type": "input_audio_buffer.speech_started", "item_id": "c1", "audio_start_ms": 900}, 1.2
+    )
+    after_barge_in = conversation.revision
+    assert after_barge_in > after_text  # the agent's turn was cut: what was heard changed
+    conversation.server_event(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "c1",
+            "transcript": "My sink leaks",
+        },
+        1.5,
+    )
+    assert conversation.revision > after_barge_in
+
+
+# -- progress saves --------------------------------------------------------------------------
+
+
+class RecordingStore:
+    """Stands in for ``crm.store.Store`` in a bridge unit test: records every save."""
+
+    def __init__(self) -> None:
+        self.saves: list[tuple[str, int, bool]] = []
+        self.loop_thread = threading.current_thread()
+
+    def save_progress(self, call_sid: str, transcript: list[Any], details: dict[str, Any]) -> None:
+        self.saves.append(
+            (call_sid, len(transcript), threading.current_thread() is self.loop_thread)
+        )
+
+
+async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -> None:
+    store = RecordingStore()
+    context = BridgeContext(
+        store=store,  # type: ignore[arg-type]
+        connect_realtime=None,
+        business_for=lambda number: None,
+        instructions_for=lambda business: "",
+        greeting_audio_for=lambda business: None,
+        hang_up=None,
+        notify_emergency=_never,
+        transfer=None,
+        finalize=_never,
+        live_calls=set(),
+    )
+    bridge = CallBridge(object(), context)  # type: ignore[arg-type]
+    bridge.call_sid = CALL_SID
+    conversation = bridge.conversation = Conversation(SessionConfig(instructions="x"))
+    await bridge._save_progress()
+    await bridge._save_progress()
+    assert len(store.saves) == 1  # nothing changed since the first save
+    conversation.server_event(
+        {
+            "type": "conversation.item.input_audio_transcription.completed",
+            "item_id": "c1",
+            "transcript": "My sink leaks",
+        },
+        1.0,
+    )
+    await asyncio.gather(bridge._save_progress(), bridge._save_progress())
+    assert store.saves == [(CALL_SID, 0, False), (CALL_SID, 1, False)]
+
+
+async def _never(*args: object) -> None:
+    raise AssertionError("not expected in this test")
+
+
+# -- no database call on the event loop ------------------------------------------------------
+
+STORE_METHODS = (
+    "begin_call",
+    "get_call",
+    "set_mode",
+    "save_progress",
+    "save_intake",
+    "close_unsummarized",
+    "mark_ended_by_agent",
+    "active_calls",
+    "finalize",
+)
+
+
+def watch_store(store: Store) -> tuple[list[str], list[str]]:
+    """Wrap the store's methods: (methods called, methods called on the event loop thread)."""
+    loop_thread = threading.current_thread()
+    called: list[str] = []
+    on_loop: list[str] = []
+    for name in STORE_METHODS:
+        method: Callable[..., Any] = getattr(store, name)
+
+        def wrapper(*args: Any, _name: str = name, _method: Any = method, **kwargs: Any) -> Any:
+            called.append(_name)
+            if threading.current_thread() is loop_thread:
+                on_loop.append(_name)
+            return _method(*args, **kwargs)
+
+        setattr(store, name, wrapper)
+    return called, on_loop
+
+
+async def test_a_realtime_call_makes_no_database_call_on_the_event_loop(
+    start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin: Any
+) -> None:
+    ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    app = await start_app(
+        twilio_account_sid=twilio_standin.account_sid,
+        twilio_auth_token=twilio_standin.auth_token,
+        twilio_api_base_url=twilio_standin.api_base_url,
+        openai_api_key=ai.api_key,
+        openai_base_url=ai.base_url,
+    )
+    called, on_loop = watch_store(app.services.store)
+    result = await run_john_call(app, twilio_standin)
+    await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
+    assert {"begin_call", "get_call", "save_progress", "finalize"} <= set(called)
+    assert on_loop == []
+
+
+async def test_scripted_intake_webhooks_make_no_database_call_on_the_event_loop(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    app: RunningApp = await start_app(
+        twilio_account_sid=twilio_standin.account_sid,
+        twilio_auth_token=twilio_standin.auth_token,
+        twilio_api_base_url=twilio_standin.api_base_url,
+    )
+    called, on_loop = watch_store(app.services.store)
+    result = await twilio_standin.place_call(
+        app_url=app.url,
+        public_base_url=app.settings.public_base_url,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=CallerScript(
+            steps=[HangUp()],
+            speech=["This is Dana Reyes", "The water heater is leaking", "this number", "today"],
+        ),
+    )
+    await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
+    assert {"begin_call", "save_intake", "save_progress", "get_call", "finalize"} <= set(called)
+    assert on_loop == []
+
+
+# -- the link to the model -------------------------------------------------------------------
+
+
+class FakeSocket:
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bool]] = []
+
+    async def send(self, data: bytes, text: bool = False) -> None:
+        self.sent.append((data, text))
+
+    async def recv(self, decode: bool = True) -> bytes:
+        return b'{"type":"x"}'
+
+
+class FakeSdkConnection:
+    """The shape of openai's AsyncRealtimeConnection that RealtimeLink relies on."""
+
+    def __init__(self) -> None:
+        self._connection = FakeSocket()
+        self._send_queue: list[str] = []
+        self._is_reconnecting = False
+        self._intentionally_closed = False
+        self.via_sdk: list[bytes | str] = []
+
+    async def send_raw(self, data: bytes | str) -> None:
+        self.via_sdk.append(data)
+
+    async def recv_bytes(self) -> bytes:
+        return b'{"type":"via-sdk"}'
+
+    async def close(self, *, code: int = 1000, reason: str = "") -> None:
+        return None
+
+
+async def test_the_link_writes_directly_only_when_the_sdk_has_nothing_to_guarantee() -> None:
+    sdk = FakeSdkConnection()
+    link = RealtimeLink(sdk)
+    await link.send_raw('{"type":"a"}')
+    assert sdk._connection.sent == [(b'{"type":"a"}', True)]  # a text frame, not binary
+    sdk._send_queue.append("queued earlier")
+    await link.send_raw(b'{"type":"b"}')
+    sdk._send_queue.clear()
+    sdk._is_reconnecting = True
+    await link.send_raw('{"type":"c"}')
+    assert await link.recv_bytes() == b'{"type":"via-sdk"}'
+    sdk._is_reconnecting = False
+    sdk._intentionally_closed = True
+    await link.send_raw('{"type":"d"}')
+    assert sdk.via_sdk == ['{"type":"b"}', '{"type":"c"}', '{"type":"d"}']
+    assert len(sdk._connection.sent) == 1
+
+
+async def test_the_link_uses_only_public_methods_on_an_unknown_sdk() -> None:
+    class PublicOnly:
+        def __init__(self) -> None:
+            self.sent: list[bytes | str] = []
+
+        async def send_raw(self, data: bytes | str) -> None:
+            self.sent.append(data)
+
+        async def recv_bytes(self) -> bytes:
+            return b"{}"
+
+        async def close(self, *, code: int = 1000, reason: str = "") -> None:
+            return None
+
+    sdk = PublicOnly()
+    link = RealtimeLink(sdk)
+    await link.send_raw(b'{"type":"a"}')
+    assert sdk.sent == ['{"type":"a"}']
+    assert await link.recv_bytes() == b"{}"
+
+
+# -- batched caller audio --------------------------------------------------------------------
+
+
+async def test_batched_caller_audio_keeps_barge_in_and_the_transcript(
+    start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin: Any
+) -> None:
+    ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    app = await start_app(
+        twilio_account_sid=twilio_standin.account_sid,
+        twilio_auth_token=twilio_standin.auth_token,
+        twilio_api_base_url=twilio_standin.api_base_url,
+        openai_api_key=ai.api_key,
+        openai_base_url=ai.base_url,
+        realtime_audio_batch_frames=2,
+    )
+    result = await run_john_call(app, twilio_standin)
+    assert result.cleared_audio_ms > 0 and result.played_after_clear == []
+    session = ai.sessions[0]
+    assert session.violations == []
+    appends = [e for e in session.client_events if e.get("type") == "input_audio_buffer.append"]
+    assert appends and {len(base64.b64decode(e["audio"])) for e in appends} == {320}
+    assert len(session.truncates) == 1
+    await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
+    summary = app.services.store.get_summary(result.call_sid)
+    assert summary is not None and (summary.first_name, summary.last_name) == ("John", "Smith")
+    assert any(t.interrupted for t in summary.transcript if t.speaker == "agent")
