@@ -38,6 +38,7 @@ import re
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,7 +75,8 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 
 class SlowSalesforce(SalesforceStandin):
     """The Salesforce stand-in answering every data request after ``latency`` seconds, and
-    noting when the composite request that logs a call (its CallSid) has been answered."""
+    noting when the first write naming a call's CallSid (the call Task's CallObject) has
+    been answered: the call is in the CRM."""
 
     latency = 0.1
 
@@ -88,7 +90,7 @@ class SlowSalesforce(SalesforceStandin):
     ) -> Any:
         time.sleep(self.latency)
         response = super()._data_request(method, path, query, raw, headers)
-        if method == "POST" and "composite" in path and response.status < 300:
+        if method in ("POST", "PATCH") and response.status < 300:
             now = time.monotonic()
             with self._logged_lock:
                 for sid in CALL_SID.findall(raw):
@@ -147,6 +149,7 @@ class StepResult:
     tick_late_p99: float | None
     tick_late_max: float | None
     generator_behind: bool
+    cpu_spread: tuple[float, float, int] | None = None
 
 
 def ms(value: float | None) -> str:
@@ -391,6 +394,11 @@ def report(results: list[StepResult]) -> None:
             + ("  GENERATOR BEHIND" if r.generator_behind else "")
             + (f"  {r.failed} calls failed" if r.failed else "")
             + (f"  barge-ins without clear: {r.barge_missed}" if r.barge_missed else "")
+            + (
+                f"  CPU {r.cpu_spread[0]:.5f}..{r.cpu_spread[1]:.5f} over {r.cpu_spread[2]} runs"
+                if r.cpu_spread and r.cpu_spread[2] > 1
+                else ""
+            )
         )
     print(
         "\nCPU s/call-s: server CPU-seconds per call-second (all threads); calls/core = 1 / that."
@@ -426,7 +434,9 @@ async def main(args: argparse.Namespace) -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="load-") as tmp:
             workdir = Path(tmp)
-            for calls in [int(n) for n in args.calls.split(",")]:
+            for calls, _ in [
+                (int(n), r) for n in args.calls.split(",") for r in range(args.repeat)
+            ]:
                 for variant in variants:
                     profile = None
                     if args.profile:
@@ -440,7 +450,29 @@ async def main(args: argparse.Namespace) -> None:
                     )
     finally:
         sf.stop()
-    report(results)
+    report(aggregate(results))
+
+
+def aggregate(results: list[StepResult]) -> list[StepResult]:
+    """One row per (variant, N): medians of the repeats, counts summed, CPU spread kept."""
+    rows: list[StepResult] = []
+    keys = dict.fromkeys((r.variant, r.calls) for r in results)
+    for variant, calls in keys:
+        group = [r for r in results if (r.variant, r.calls) == (variant, calls)]
+        row = StepResult(**vars(group[0]))
+        for name, value in vars(row).items():
+            values = [getattr(r, name) for r in group]
+            if isinstance(value, bool):
+                setattr(row, name, any(values))
+            elif isinstance(value, int) and name != "calls":
+                setattr(row, name, sum(values))
+            elif isinstance(value, float) or value is None:
+                present = [v for v in values if v is not None]
+                setattr(row, name, statistics.median(present) if present else None)
+        cpus = [r.cpu_per_call_second for r in group]
+        row.cpu_spread = (min(cpus), max(cpus), len(cpus))
+        rows.append(row)
+    return rows
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -457,6 +489,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--churn", type=float, default=1.0, help="calls ended and replaced per second"
     )
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved runs per step (medians)")
     parser.add_argument("--server-core", type=int, default=0)
     parser.add_argument("--generator-core", type=int, default=1)
     parser.add_argument("--profile", default=None, help="directory: run the servers under py-spy")

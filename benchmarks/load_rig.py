@@ -639,6 +639,7 @@ class Rig:
         self.account_sid = "AC" + "b" * 32
         self.random = random.Random(seed)
         self.run_id = os.urandom(4).hex()  # CallSids unique across the steps of a sitting
+        self.caller_base = int.from_bytes(os.urandom(3), "big") * 100
         self.stats = Stats()
         self.measuring = False
         self.calls: list[Call] = []
@@ -740,7 +741,7 @@ class Rig:
         index = self.next_index
         self.next_index += 1
         call_sid = "CA" + self.run_id + f"{index:024x}"
-        caller = f"+1415{index % 10_000_000:07d}"
+        caller = f"+1415{(self.caller_base + index) % 10_000_000:07d}"  # a new caller each time
         tag_bytes = call_tag(index)
         silence = base64.b64encode(tag_bytes + b"\xff" * (FRAME_BYTES - 3))
         speech = base64.b64encode(tag_bytes + SPEECH[3:])
