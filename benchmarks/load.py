@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import contextlib
 import os
 import re
@@ -125,6 +126,8 @@ class StepResult:
     variant: str
     calls: int
     cpu_per_call_second: float
+    relay_cpu_per_call_second: float
+    cpu_per_call_lifecycle: float
     rss_base_mb: float
     rss_per_call_mb: float
     late_c2m: int
@@ -185,6 +188,7 @@ class Server:
         self.process = subprocess.Popen(
             command, cwd=cwd, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
+        atexit.register(self._kill)  # never leave a server behind, even on Ctrl-C
         self.pid = self.process.pid
 
     async def ready(self) -> None:
@@ -205,6 +209,10 @@ class Server:
     def _python_pid(self) -> int:
         """The interpreter's pid (``taskset`` execs it, so it is the child's pid)."""
         return self.process.pid
+
+    def _kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
 
     async def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -321,9 +329,15 @@ async def run_step(
 
                 replacements.append(asyncio.create_task(replace(oldest)))
 
+        # First half: N calls talking, none starting or ending (the relay's cost).
+        await asyncio.sleep(args.window / 2)
+        cpu_mid, t_mid = cpu_seconds(server.pid), time.monotonic()
+        # Second half: the same, plus calls ending and new ones starting (each call's
+        # webhook, stream set-up, finalization, extraction and CRM delivery).
         churner = asyncio.create_task(churn())
-        await asyncio.sleep(args.window)
+        await asyncio.sleep(args.window / 2)
         cpu1, gen1, t1 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        ended_in_window = len(churned)
         rss_loaded = rss_mb(server.pid)
         rig.measuring = False
         if profiler is not None:
@@ -333,7 +347,7 @@ async def run_step(
             await churner
         await asyncio.gather(*(rig.hang_up(c) for c in list(rig.calls)), return_exceptions=True)
         if variant.tree is not None:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 20
             while time.monotonic() < deadline and any(s not in sf.logged for s in churned):
                 await asyncio.sleep(0.2)
     finally:
@@ -349,6 +363,9 @@ async def run_step(
         variant=variant.name,
         calls=calls,
         cpu_per_call_second=(cpu1 - cpu0) / call_seconds,
+        relay_cpu_per_call_second=(cpu_mid - cpu0) / (calls * (t_mid - t0)),
+        cpu_per_call_lifecycle=((cpu1 - cpu_mid) - (cpu_mid - cpu0) / (t_mid - t0) * (t1 - t_mid))
+        / max(1, ended_in_window),
         rss_base_mb=rss_base,
         rss_per_call_mb=(rss_loaded - rss_base) / calls,
         late_c2m=sum(1 for v in stats.c2m if v > LATE_S),
@@ -379,45 +396,57 @@ async def run_step(
 
 
 def report(results: list[StepResult]) -> None:
-    floor = {r.calls: r.cpu_per_call_second for r in results if r.variant == "bare"}
-    print()
+    floor = {r.calls: r.relay_cpu_per_call_second for r in results if r.variant == "bare"}
     print(
-        f"{'variant':8} {'N':>4} {'CPU s/call-s':>12} {'calls/core':>10} {'x bare':>6} "
-        f"{'RSS base':>8} {'MB/call':>7} {'late c>m':>9} {'late m>c':>9} "
-        f"{'c>m p50/p99 ms':>15} {'m>c p50/p99 ms':>15} {'barge p50/p99':>14} {'greet':>6} "
-        f"{'CRM p50/p95 s':>14} {'gen cpu':>7} {'tick p99/max':>13}"
+        f"\n{'variant':9}{'N':>4} {'relay CPU':>10} {'x bare':>6} {'calls/core':>10} "
+        f"{'per call':>9} {'3-min calls/core':>16} {'with churn':>10} {'RSS base':>8} "
+        f"{'MB/call':>7}  relay CPU spread"
     )
     for r in results:
-        ratio = r.cpu_per_call_second / floor[r.calls] if floor.get(r.calls) else None
+        relay = r.relay_cpu_per_call_second
+        ratio = relay / floor[r.calls] if floor.get(r.calls) else None
+        lifecycle = r.cpu_per_call_lifecycle if r.variant != "bare" else 0.0
+        three_minutes = 1 / (relay + lifecycle / 180) if relay > 0 else 0
+        spread = r.cpu_spread
+        print(
+            f"{r.variant:9}{r.calls:>4} {relay:>10.5f} "
+            f"{'-' if ratio is None else f'{ratio:.2f}':>6} "
+            f"{1 / relay if relay else 0:>10.0f} {lifecycle * 1000:>7.0f}ms {three_minutes:>16.0f} "
+            f"{r.cpu_per_call_second:>10.5f} {r.rss_base_mb:>8.0f} {r.rss_per_call_mb:>7.3f}  "
+            + (f"{spread[0]:.5f}..{spread[1]:.5f} ({spread[2]} runs)" if spread else "")
+        )
+    print(
+        f"\n{'variant':9}{'N':>4} {'late c>m':>12} {'late m>c':>12} {'c>m p50/p99':>13} "
+        f"{'m>c p50/p99':>13} {'barge p50/p99':>13} {'greet':>6} {'CRM p50/p95 s':>20} "
+        f"{'gen cpu':>7} {'tick p99/max':>13}"
+    )
+    for r in results:
         crm = (
             "-"
             if r.crm_p50 is None
             else f"{r.crm_p50:.2f}/{r.crm_p95:.2f} ({r.crm_count}/{r.churned})"
         )
         print(
-            f"{r.variant:8} {r.calls:>4} {r.cpu_per_call_second:>12.5f} "
-            f"{1 / r.cpu_per_call_second if r.cpu_per_call_second else 0:>10.0f} "
-            f"{'-' if ratio is None else f'{ratio:.2f}':>6} {r.rss_base_mb:>8.0f} "
-            f"{r.rss_per_call_mb:>7.3f} {r.late_c2m:>4}/{r.frames_c2m:<5}"
-            f"{r.late_m2c:>4}/{r.frames_m2c:<5} {ms(r.c2m_p50):>7}/{ms(r.c2m_p99):<7} "
-            f"{ms(r.m2c_p50):>7}/{ms(r.m2c_p99):<7} {ms(r.barge_p50):>6}/{ms(r.barge_p99):<6} "
-            f"{ms(r.first_audio_p50):>6} {crm:>14} {r.gen_cpu:>7.0%} "
+            f"{r.variant:9}{r.calls:>4} {r.late_c2m:>5}/{r.frames_c2m:<6} "
+            f"{r.late_m2c:>5}/{r.frames_m2c:<6} {ms(r.c2m_p50):>6}/{ms(r.c2m_p99):<6} "
+            f"{ms(r.m2c_p50):>6}/{ms(r.m2c_p99):<6} {ms(r.barge_p50):>6}/{ms(r.barge_p99):<6} "
+            f"{ms(r.first_audio_p50):>6} {crm:>20} {r.gen_cpu:>7.0%} "
             f"{ms(r.tick_late_p99):>6}/{ms(r.tick_late_max):<6}"
             + ("  GENERATOR BEHIND" if r.generator_behind else "")
             + (f"  {r.failed} calls failed" if r.failed else "")
             + (f"  barge-ins without clear: {r.barge_missed}" if r.barge_missed else "")
-            + (
-                f"  CPU {r.cpu_spread[0]:.5f}..{r.cpu_spread[1]:.5f} over {r.cpu_spread[2]} runs"
-                if r.cpu_spread and r.cpu_spread[2] > 1
-                else ""
-            )
         )
     print(
-        "\nCPU s/call-s: server CPU-seconds per call-second (all threads); calls/core = 1 / that."
-        "\nlate: frames delayed > 20 ms / frames measured; c>m caller→model, m>c model→caller"
-        " (added latency through the server, one clock); barge: stand-in speech_started → clear;"
-        "\ngreet: stream start → first audio; CRM: stop → Salesforce composite answered"
-        " (Salesforce answering after 100 ms); gen cpu/tick: the generator's own load."
+        "\nrelay CPU: server CPU-seconds per call-second (all threads) with N calls talking and"
+        " none starting or ending; calls/core = 1 / that; x bare: ratio to the bare relay."
+        "\nper call: CPU-seconds each call's start and end add (webhook, stream set-up,"
+        " finalization, extraction, CRM delivery), from the churned half of the window;"
+        "\n3-min calls/core: 1 / (relay + per call / 180 s); with churn: CPU s/call-s over the"
+        " whole window.\nlate: frames delayed > 20 ms / frames measured (c>m caller→model,"
+        " m>c model→caller; ms, through the server, one clock); barge: the stand-in's"
+        " speech_started → Twilio clear;\ngreet: stream start → first audio; CRM: stop → the"
+        " Salesforce write naming the CallSid answered (Salesforce answers after 100 ms);"
+        "\ngen cpu / tick: the generator's own CPU share and ticker lateness (ms)."
     )
 
 
@@ -481,7 +510,7 @@ def aggregate(results: list[StepResult]) -> list[StepResult]:
             elif isinstance(value, float) or value is None:
                 present = [v for v in values if v is not None]
                 setattr(row, name, statistics.median(present) if present else None)
-        cpus = [r.cpu_per_call_second for r in group]
+        cpus = [r.relay_cpu_per_call_second for r in group]
         row.cpu_spread = (min(cpus), max(cpus), len(cpus))
         rows.append(row)
     return rows
