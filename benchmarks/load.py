@@ -433,6 +433,11 @@ def report(results: list[StepResult]) -> None:
             f"{ms(r.first_audio_p50):>6} {crm:>20} {r.gen_cpu:>7.0%} "
             f"{ms(r.tick_late_p99):>6}/{ms(r.tick_late_max):<6}"
             + ("  GENERATOR BEHIND" if r.generator_behind else "")
+            + (
+                "  SERVER BEHIND (its CPU figure is not valid)"
+                if r.c2m_p50 is None or r.c2m_p50 > LATE_S or r.late_c2m > 0.01 * r.frames_c2m
+                else ""
+            )
             + (f"  {r.failed} calls failed" if r.failed else "")
             + (f"  barge-ins without clear: {r.barge_missed}" if r.barge_missed else "")
         )
@@ -451,10 +456,6 @@ def report(results: list[StepResult]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
-    with contextlib.suppress(ImportError):
-        import uvloop
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     variants = []
     for name in args.variants.split(","):
         if name == "bare":
@@ -540,4 +541,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     os.sched_setaffinity(0, {arguments.generator_core})
+    with contextlib.suppress(ImportError):
+        import uvloop  # the generator's loop, like the servers' (uvicorn picks uvloop too)
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.run(main(arguments))

@@ -188,7 +188,8 @@ class CallerConnection(asyncio.Protocol):
                 return
             head, data = parts
             if not head.startswith(b"HTTP/1.1 101"):
-                self.upgraded.set_result(False)
+                if not self.upgraded.done():
+                    self.upgraded.set_result(False)
                 assert self.transport is not None
                 self.transport.close()
                 return
@@ -196,7 +197,8 @@ class CallerConnection(asyncio.Protocol):
             assert self.transport is not None
             self.transport.write(b"".join(self.start_frames))
             self.call.started_at = time.monotonic()
-            self.upgraded.set_result(True)
+            if not self.upgraded.done():
+                self.upgraded.set_result(True)
             if not data:
                 return
         now = time.monotonic()
