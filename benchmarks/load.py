@@ -435,7 +435,7 @@ def report(results: list[StepResult]) -> None:
             + ("  GENERATOR BEHIND" if r.generator_behind else "")
             + (
                 "  SERVER BEHIND (its CPU figure is not valid)"
-                if r.c2m_p50 is None or r.c2m_p50 > LATE_S or r.late_c2m > 0.01 * r.frames_c2m
+                if r.c2m_p50 is None or r.c2m_p50 > LATE_S or r.late_c2m > 0.05 * r.frames_c2m
                 else ""
             )
             + (f"  {r.failed} calls failed" if r.failed else "")
