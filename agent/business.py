@@ -168,6 +168,9 @@ class Business(BaseModel):
     # Twilio <Dial timeout> accepts 5..600 seconds.
     ring_timeout_seconds: int = Field(default=20, ge=5, le=600)
     salesforce_fields: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # This business's own Salesforce org: the credentials come from SALESFORCE_<NAME>_*
+    # environment variables (never from this file). Absent: the service-wide CRM.
+    salesforce_connection: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]{0,39}$")
 
     @field_validator("number", "on_call_phone", "office_phone")
     @classmethod

@@ -21,12 +21,15 @@ from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker, RetryPolicy
 from crm.factory import build_crm
+from crm.routing import CrmPerBusiness
+from crm.salesforce import SalesforceCrm
 from crm.store import Store
 from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.errors import TwilioRestError
 from telephony.finalize import CallFinalizer
 from telephony.settings import Settings
+from telephony.setup_checks import business_connections
 from telephony.signatures import TwilioSignatures
 from telephony.twilio_rest import TwilioActions
 
@@ -47,6 +50,25 @@ def salesforce_config(settings: Settings) -> SalesforceConfig | None:
         api_version=settings.salesforce_api_version,
         timeout_seconds=settings.salesforce_timeout_seconds,
     )
+
+
+def build_crm_for_businesses(
+    settings: Settings, businesses: BusinessDirectory, store: Store
+) -> CrmWriter:
+    """The service-wide CRM, plus each business's own Salesforce org where it names one
+    (``salesforce_connection``; one ``SalesforceCrm`` per connection, shared by the
+    businesses that name it)."""
+    default = build_crm(salesforce_config(settings), store)
+    connections = business_connections(settings, businesses)
+    if not connections:
+        return default
+    writers = {name: SalesforceCrm(config) for name, config in connections.items()}
+    by_business: dict[str, CrmWriter] = {
+        b.name: writers[b.salesforce_connection]
+        for b in businesses.businesses
+        if b.salesforce_connection is not None
+    }
+    return CrmPerBusiness(default, by_business)
 
 
 def crm_profile(business: Business) -> CrmProfile:
@@ -90,7 +112,7 @@ class Services:
         store = Store.from_url(settings.database_url)
         store.create_schema()
         businesses = load_businesses(settings.businesses_file)
-        writer = crm or build_crm(salesforce_config(settings), store)
+        writer = crm or build_crm_for_businesses(settings, businesses, store)
 
         def profile_for(name: str) -> CrmProfile:
             for business in businesses.businesses:

@@ -29,6 +29,7 @@ from typing import Any
 import httpx
 
 from tests.standins.twilio_call import CallPlan, CallRun
+from tests.standins.twilio_numbers import new_number
 from tests.standins.twilio_rest import (
     LiveCall,
     RestState,
@@ -95,6 +96,26 @@ class TwilioStandin:
     def rest_requests(self) -> list[tuple[str, str, int]]:
         """(method, path, HTTP status) of every REST request, including refused ones."""
         return self._state.requests
+
+    @property
+    def numbers(self) -> list[dict[str, Any]]:
+        """The account's IncomingPhoneNumbers (resource JSON, changed by REST updates)."""
+        return self._state.numbers
+
+    def buy_number(self, phone_number: str, **fields: Any) -> dict[str, Any]:
+        """Add a number to the account as Twilio shows a new one (demo voice URL);
+        ``fields`` override resource fields (e.g. ``voice_url``)."""
+        number = new_number(
+            account_sid=self.account_sid, sid=new_sid("PN"), phone_number=phone_number
+        )
+        number.update(fields)
+        with self._state.lock:
+            self._state.numbers.append(number)
+        return number
+
+    def set_account_type(self, kind: str) -> None:
+        """``"Trial"`` or ``"Full"``, as the Account resource reports it."""
+        self._state.account_type = kind
 
     def rest_client_http(self) -> StandinTwilioHttpClient:
         """An HTTP client for ``twilio.rest.Client`` that talks to this stand-in."""
