@@ -48,6 +48,7 @@ def _configure_logging(verbose: bool) -> None:
         "openai",
         "websockets",
         "alembic.runtime.plugins",
+        "alembic.runtime.migration",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -61,7 +62,6 @@ def _free_port() -> int:
 def _startup_checks(settings: Settings) -> BusinessDirectory:
     """Stop with one line per problem (``SetupError``) before anything starts."""
     from agent.business import BusinessFileError, load_businesses
-    from crm.store import Store
     from telephony.setup_checks import SetupError, configuration_problems
 
     try:
@@ -71,6 +71,14 @@ def _startup_checks(settings: Settings) -> BusinessDirectory:
     problems = configuration_problems(settings, directory)
     if problems:
         raise SetupError("\n".join(problems))
+    return directory
+
+
+def _open_database(settings: Settings) -> None:
+    """Create or upgrade the schema now, so a database that cannot be opened is one line."""
+    from crm.store import Store
+    from telephony.setup_checks import SetupError
+
     try:
         store = Store.from_url(settings.database_url)
         store.create_schema()
@@ -79,7 +87,6 @@ def _startup_checks(settings: Settings) -> BusinessDirectory:
         origin = getattr(exc, "orig", None) or exc
         reason = (str(origin).strip().splitlines() or [type(origin).__name__])[0]
         raise SetupError(f"DATABASE_URL cannot be opened: {reason}") from None
-    return directory
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -106,12 +113,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = Settings()
     _startup_checks(settings)
+    sock = _bind(args.host, args.port)
+    _open_database(settings)
     if not settings.twilio_configured:
         log.warning(
             "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are not set: Twilio webhooks will be refused "
             "(signatures cannot be verified)"
         )
-    sock = _bind(args.host, args.port)
     app = create_app(settings, run_worker=not args.no_worker)
     config = uvicorn.Config(
         app,
@@ -230,6 +238,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = Settings()
     _startup_checks(settings)
+    _open_database(settings)
     services = Services.build(settings)
     if args.once:
         outcomes = services.worker.drain()

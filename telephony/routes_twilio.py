@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from starlette.datastructures import FormData
@@ -53,9 +54,22 @@ async def signed_form(request: Request, services: Services) -> dict[str, str]:
     except SignatureError as exc:
         status = 503 if not services.signatures.configured else 403
         metrics.WEBHOOKS_REJECTED.labels(reason="signature").inc()
-        log.warning("refused %s: %s", request.url.path, exc)
+        log.warning("refused %s: %s%s", request.url.path, exc, _url_hint(request, url))
         raise TwilioRequestRefused(str(exc), status) from exc
     return params
+
+
+def _url_hint(request: Request, checked_url: str) -> str:
+    """When the request reached us under another host than PUBLIC_BASE_URL, say so: the
+    signature is computed over the URL Twilio called, so every webhook fails."""
+    host = request.headers.get("host", "")
+    expected = urlsplit(checked_url).netloc
+    if host and expected and host.lower() != expected.lower():
+        return (
+            f" (checked against {checked_url} but the request came for host {host}: if that is "
+            "the address in the Twilio console, set PUBLIC_BASE_URL to it)"
+        )
+    return ""
 
 
 def twiml_response(document: str) -> Response:

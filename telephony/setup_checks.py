@@ -8,7 +8,7 @@ Nothing here prints ``[ok]`` for something it has not verified.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import ipaddress
 import os
 import re
@@ -152,7 +152,9 @@ def database_problem(url: str) -> str | None:
         )
     backend = parsed.get_backend_name()
     if backend in {"postgresql", "postgres"}:
-        if importlib.util.find_spec("psycopg") is None:
+        try:
+            importlib.import_module("psycopg")
+        except ImportError:
             return (
                 "DATABASE_URL is PostgreSQL but its driver is not installed: "
                 "pip install 'after-hours-receptionist[postgres]'"
@@ -168,6 +170,8 @@ def database_problem(url: str) -> str | None:
         )
     path = Path(database).expanduser()
     folder = path.parent if str(path.parent) else Path(".")
+    if folder.exists() and not folder.is_dir():
+        return f"DATABASE_URL: {folder} is a file, not a folder: point DATABASE_URL elsewhere"
     if not folder.is_dir():
         return (
             f"DATABASE_URL: the folder {folder} does not exist: create it "
