@@ -217,3 +217,14 @@ def retry_dead_job(store: Store, call_sid: str) -> bool:
             .values(state="pending", next_attempt_at=utcnow(), attempts=0, last_error="")
         )
         return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def retry_all_dead(store: Store) -> int:
+    """Put every dead-lettered job back in the queue (staff bulk action); how many."""
+    with store.sessions.begin() as session:
+        result = session.execute(
+            update(OutboxJob)
+            .where(OutboxJob.state == "dead")
+            .values(state="pending", next_attempt_at=utcnow(), attempts=0, last_error="")
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

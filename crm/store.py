@@ -16,7 +16,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
     JSON,
+    Boolean,
     Connection,
+    Date,
     DateTime,
     Engine,
     ForeignKey,
@@ -75,6 +77,27 @@ class SummaryRecord(Base):
     )
     summary_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Copies of summary fields the staff list filters and sorts on (in SQL).
+    caller_name: Mapped[str] = mapped_column(String(255), default="")
+    need: Mapped[str] = mapped_column(String(255), default="")
+    urgency: Mapped[int] = mapped_column(Integer, default=2, index=True)
+    is_emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+    @classmethod
+    def of(cls, summary: CallSummary) -> SummaryRecord:
+        name = " ".join(p for p in (summary.first_name, summary.last_name) if p)
+        return cls(
+            call_sid=summary.call_sid,
+            summary_json=summary.model_dump_json(),
+            caller_name=name[:255],
+            need=summary.need[:255],
+            urgency=summary.urgency,
+            is_emergency=summary.is_emergency,
+            callback_requested=summary.callback_requested,
+            callback_due=summary.callback_due,
+        )
 
     def summary(self) -> CallSummary:
         return CallSummary.model_validate_json(self.summary_json)
@@ -301,9 +324,7 @@ class Store:
             call.state = "finalized"
             call.ended_at = utcnow()
             call.transcript = [t.model_dump(mode="json") for t in summary.transcript]
-            session.add(
-                SummaryRecord(call_sid=summary.call_sid, summary_json=summary.model_dump_json())
-            )
+            session.add(SummaryRecord.of(summary))
             session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
             return True
 

@@ -10,14 +10,17 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from crm.config import CrmWriter
-from telephony import routes_intake, routes_staff, routes_twilio
+from telephony import routes_intake, routes_twilio
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
+from telephony.staff import routes as staff_routes
+from telephony.staff.security import install_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +72,9 @@ def create_app(
     )
     app.include_router(routes_twilio.router)
     app.include_router(routes_intake.router)
-    app.include_router(routes_staff.router)
+    app.include_router(staff_routes.router)
+    app.mount("/static/staff", StaticFiles(directory=staff_routes.STATIC_DIR), name="staff-static")
+    install_security_headers(app)
 
     @app.exception_handler(TwilioRequestRefused)
     async def refused(_request: Request, exc: TwilioRequestRefused) -> Response:

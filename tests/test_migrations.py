@@ -126,13 +126,20 @@ def test_processes_starting_at_once_all_come_up_on_one_migrated_schema(database_
 
 
 def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path: Path) -> None:
-    """A store made by ``Base.metadata.create_all`` (this schema, no ``alembic_version``)
-    is stamped with the initial revision; its calls survive."""
+    """A store made by ``Base.metadata.create_all`` before migrations existed (the initial
+    revision's schema, no ``alembic_version``) is stamped with the initial revision and
+    upgraded; its calls survive."""
     store = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}")
-    Base.metadata.create_all(store.engine)
-    store.begin_call(
-        "CA" + "2" * 32, business="B", business_number="+1", caller_phone="+2", mode="intake"
-    )
+    with store.engine.begin() as connection:
+        command.upgrade(alembic_config(connection=connection), "0001")
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql(
+            "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode, state,"
+            " started_at, transcript, details, notes, intake_json, updated_at) VALUES "
+            "('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active', CURRENT_TIMESTAMP,"
+            " '[]', '{}', '', '', CURRENT_TIMESTAMP)"
+        )
     store.create_schema()
     assert current_revision(store.engine) == HEAD
     with store.sessions() as session:

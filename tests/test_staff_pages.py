@@ -8,6 +8,8 @@ dead-letter queue with no way to send it again.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -37,6 +39,12 @@ async def intake_call(app: RunningApp, twilio: TwilioStandin) -> str:
     store = app.services.store
     await wait_for(lambda: store.get_summary(result.call_sid) is not None)
     return result.call_sid
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None, "no CSRF token on the page"
+    return match.group(1)
 
 
 def twilio_settings(twilio: TwilioStandin) -> dict[str, object]:
@@ -117,13 +125,30 @@ async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
         page = await client.get(f"/calls/{call_sid}", auth=staff)
         assert "dead" in page.text and "Retry delivery" in page.text
         assert "gave up after 1 attempts" in page.text
+        listing = await client.get("/calls", auth=staff)
+        assert "1 delivery failed for good" in listing.text
 
-        refused = await client.post(f"/calls/{call_sid}/retry")
+        token = csrf_of(page.text)
+        refused = await client.post(f"/calls/{call_sid}/retry", data={"csrf": token})
         assert refused.status_code == 401
+        # A cross-site form re-sends Basic credentials but not our token: refused.
+        forged = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        assert forged.status_code == 403
+        other_site = await client.post(
+            f"/calls/{call_sid}/retry",
+            auth=staff,
+            data={"csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert other_site.status_code == 403
+        tampered = await client.post(
+            f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token[:-1] + "0"}
+        )
+        assert tampered.status_code == 403
         job = store.outbox_job(call_sid)
         assert job is not None and job.state == "dead"
 
-        retried = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        retried = await client.post(f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token})
         assert retried.status_code == 303
         assert retried.headers["location"] == f"/calls/{call_sid}"
         await wait_for(
@@ -132,7 +157,7 @@ async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
         (lead,) = org.records("Lead")
         assert (lead["FirstName"], lead["LastName"]) == ("Dana", "Reyes")
 
-        again = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        again = await client.post(f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token})
         assert again.status_code == 409
         unknown = await client.get("/calls/CA" + "0" * 32, auth=staff)
         assert unknown.status_code == 404
@@ -146,3 +171,34 @@ def test_a_malformed_hash_never_lets_anyone_in(encoded: str) -> None:
 
     assert not verify_password(PASSWORD, encoded)
     assert not verify_password("", encoded)
+
+
+async def test_staff_pages_send_security_headers_and_throttle_wrong_logins(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """CSP, no framing, nosniff, no-store on personal data; five wrong logins from one
+    address → 429 with Retry-After, and then even the right password waits (no hashing
+    while throttled), while the phone side answers as usual."""
+    app = await start_app(staff_password_hash=PASSWORD_HASH, **twilio_settings(twilio_standin))
+    call_sid = await intake_call(app, twilio_standin)
+    async with httpx.AsyncClient(base_url=app.url) as client:
+        page = await client.get(f"/calls/{call_sid}", auth=("staff", PASSWORD))
+        assert page.status_code == 200
+        headers = page.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src" not in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["cache-control"] == "no-store"
+        css = await client.get("/static/staff/staff.css")
+        assert css.status_code == 200 and css.headers["x-content-type-options"] == "nosniff"
+
+        for attempt in range(5):
+            wrong = await client.get("/calls", auth=("staff", f"guess {attempt}"))
+            assert wrong.status_code == 401
+        throttled = await client.get("/calls", auth=("staff", "guess 6"))
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
+        right = await client.get("/calls", auth=("staff", PASSWORD))
+        assert right.status_code == 429
+        health = await client.get("/healthz")
+        assert health.status_code == 200
