@@ -137,7 +137,8 @@ def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path:
         connection.exec_driver_sql(
             "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode, state,"
             " started_at, transcript, details, notes, intake_json, updated_at) VALUES "
-            "('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active', CURRENT_TIMESTAMP,"
+            "('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active',"
+            " CURRENT_TIMESTAMP,"
             " '[]', '{}', '', '', CURRENT_TIMESTAMP)"
         )
     store.create_schema()

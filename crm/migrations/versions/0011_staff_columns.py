@@ -20,26 +20,28 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_COLUMNS: tuple[sa.Column[object], ...] = (
-    sa.Column("caller_name", sa.String(length=255), nullable=False, server_default=""),
-    sa.Column("need", sa.String(length=255), nullable=False, server_default=""),
-    sa.Column("urgency", sa.Integer(), nullable=False, server_default="2"),
-    sa.Column("is_emergency", sa.Boolean(), nullable=False, server_default=sa.false()),
-    sa.Column("callback_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
-    sa.Column("callback_due", sa.Date(), nullable=True),
-)
+
+def _columns() -> tuple[sa.Column[object], ...]:
+    return (
+        sa.Column("caller_name", sa.String(length=255), nullable=False, server_default=""),
+        sa.Column("need", sa.String(length=255), nullable=False, server_default=""),
+        sa.Column("urgency", sa.Integer(), nullable=False, server_default="2"),
+        sa.Column("is_emergency", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("callback_requested", sa.Boolean(), nullable=False, server_default=sa.false()),
+        sa.Column("callback_due", sa.Date(), nullable=True),
+    )
 
 
 def upgrade() -> None:
     with op.batch_alter_table("summaries") as batch:
-        for column in _COLUMNS:
-            batch.add_column(column.copy())
+        for column in _columns():
+            batch.add_column(column)
         batch.create_index("ix_summaries_urgency", ["urgency"])
     summaries = sa.table(
         "summaries",
         sa.column("call_sid", sa.String),
         sa.column("summary_json", sa.Text),
-        *(sa.column(c.name, c.type) for c in _COLUMNS),
+        *(sa.column(c.name, c.type) for c in _columns()),
     )
     connection = op.get_bind()
     for call_sid, text in connection.execute(
@@ -65,5 +67,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("summaries") as batch:
         batch.drop_index("ix_summaries_urgency")
-        for column in _COLUMNS:
+        for column in _columns():
             batch.drop_column(column.name)
