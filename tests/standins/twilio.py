@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 from typing import Any
 
 import httpx
@@ -152,12 +153,15 @@ class TwilioStandin:
         duplicate_status_callback: bool = False,
         speed: float = 1.0,
         give_up_after_s: float = 20.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> CallResult:
         """Place one inbound call to the app and run it to its end.
 
         ``speed`` > 1 runs audio time faster than real time (logic tests); 1 paces 20 ms
         frames in real time. ``give_up_after_s``: wall seconds the caller stays on a
         stream, silent, after its last step before hanging up (`CallResult.gave_up`).
+        ``ssl_context``: the trust for an ``https://`` ``app_url`` (e.g. a proxy's test CA);
+        the stream then opens over ``wss://``.
         """
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -183,6 +187,8 @@ class TwilioStandin:
             duplicate_status_callback=duplicate_status_callback,
             speed=speed,
             give_up_after_s=give_up_after_s,
+            ssl_context=ssl_context,
         )
-        async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
+        verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        async with httpx.AsyncClient(trust_env=False, timeout=30.0, verify=verify) as http:
             return await CallRun(plan, call, http).run()

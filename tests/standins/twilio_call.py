@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Literal
@@ -72,6 +73,7 @@ class CallPlan:
     duplicate_status_callback: bool
     speed: float
     give_up_after_s: float
+    ssl_context: ssl.SSLContext | None = None
 
 
 class CallRun:
@@ -195,7 +197,8 @@ class CallRun:
     async def _stream(self, verb: ConnectStreamVerb) -> str:
         parts = urlsplit(verb.url)
         app = urlsplit(self._plan.app_url)
-        ws_url = urlunsplit(("ws", app.netloc, parts.path or "/", "", ""))
+        scheme = "wss" if app.scheme == "https" else "ws"
+        ws_url = urlunsplit((scheme, app.netloc, parts.path or "/", "", ""))
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(verb.url, {}),
             "User-Agent": STREAM_USER_AGENT,
@@ -214,6 +217,7 @@ class CallRun:
                 ping_interval=None,
                 open_timeout=10,
                 max_size=2**24,
+                ssl=self._plan.ssl_context if scheme == "wss" else None,
             ) as ws:
                 self.result.streams += 1
                 session = StreamSession(
