@@ -336,3 +336,21 @@ class Store:
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox jobs per state (pending, delivering, delivered, dead)."""
+        with self.sessions() as session:
+            rows = session.execute(select(OutboxJob.state, func.count()).group_by(OutboxJob.state))
+            return {str(state): int(count) for state, count in rows}
+
+    def oldest_undelivered(self) -> dt.datetime | None:
+        """When the oldest job still waiting (pending or delivering) was created."""
+        with self.sessions() as session:
+            oldest = session.scalar(
+                select(func.min(OutboxJob.created_at)).where(
+                    OutboxJob.state.in_(("pending", "delivering"))
+                )
+            )
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return oldest

@@ -88,6 +88,20 @@ def create_app(
             database = "ok"
         except Exception as exc:
             database = f"error: {type(exc).__name__}"
+        outbox: dict[str, object] = {}
+        if database == "ok":
+            try:
+                counts = services.store.outbox_counts()
+                oldest = services.store.oldest_undelivered()
+                outbox = {
+                    "backlog": counts.get("pending", 0) + counts.get("delivering", 0),
+                    "dead": counts.get("dead", 0),
+                    "oldest_waiting_seconds": round((utc_now() - oldest).total_seconds())
+                    if oldest
+                    else 0,
+                }
+            except Exception as exc:
+                database = f"error: {type(exc).__name__}"
         status = 200 if database == "ok" else 503
         return JSONResponse(
             {
@@ -97,6 +111,7 @@ def create_app(
                 "openai": services.settings.openai_configured,
                 "twilio_rest": services.twilio is not None,
                 "twilio_signatures": services.signatures.configured,
+                "outbox": outbox,
             },
             status_code=status,
         )

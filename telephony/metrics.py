@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 CALLS = Counter("receptionist_calls_total", "Calls answered", ["mode"])
 STREAMS = Counter("receptionist_media_streams_total", "Media streams bridged to the Realtime API")
@@ -18,3 +18,15 @@ REALTIME_FAILURES = Counter(
 BARGE_INS = Counter("receptionist_barge_ins_total", "Times a caller interrupted the agent")
 EMERGENCIES = Counter("receptionist_emergencies_total", "Emergencies flagged during calls")
 FINALIZED = Counter("receptionist_calls_finalized_total", "Calls finalized into a summary")
+DELIVERY_BACKLOG = Gauge(
+    "receptionist_delivery_backlog", "CRM deliveries waiting (pending or being delivered)"
+)
+DEAD_LETTERS = Gauge(
+    "receptionist_dead_letters", "CRM deliveries dead-lettered and waiting for staff"
+)
+HANGUP_TO_CRM = Histogram(
+    "receptionist_hangup_to_crm_seconds",
+    "From the end of a call to its delivery in the CRM",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 6 * 3600, 24 * 3600),
+)
+OWNER_ALERTS = Counter("receptionist_owner_alerts_total", "Owner summaries and alerts", ["kind"])

@@ -19,7 +19,7 @@ from agent.greeting import GreetingAudio
 from agent.summary import CallSummary
 from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
-from crm.delivery import DeliveryWorker, RetryPolicy
+from crm.delivery import DeliveryWorker, Outcome, RetryPolicy
 from crm.factory import build_crm
 from crm.routing import CrmPerBusiness
 from crm.salesforce import SalesforceCrm
@@ -28,6 +28,7 @@ from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.errors import TwilioRestError
 from telephony.finalize import CallFinalizer
+from telephony.owner_alerts import OwnerAlerts, SmtpConfig
 from telephony.settings import Settings
 from telephony.setup_checks import business_connections
 from telephony.signatures import TwilioSignatures
@@ -69,6 +70,30 @@ def build_crm_for_businesses(
         if b.salesforce_connection is not None
     }
     return CrmPerBusiness(default, by_business)
+
+
+def after_delivery(
+    outcome: Outcome, store: Store, businesses: BusinessDirectory, alerts: OwnerAlerts
+) -> None:
+    """After each delivery attempt (worker thread): the hangup→CRM latency, the owner's
+    after-call summary on the first attempt, and an alert when it is dead-lettered."""
+    call = store.get_call(outcome.call_sid)
+    if outcome.state == "delivered" and call is not None and call.ended_at is not None:
+        ended = call.ended_at if call.ended_at.tzinfo else call.ended_at.replace(tzinfo=dt.UTC)
+        metrics.HANGUP_TO_CRM.observe(max(0.0, (utc_now() - ended).total_seconds()))
+    if call is None:
+        return
+    business = next((b for b in businesses.businesses if b.name == call.business), None)
+    if business is None:
+        return
+    if outcome.first_attempt:
+        summary = store.get_summary(outcome.call_sid)
+        if summary is not None and (business.owner_phone or business.owner_email):
+            alerts.after_call(business, summary)
+            metrics.OWNER_ALERTS.labels(kind="summary").inc()
+    if outcome.state == "dead" and (business.owner_phone or business.owner_email):
+        alerts.dead_letter(business, outcome.call_sid, outcome.detail)
+        metrics.OWNER_ALERTS.labels(kind="dead_letter").inc()
 
 
 def crm_profile(business: Business) -> CrmProfile:
@@ -126,7 +151,6 @@ class Services:
             max_attempts=settings.delivery_max_attempts,
             lease_seconds=settings.delivery_lease_seconds,
         )
-        worker = DeliveryWorker(store, writer, profile_for, policy=policy)
         twilio = None
         if settings.twilio_configured:
             twilio = TwilioActions(
@@ -134,6 +158,22 @@ class Services:
                 auth_token=settings.twilio_auth_token.get_secret_value(),
                 api_base_url=settings.twilio_api_base_url,
             )
+        alerts = OwnerAlerts(
+            public_base_url=settings.public_base_url,
+            smtp=SmtpConfig.from_settings(settings),
+            send_sms=twilio.send_sms_blocking if twilio is not None else None,
+        )
+        worker = DeliveryWorker(
+            store,
+            writer,
+            profile_for,
+            policy=policy,
+            on_outcome=lambda outcome: after_delivery(outcome, store, businesses, alerts),
+        )
+        metrics.DELIVERY_BACKLOG.set_function(
+            lambda: sum(store.outbox_counts().get(s, 0) for s in ("pending", "delivering"))
+        )
+        metrics.DEAD_LETTERS.set_function(lambda: store.outbox_counts().get("dead", 0))
         openai_client = None
         greetings = None
         if settings.openai_configured:

@@ -8,7 +8,7 @@ defaults to a SQLite file in the working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +44,16 @@ class Settings(BaseSettings):
 
     database_url: str = "sqlite:///receptionist.db"
     businesses_file: Path | None = None
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: float = 15.0
+
+    log_format: Literal["text", "json"] = "text"
 
     staff_username: str = "staff"
     staff_password_hash: SecretStr = SecretStr("")

@@ -58,6 +58,7 @@ def configuration_problems(
     problems += _public_url_problems(settings)
     problems += salesforce_problems(settings, directory)
     problems += _staff_problems(settings)
+    problems += _owner_problems(settings, directory)
     database = database_problem(settings.database_url)
     if database:
         problems.append(database)
@@ -123,6 +124,27 @@ def _is_local(host: str) -> bool:
     except ValueError:
         return False
     return address.is_private or address.is_loopback or address.is_link_local
+
+
+def _owner_problems(settings: Settings, directory: BusinessDirectory | None) -> list[str]:
+    if directory is None:
+        return []
+    problems = []
+    mailed = [b.name for b in directory.businesses if b.owner_email]
+    if mailed and not settings.smtp_host:
+        problems.append(
+            f"SMTP_HOST is not set but {', '.join(mailed)} has an owner_email: set SMTP_HOST "
+            "(and SMTP_USERNAME/SMTP_PASSWORD/SMTP_FROM), or remove owner_email"
+        )
+    if settings.smtp_username and not settings.smtp_password.get_secret_value():
+        problems.append("SMTP_PASSWORD is missing while SMTP_USERNAME is set: set both or neither")
+    texted = [b.name for b in directory.businesses if b.owner_phone]
+    if texted and not settings.twilio_configured:
+        problems.append(
+            f"{', '.join(texted)} has an owner_phone but TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN "
+            "are not set: set them (SMS go through Twilio), or remove owner_phone"
+        )
+    return problems
 
 
 def _staff_problems(settings: Settings) -> list[str]:
