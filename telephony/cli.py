@@ -37,20 +37,11 @@ DEMO_ANSWERS = [
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in (
-        "twilio.http_client",
-        "httpx",
-        "httpcore",
-        "openai",
-        "websockets",
-        "alembic.runtime.plugins",
-        "alembic.runtime.migration",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from telephony.logs import configure_logging
+    from telephony.setup_checks import env_values
+
+    log_format = env_values().get("LOG_FORMAT", "text").strip().lower() or "text"
+    configure_logging(verbose=verbose, log_format="json" if log_format == "json" else "text")
 
 
 def _free_port() -> int:
