@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -65,6 +65,14 @@ class Settings(BaseSettings):
 
     max_call_seconds: Annotated[int, Field(ge=30)] = 1800
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
+
+    @field_validator("businesses_file", "salesforce_private_key_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        """``BUSINESSES_FILE=`` (left empty, as in .env.example) means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     @property
     def openai_configured(self) -> bool:

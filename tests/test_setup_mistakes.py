@@ -119,3 +119,15 @@ async def test_a_wrong_public_base_url_is_named_when_webhooks_are_refused(
     message = record.getMessage()
     assert f"checked against {PUBLIC_BASE_URL}/twilio/voice" in message
     assert "host old-tunnel.example" in message and "set PUBLIC_BASE_URL" in message
+
+
+def test_the_env_example_is_a_valid_starting_point(tmp_path: Path) -> None:
+    """``cp .env.example .env`` parses: the only failures are the blanks left to fill in."""
+    root = Path(__file__).resolve().parent.parent
+    (tmp_path / ".env").write_text((root / ".env.example").read_text())
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'x.db'}", "BUSINESSES_FILE": ""}
+    result = run(["check"], env=env, cwd=tmp_path)
+    assert "Traceback" not in result.stderr
+    settings = result.stdout.split("Twilio:")[0]
+    assert "[ok]   no missing, partial or malformed settings" in settings, result.stdout
+    assert "https://receptionist.example.com/twilio/voice" in result.stdout
