@@ -152,6 +152,9 @@ async def call_status(request: Request, services: ServicesDep) -> Response:
     params = await signed_form(request, services)
     call_sid = params.get("CallSid", "")
     status = params.get("CallStatus", "")
+    duration = params.get("CallDuration", "")
+    if call_sid and status in FINAL_STATUSES and duration.isdigit():
+        services.store.set_duration(call_sid, int(duration))
     if call_sid and status in FINAL_STATUSES and call_sid not in services.live_calls:
         await services.finalize(call_sid, f"status callback ({status})")
     return Response(status_code=204)

@@ -64,9 +64,9 @@ def gather_speech(
         timeout=6,
         language=language,
         action_on_empty_result=True,
+        # A keyword argument, so VoiceResponse serialises it; set as an attribute it was not.
+        hints=hints or None,
     )
-    if hints:
-        gather.hints = hints
     gather.say(xml_safe(prompt), voice=VOICE)
     response.append(gather)
     response.redirect(action, method="POST")

@@ -24,7 +24,14 @@ from crm.store import Base, CallRecord, Store, alembic_config, make_engine
 from tests.test_postgres import fresh_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-TABLES = {"calls", "summaries", "outbox", "local_crm_records", "local_crm_deliveries"}
+TABLES = {
+    "calls",
+    "summaries",
+    "outbox",
+    "local_crm_records",
+    "local_crm_deliveries",
+    "crm_phone_ledger",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -129,10 +136,17 @@ def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path:
     """A store made by ``Base.metadata.create_all`` (this schema, no ``alembic_version``)
     is stamped with the initial revision; its calls survive."""
     store = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}")
-    Base.metadata.create_all(store.engine)
-    store.begin_call(
-        "CA" + "2" * 32, business="B", business_number="+1", caller_phone="+2", mode="intake"
-    )
+    # The schema create_all made then is revision 0001's: build it, then forget the version.
+    with store.engine.connect() as connection:
+        command.upgrade(alembic_config(connection=connection), "0001")
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+        connection.exec_driver_sql(
+            "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode, state,"
+            " started_at, transcript, details, notes, intake_json, updated_at) VALUES"
+            " ('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active',"
+            " '2026-01-01 00:00:00', '[]', '{}', '', '', '2026-01-01 00:00:00')"
+        )
+        connection.commit()
     store.create_schema()
     assert current_revision(store.engine) == HEAD
     with store.sessions() as session:
