@@ -28,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from tests.standins.twilio_call import CallPlan, CallRun
+from tests.standins.twilio_call import BetweenWebhooks, CallPlan, CallRun
 from tests.standins.twilio_rest import (
     LiveCall,
     RestState,
@@ -131,6 +131,7 @@ class TwilioStandin:
         duplicate_status_callback: bool = False,
         speed: float = 1.0,
         give_up_after_s: float = 20.0,
+        between_webhooks: BetweenWebhooks | None = None,
     ) -> CallResult:
         """Place one inbound call to the app and run it to its end.
 
@@ -162,6 +163,7 @@ class TwilioStandin:
             duplicate_status_callback=duplicate_status_callback,
             speed=speed,
             give_up_after_s=give_up_after_s,
+            between_webhooks=between_webhooks,
         )
         async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
             return await CallRun(plan, call, http).run()

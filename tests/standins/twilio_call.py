@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import math
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -57,6 +58,12 @@ Outcome = Document | None | Literal[_Next.VERB]
 """What a verb leads to: a new document, the end of the call, or the next verb."""
 
 
+BetweenWebhooks = Callable[[int], Awaitable[str | None]]
+"""Called before webhook ``n`` (0 = "A call comes in"); a returned URL is where the app
+is reached from then on — the service restarted on another port behind the same public
+URL, or a load balancer sent the next request to another node."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallPlan:
     """Everything `place_call` was asked to do."""
@@ -72,6 +79,7 @@ class CallPlan:
     duplicate_status_callback: bool
     speed: float
     give_up_after_s: float
+    between_webhooks: BetweenWebhooks | None = None
 
 
 class CallRun:
@@ -85,6 +93,8 @@ class CallRun:
         self._voice = CallerVoice(list(plan.script.steps))
         self._speech = list(plan.script.speech)
         self._documents = 0
+        self._webhooks = 0
+        self._app_base = plan.app_url
         self.result = CallResult(call_sid=call.sid)
 
     async def run(self) -> CallResult:
@@ -194,7 +204,7 @@ class CallRun:
 
     async def _stream(self, verb: ConnectStreamVerb) -> str:
         parts = urlsplit(verb.url)
-        app = urlsplit(self._plan.app_url)
+        app = urlsplit(self._app_base)
         ws_url = urlunsplit(("ws", app.netloc, parts.path or "/", "", ""))
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(verb.url, {}),
@@ -292,12 +302,17 @@ class CallRun:
     def _app_url(self, public_url: str) -> str:
         """Where a public URL really is: its path and query on the app's socket."""
         parts = urlsplit(public_url)
-        app = urlsplit(self._plan.app_url)
+        app = urlsplit(self._app_base)
         return urlunsplit((app.scheme, app.netloc, parts.path or "/", parts.query, ""))
 
     async def _signed_request(
         self, public_url: str, method: str, params: dict[str, str]
     ) -> httpx.Response:
+        if self._plan.between_webhooks is not None:
+            moved = await self._plan.between_webhooks(self._webhooks)
+            if moved:
+                self._app_base = moved.rstrip("/")
+        self._webhooks += 1
         headers = {"User-Agent": WEBHOOK_USER_AGENT, "Accept": "*/*"}
         if method == "GET":
             sep = "&" if urlsplit(public_url).query else "?"
