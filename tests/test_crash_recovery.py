@@ -6,8 +6,9 @@ environment, like a deployment: the Twilio stand-in places a Realtime call, the 
 gives their name (the scripted model saves it with ``record_caller_details``), the bridge
 writes that progress to SQLite, and the process is killed with no chance to clean up. The
 restarted process (same port, same database) finalizes the orphaned call from what was
-stored once it has been idle for ``RECOVERY_IDLE_SECONDS`` and delivers it: one Lead with the caller's name. A status callback arriving after
-that (twice, as Twilio may retry) creates nothing more.
+stored once it has been idle for ``RECOVERY_IDLE_SECONDS``, and delivers it: one Lead with
+the caller's name. A status callback arriving after that (twice, as Twilio may retry)
+creates nothing more.
 
 What a user would notice if this failed: a caller who gave their details during a deploy
 or a crash is never called back.
