@@ -419,6 +419,12 @@ class Store:
                 call.ended_at = utcnow()
                 call.notes = reason
 
+    def set_notes(self, call_sid: str, notes: str) -> None:
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None:
+                call.notes = notes[:500]
+
     def mark_ended_by_agent(self, call_sid: str) -> None:
         """The agent hung up: whatever TwiML follows the stream must not restart the call."""
         with self.sessions.begin() as session:

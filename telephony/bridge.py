@@ -58,6 +58,9 @@ from telephony.media_streams import (
 
 log = logging.getLogger(__name__)
 
+BRIDGE_FAILED = "bridge_failed"
+"""The call's note when the bridge failed: Twilio's follow-up request gets an apology."""
+
 
 class RealtimeConnection(Protocol):
     """The part of openai's ``AsyncRealtimeConnection`` the bridge uses."""
@@ -141,6 +144,7 @@ class CallBridge:
             log.exception("call %s: the bridge failed (%s)", self.call_sid, type(exc).__name__)
             with contextlib.suppress(Exception):
                 self._save_progress()
+                self.ctx.store.set_notes(self.call_sid, BRIDGE_FAILED)
             reason = "bridge error"
         finally:
             self.ctx.live_calls.discard(self.call_sid)

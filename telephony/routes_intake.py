@@ -20,6 +20,7 @@ from agent.summary import TranscriptTurn
 from crm.store import CallRecord
 from prompts import intake_script
 from telephony import twiml
+from telephony.bridge import BRIDGE_FAILED
 from telephony.finalize import known_details, seconds_since_start
 from telephony.routes_twilio import ServicesDep, signed_form, twiml_response
 from telephony.services import Services
@@ -127,7 +128,10 @@ async def resume(request: Request, services: ServicesDep, background: Background
     call = services.store.get_call(params.get("CallSid", ""))
     if call is None or call.notes == "ended_by_agent":
         return twiml_response(twiml.hang_up())
-    if call.state != "active":  # finalized after a bridge failure: never a silent hang-up
+    if call.state != "active":
+        if call.notes != BRIDGE_FAILED:
+            return twiml_response(twiml.hang_up())
+        # finalized after a bridge failure while the caller is still on: never silence
         return twiml_response(
             twiml.say_and_hang_up(
                 "Sorry, we had a technical problem. The team has what you told us and will "

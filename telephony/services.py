@@ -211,6 +211,11 @@ class Services:
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
+        if summary.missed_call:
+            metrics.MISSED_CALLS.inc()
+            if business is not None:
+                await self.text_back_missed_call(summary, business)
+            return
         if business is None or not business.sms_to_caller or self.twilio is None:
             return
         to = summary.callback_phone or summary.caller_phone
@@ -224,6 +229,25 @@ class Services:
             )
         except TwilioRestError as exc:
             log.error("call %s: confirmation SMS failed (%s)", summary.call_sid, exc)
+
+    async def text_back_missed_call(self, summary: CallSummary, business: Business) -> None:
+        """``missed_call_text_back``: one text to the caller ID (never another number), with
+        no caller words in it."""
+        if not business.missed_call_text_back or self.twilio is None:
+            return
+        to = summary.caller_phone
+        if not (to.startswith("+") and to[1:].isdigit()) or to == business.number:
+            return
+        body = (
+            f"Sorry we missed your call to {business.name}. We'll call you back today "
+            f"on this number. If it's an emergency, call {business.number} again."
+        )
+        try:
+            await self.twilio.send_sms(
+                to=to, from_=business.number, body=body, call_sid=summary.call_sid
+            )
+        except TwilioRestError as exc:
+            log.error("call %s: missed-call text failed (%s)", summary.call_sid, exc)
 
     def bridge_context(self) -> BridgeContext:
         settings = self.settings

@@ -192,3 +192,39 @@ async def test_recovery_finalizes_only_calls_idle_beyond_the_bound(
     stale_call, live_call = store.get_call(stale), store.get_call(live)
     assert stale_call is not None and stale_call.state == "finalized"
     assert live_call is not None and live_call.state == "active"
+
+
+async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected exception inside the bridge (forced here in the progress saver): what
+    was said is saved, the call is finalized and delivered at once (not left active for a
+    status callback or a restart to find), and the caller hears an apology, not silence."""
+    from telephony import bridge
+
+    async def broken(self: bridge.CallBridge) -> None:
+        await asyncio.sleep(0.3)
+        raise ValueError("a bug in the bridge")
+
+    monkeypatch.setattr(bridge.CallBridge, "_save_progress_periodically", broken)
+    ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    result = await twilio_standin.place_call(
+        app_url=app.url,
+        public_base_url=PUBLIC_BASE_URL,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=3000), HangUp()]),
+        speed=SPEED,
+        status_callback=False,  # nothing else would find the call
+    )
+
+    assert result.stream_closed_by == "app"
+    assert "technical problem" in result.said[-1]
+    summary = await delivered(app, result.call_sid)
+    call = app.services.store.get_call(result.call_sid)
+    assert call is not None and call.state == "finalized"
+    assert summary.caller_phone == CALLER
