@@ -95,6 +95,7 @@ def _missed_call(
     now: dt.datetime,
     duration_seconds: int,
     extraction: str,
+    known_details: str | None = None,
 ) -> CallSummary:
     """A missed call: Cold (urgency 1), a callback due today when the number is known."""
     today = now.astimezone(business.tz).date()
@@ -104,6 +105,8 @@ def _missed_call(
         lines.append("The number was withheld, so no callback is possible.")
     if said:
         lines.append(f"They said: {said}")
+    if known_details:  # e.g. the voicemail recording's link, from the capture ledger
+        lines.append(known_details)
     return CallSummary.model_validate(
         {
             "call_sid": call_sid,
@@ -172,6 +175,7 @@ def build_summary(
             now=now,
             duration_seconds=duration_seconds,
             extraction="model" if model_details is not None else "deterministic",
+            known_details=merged.details,
         )
     need = merged.need or findings.need_guess or f"Call from {caller_e164 or 'an unknown number'}"
 

@@ -15,6 +15,7 @@ from sqlalchemy import text
 
 from crm.config import CrmWriter
 from telephony import routes_intake, routes_staff, routes_twilio
+from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
@@ -49,6 +50,26 @@ async def recover_periodically(services: Services, stop: asyncio.Event) -> None:
             log.error("recovery sweep failed (%s)", type(exc).__name__)
 
 
+async def reconcile_periodically(services: Services, stop: asyncio.Event) -> None:
+    """The capture ledger against Twilio's call log every ``RECONCILE_INTERVAL_SECONDS``
+    (looking back twice that far, at least an hour)."""
+    interval = services.settings.reconcile_interval_seconds
+    lookback = dt.timedelta(seconds=max(3600.0, 2 * interval))
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(interval):
+                await stop.wait()
+        if stop.is_set():
+            return
+        try:
+            report = await reconcile(services, since=dt.datetime.now(dt.UTC) - lookback)
+        except Exception as exc:  # the loop outlives a Twilio or database hiccup
+            log.error("reconcile failed (%s)", type(exc).__name__)
+            continue
+        for error in report.errors:
+            log.error("reconcile: %s", error)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -73,6 +94,8 @@ def create_app(
             asyncio.create_task(services.escalation.run(stop)),
             asyncio.create_task(recover_periodically(services, stop)),
         ]
+        if services.twilio is not None and settings.reconcile_interval_seconds > 0:
+            background.append(asyncio.create_task(reconcile_periodically(services, stop)))
         worker = asyncio.create_task(services.worker.run(stop)) if run_worker else None
         greetings = asyncio.create_task(services.render_greetings())
         log.info(
