@@ -271,6 +271,35 @@ def email_search_sosl(email: str | None, schema: OrgSchema) -> str | None:
     return f"FIND {{{escape_sosl(email.strip())}}} IN EMAIL FIELDS RETURNING {_returning(schema)}"
 
 
+def ledger_phones(summary: CallSummary) -> list[str]:
+    """The caller's numbers as E.164, the keys of the phone ledger."""
+    numbers = (dialable(to_e164(summary.caller_phone)), dialable(callback_number(summary)))
+    return list(dict.fromkeys(n for n in numbers if n is not None))
+
+
+def records_by_id_soql(sobject: str, ids: Iterable[str], schema: OrgSchema) -> str | None:
+    """The exact SOQL fetch of records the phone ledger knows but SOSL did not return yet
+    (the search index lags): the same fields as the SOSL lookup; converted Leads excluded."""
+    wanted = [i for i in ids if re.fullmatch(r"[A-Za-z0-9]{15,18}", i)]
+    if not wanted or sobject not in ("Lead", "Contact"):
+        return None
+    returning = _returning(schema)
+    start = returning.index(f"{sobject}(") + len(sobject) + 1
+    fields = returning[start : returning.index(")", start)].split(" WHERE ")[0]
+    quoted = ", ".join(f"'{escape_soql(i)}'" for i in wanted)
+    where = f"Id IN ({quoted})" + (" AND IsConverted = false" if sobject == "Lead" else "")
+    return f"SELECT {fields} FROM {sobject} WHERE {where}"  # noqa: S608 - escaped ids
+
+
+def parse_query_records(sobject: str, result: Mapping[str, Any] | None) -> tuple[FoundRecord, ...]:
+    """FoundRecords from a SOQL response (``{"records": [...]}``)."""
+    found = []
+    for raw in (result or {}).get("records") or []:
+        fields = {k: v for k, v in raw.items() if k != "attributes"}
+        found.append(FoundRecord(sobject=sobject, id=str(raw["Id"]), fields=fields))
+    return tuple(found)
+
+
 def delivered_check_soql(call_sid: str, schema: OrgSchema) -> str:
     """The query that finds this call's Task if an earlier delivery wrote it."""
     column = CALL_SID_FIELD if uses_call_sid_upsert(schema) else "CallObject"

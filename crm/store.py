@@ -487,3 +487,22 @@ class Store:
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+
+class StorePhoneLedger:
+    """The ``PhoneLedger`` of one CRM kept in the store's database (``crm_phone_ledger``)."""
+
+    def __init__(self, store: Store, crm: str, *, window: dt.timedelta = dt.timedelta(days=1)):
+        self.store = store
+        self.crm = crm
+        self.window = window
+
+    def recent(self, phones: list[str]) -> list[tuple[str, str]]:
+        return self.store.records_for_phones(
+            crm=self.crm, phones=phones, since=utcnow() - self.window
+        )
+
+    def remember(self, phones: list[str], sobject: str, record_id: str, call_sid: str) -> None:
+        self.store.remember_record(
+            crm=self.crm, phones=phones, sobject=sobject, record_id=record_id, call_sid=call_sid
+        )
