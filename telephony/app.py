@@ -15,7 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from crm.config import CrmWriter
-from telephony import routes_intake, routes_twilio
+from telephony import routes_fallback, routes_intake, routes_twilio
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
@@ -125,6 +125,7 @@ def create_app(
     )
     app.include_router(routes_twilio.router)
     app.include_router(routes_intake.router)
+    app.include_router(routes_fallback.router)
     app.include_router(staff_routes.router)
     app.mount("/static/staff", StaticFiles(directory=staff_routes.STATIC_DIR), name="staff-static")
     install_security_headers(app)
