@@ -202,3 +202,71 @@ async def test_staff_pages_send_security_headers_and_throttle_wrong_logins(
         assert right.status_code == 429
         health = await client.get("/healthz")
         assert health.status_code == 200
+
+
+async def test_the_list_filters_searches_and_pages_in_sql(start_app: StartApp) -> None:
+    """60 finalized calls: 25 a page, filters and search narrow the SQL query (the counts
+    say so), the JSON view carries the same rows, and a page past the end shows the last."""
+    import datetime as dt
+
+    from agent.summary import CallSummary
+
+    app = await start_app(staff_password_hash=PASSWORD_HASH)
+    store = app.services.store
+    for i in range(60):
+        sid = f"CA{i:032x}"
+        store.begin_call(
+            sid,
+            business="Bay Plumbing & Air",
+            business_number="+14155559999",
+            caller_phone=f"+1415555{i:04d}",
+            mode="intake",
+        )
+        store.finalize(
+            CallSummary(
+                call_sid=sid,
+                business="Bay Plumbing & Air",
+                caller_phone=f"+1415555{i:04d}",
+                first_name="Pat" if i % 3 else "Robin",
+                last_name=f"Caller{i}",
+                need="burst pipe" if i % 10 == 0 else "quote",
+                urgency=5 if i % 10 == 0 else 2,
+                is_emergency=i % 10 == 0,
+                callback_requested=i % 2 == 0,
+                callback_due=dt.date(2026, 12, 2) if i % 2 == 0 else None,
+            ),
+            crm="local",
+        )
+    staff = ("staff", PASSWORD)
+    async with httpx.AsyncClient(base_url=app.url, auth=staff) as client:
+
+        async def listing(**params: str) -> dict[str, object]:
+            response = await client.get("/calls", params={**params, "format": "json"})
+            assert response.status_code == 200
+            data: dict[str, object] = response.json()
+            return data
+
+        first = await listing()
+        assert (first["total"], first["pages"], len(first["calls"])) == (60, 3, 25)  # type: ignore[arg-type]
+        last = await listing(page="3")
+        assert len(last["calls"]) == 10  # type: ignore[arg-type]
+        beyond = await listing(page="99")
+        assert beyond["page"] == 3
+        emergencies = await listing(urgency="5")
+        assert emergencies["total"] == 6
+        assert all(c["is_emergency"] for c in emergencies["calls"])  # type: ignore[union-attr]
+        both = await listing(urgency="5", callback="1")
+        assert both["total"] == 6  # every 10th call is also an even one
+        robins = await listing(q="robin")
+        assert robins["total"] == 20
+        by_phone = await listing(q="(415) 555-0042")
+        assert [c["caller_name"] for c in by_phone["calls"]] == ["Robin Caller42"]  # type: ignore[union-attr]
+        pending = await listing(delivery="pending")
+        assert pending["total"] == 60
+        facets = first["facets"]
+        assert ["5", "5 Emergency", 6] in facets["urgency"]  # type: ignore[index]
+        wildcard = await listing(q="%")
+        assert wildcard["total"] == 0  # LIKE wildcards in a search are literal
+        html = await client.get("/calls", params={"urgency": "5"})
+        assert html.text.count('class="call emergency"') == 6
+        assert 'rel="next"' not in html.text
