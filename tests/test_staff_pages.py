@@ -156,6 +156,10 @@ async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
         )
         (lead,) = org.records("Lead")
         assert (lead["FirstName"], lead["LastName"]) == ("Dana", "Reyes")
+        # The call page links to the records in the org (instance URL + id).
+        delivered = await client.get(f"/calls/{call_sid}", auth=staff)
+        link = f'href="{org.instance_url}/lightning/r/Lead/{lead["Id"]}/view"'
+        assert link in delivered.text
 
         again = await client.post(f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token})
         assert again.status_code == 409
