@@ -132,6 +132,10 @@ class DeliveryWorker:
         if job is None:
             return None
         outcome = self._deliver_claimed(job)
+        try:
+            self.store.record_attempt(job.call_sid, job.attempts, outcome.state, outcome.detail)
+        except Exception:  # the history is for people; a failure must not stop deliveries
+            log.exception("call %s: delivery history not written", job.call_sid)
         if job.attempts == 1 and not job.last_error:
             outcome = dataclasses.replace(outcome, first_attempt=True)
         if self.on_outcome is not None:
@@ -238,17 +242,24 @@ def retry_dead_job(store: Store, call_sid: str) -> bool:
                 state="pending", next_attempt_at=utcnow(), attempts=0, last_error=STAFF_RETRY_NOTE
             )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        retried = bool(result.rowcount)  # type: ignore[attr-defined]
+    if retried:
+        store.record_attempt(call_sid, 0, "requeued", STAFF_RETRY_NOTE)
+    return retried
 
 
 def retry_all_dead(store: Store) -> int:
     """Put every dead-lettered job back in the queue (staff bulk action); how many."""
     with store.sessions.begin() as session:
+        dead = list(session.scalars(select(OutboxJob.call_sid).where(OutboxJob.state == "dead")))
         result = session.execute(
             update(OutboxJob)
-            .where(OutboxJob.state == "dead")
+            .where(OutboxJob.state == "dead", OutboxJob.call_sid.in_(dead))
             .values(
                 state="pending", next_attempt_at=utcnow(), attempts=0, last_error=STAFF_RETRY_NOTE
             )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+    for call_sid in dead:
+        store.record_attempt(call_sid, 0, "requeued", STAFF_RETRY_NOTE)
+    return count

@@ -165,6 +165,19 @@ class OutboxJob(Base):
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 
 
+class DeliveryAttempt(Base):
+    """One CRM delivery attempt (or a staff re-queue), for the call page's history."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.call_sid"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
@@ -532,6 +545,24 @@ class Store:
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+    def record_attempt(self, call_sid: str, attempt: int, outcome: str, detail: str = "") -> None:
+        """Add a line to the call's delivery history."""
+        with self.sessions.begin() as session:
+            session.add(
+                DeliveryAttempt(
+                    call_sid=call_sid, attempt=attempt, outcome=outcome, detail=detail[:2000]
+                )
+            )
+
+    def delivery_history(self, call_sid: str) -> list[DeliveryAttempt]:
+        with self.sessions() as session:
+            query = (
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.call_sid == call_sid)
+                .order_by(DeliveryAttempt.id)
+            )
+            return list(session.scalars(query))
 
     def outbox_counts(self) -> dict[str, int]:
         """Outbox jobs per state (pending, delivering, delivered, dead)."""

@@ -32,6 +32,7 @@ TABLES = {
     "local_crm_records",
     "local_crm_deliveries",
     "crm_phone_ledger",
+    "delivery_attempts",
 }
 
 

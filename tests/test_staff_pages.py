@@ -160,6 +160,16 @@ async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
         delivered = await client.get(f"/calls/{call_sid}", auth=staff)
         link = f'href="{org.instance_url}/lightning/r/Lead/{lead["Id"]}/view"'
         assert link in delivered.text
+        history = (
+            await client.get(f"/calls/{call_sid}", params={"format": "json"}, auth=staff)
+        ).json()["history"]
+        assert [(h["attempt"], h["outcome"]) for h in history] == [
+            (1, "dead"),
+            (0, "requeued"),
+            (1, "delivered"),
+        ]
+        assert "gave up after 1 attempts" in history[0]["detail"]
+        assert "Delivery history" in delivered.text
 
         again = await client.post(f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token})
         assert again.status_code == 409

@@ -192,6 +192,8 @@ class CallPage:
     local_time: str
     result: dict[str, Any]
     links: list[tuple[str, str, str]]  # (object type, record id, URL or "")
+    history: list[tuple[str, int, str, str]] = field(default_factory=list)
+    """(local time, attempt, outcome, detail) of every delivery attempt, oldest first."""
 
 
 def call_page(store: Store, directory: BusinessDirectory, call_sid: str) -> CallPage | None:
@@ -208,6 +210,11 @@ def call_page(store: Store, directory: BusinessDirectory, call_sid: str) -> Call
         except ValueError:
             result = {}
     links = record_links(result)
+    zone = zones.get(call.business)
+    history = [
+        (local_time(a.at, zone), a.attempt, a.outcome, a.detail)
+        for a in store.delivery_history(call_sid)
+    ]
     return CallPage(
         call=call,
         summary=summary,
@@ -215,6 +222,7 @@ def call_page(store: Store, directory: BusinessDirectory, call_sid: str) -> Call
         local_time=local_time(call.started_at, zones.get(call.business)),
         result=result,
         links=links,
+        history=history,
     )
 
 

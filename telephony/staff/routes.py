@@ -134,6 +134,10 @@ def call_detail(
                     "last_error": job.last_error,
                     "delivered_at": job.delivered_at.isoformat() if job.delivered_at else None,
                 },
+                "history": [
+                    {"at": when, "attempt": attempt, "outcome": outcome, "detail": detail}
+                    for when, attempt, outcome, detail in page.history
+                ],
                 "records": [{"type": t, "id": i, "url": u or None} for t, i, u in page.links],
             }
         )
