@@ -256,6 +256,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         SetupError,
         business_connections,
         check_openai,
+        check_smtp,
         check_twilio,
         configuration_problems,
         default_salesforce_values,
@@ -308,6 +309,9 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         openai.info("OPENAI_API_KEY is not set: callers get the scripted intake (no AI voice)")
     show("OpenAI:", openai)
+
+    if settings.smtp_host:
+        show("E-mail (SMTP):", check_smtp(settings))
 
     default_problem = salesforce_problems(settings, None)
     config = salesforce_config(settings)

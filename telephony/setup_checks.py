@@ -539,3 +539,54 @@ def check_openai(settings: Settings, *, timeout: float = 10.0) -> CheckReport:
             checked_key = True
         report.good(f"{variable} {model} exists")
     return report
+
+
+# --- SMTP ------------------------------------------------------------------------------
+
+
+def check_smtp(settings: Settings) -> CheckReport:
+    """Connect to ``SMTP_HOST``, STARTTLS/TLS as configured, log in if a user is set, and
+    ask the server to accept ``SMTP_FROM`` as sender (nothing is sent). Never raises."""
+    import smtplib
+    import ssl
+
+    report = CheckReport()
+    host, port = settings.smtp_host, settings.smtp_port
+    sender = settings.smtp_from or f"receptionist@{host}"
+    context = ssl.create_default_context()
+    timeout = settings.smtp_timeout_seconds
+    try:
+        server: smtplib.SMTP
+        if settings.smtp_security == "tls":
+            server = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+        else:
+            server = smtplib.SMTP(host, port, timeout=timeout)
+        with server:
+            if settings.smtp_security == "starttls":
+                server.starttls(context=context)
+            if settings.smtp_username:
+                server.login(settings.smtp_username, settings.smtp_password.get_secret_value())
+            server.ehlo_or_helo_if_needed()
+            code, _ = server.mail(sender)
+            server.rset()
+    except smtplib.SMTPAuthenticationError:
+        report.fail(f"SMTP server {host}:{port} refused SMTP_USERNAME/SMTP_PASSWORD")
+        return report
+    except smtplib.SMTPNotSupportedError:
+        report.fail(
+            f"SMTP server {host}:{port} does not offer STARTTLS: set SMTP_SECURITY=tls (port "
+            "465) or, on a trusted network only, none"
+        )
+        return report
+    except (smtplib.SMTPException, OSError) as exc:
+        report.fail(
+            f"cannot use the SMTP server {host}:{port} ({type(exc).__name__}): check SMTP_HOST, "
+            "SMTP_PORT and SMTP_SECURITY"
+        )
+        return report
+    if code != 250:
+        report.fail(f"SMTP server {host}:{port} refused {sender} as sender: set SMTP_FROM")
+        return report
+    auth = " and accepted the login" if settings.smtp_username else ""
+    report.good(f"SMTP server {host}:{port} answered ({settings.smtp_security}){auth}")
+    return report

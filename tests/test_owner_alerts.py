@@ -187,3 +187,25 @@ def test_links_a_caller_said_never_reach_the_owner(need: str) -> None:
     cleaned = _clean(need, 160)
     assert "evil-bank" not in cleaned and "[link removed]" in cleaned
     assert cleaned.startswith("burst pipe")
+
+
+def test_check_talks_to_the_smtp_server(
+    smtp: tuple[Inbox, int], tmp_path: Path, businesses_file: Path
+) -> None:
+    """``check`` with SMTP settings: the server answers → ok; nothing listening, or a
+    server without STARTTLS while STARTTLS is asked → one [FAIL] line naming the setting."""
+    from tests.test_check import section
+    from tests.test_cli import run
+
+    _, port = smtp
+    base = {"SMTP_HOST": "127.0.0.1", "SMTP_PORT": str(port), "SMTP_FROM": "r@example.com"}
+    result = run(["check"], env={**base, "SMTP_SECURITY": "none"}, cwd=tmp_path)
+    assert section(result.stdout, "E-mail (SMTP):") == [
+        f"[ok]   SMTP server 127.0.0.1:{port} answered (none)"
+    ]
+    no_tls = run(["check"], env=base, cwd=tmp_path)
+    (line,) = section(no_tls.stdout, "E-mail (SMTP):")
+    assert line.startswith("[FAIL]") and "SMTP_SECURITY" in line
+    closed = run(["check"], env={**base, "SMTP_PORT": str(free_port())}, cwd=tmp_path)
+    (line,) = section(closed.stdout, "E-mail (SMTP):")
+    assert line.startswith("[FAIL] cannot use the SMTP server") and closed.returncode == 1
