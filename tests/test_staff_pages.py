@@ -284,3 +284,44 @@ async def test_the_list_filters_searches_and_pages_in_sql(start_app: StartApp) -
         html = await client.get("/calls", params={"urgency": "5"})
         assert html.text.count('class="call emergency"') == 6
         assert 'rel="next"' not in html.text
+
+
+async def test_bulk_retry_of_dead_letters_needs_the_form_token(start_app: StartApp) -> None:
+    """Two dead letters: a POST without the page's token changes nothing; with it, both go
+    back to the queue and are delivered; each call's history says it was re-queued."""
+    from sqlalchemy import update
+
+    from agent.summary import CallSummary
+    from crm.store import OutboxJob
+
+    app = await start_app(staff_password_hash=PASSWORD_HASH)
+    store = app.services.store
+    sids = [f"CA{i:032x}" for i in (1, 2)]
+    for sid in sids:
+        store.begin_call(
+            sid,
+            business="Bay Plumbing & Air",
+            business_number="+14155559999",
+            caller_phone="+14155550100",
+            mode="intake",
+        )
+        store.finalize(
+            CallSummary(call_sid=sid, business="Bay Plumbing & Air", last_name="Doe"),
+            crm="local",
+        )
+    await wait_for(lambda: all(store.outbox_job(s).state == "delivered" for s in sids))  # type: ignore[union-attr]
+    with store.sessions.begin() as session:
+        session.execute(update(OutboxJob).values(state="dead", last_error="rejected"))
+    staff = ("staff", PASSWORD)
+    async with httpx.AsyncClient(base_url=app.url, auth=staff) as client:
+        listing = await client.get("/calls")
+        assert "2 deliveries failed for good" in listing.text
+        forged = await client.post("/calls/retry-dead")
+        assert forged.status_code == 403
+        assert all(store.outbox_job(s).state == "dead" for s in sids)  # type: ignore[union-attr]
+        retried = await client.post("/calls/retry-dead", data={"csrf": csrf_of(listing.text)})
+        assert retried.status_code == 303 and retried.headers["location"] == "/calls?retried=2"
+    await wait_for(lambda: all(store.outbox_job(s).state == "delivered" for s in sids))  # type: ignore[union-attr]
+    for sid in sids:
+        outcomes = [a.outcome for a in store.delivery_history(sid)]
+        assert outcomes[-2:] == ["requeued", "delivered"]
