@@ -300,11 +300,26 @@ def parse_query_records(sobject: str, result: Mapping[str, Any] | None) -> tuple
     return tuple(found)
 
 
+def amendment_check_soql(call_sid: str, amendment: int) -> str:
+    """Finds the amended transcript if this amendment was written already."""
+    title = escape_soql(amendment_title(call_sid, amendment))
+    return f"SELECT Id FROM ContentVersion WHERE Title = '{title}'"  # noqa: S608
+
+
+def open_callback_soql(record_id: str) -> str:
+    """Finds an open callback Task on the record (an amendment adds none twice)."""
+    who = escape_soql(record_id)
+    return (
+        "SELECT Id FROM Task WHERE WhoId = "  # noqa: S608 - the id is escaped
+        f"'{who}' AND Subject LIKE 'Call back%' AND IsClosed = false"
+    )
+
+
 def delivered_check_soql(call_sid: str, schema: OrgSchema) -> str:
     """The query that finds this call's Task if an earlier delivery wrote it."""
     column = CALL_SID_FIELD if uses_call_sid_upsert(schema) else "CallObject"
     # The value is escaped for a SOQL string literal; the column is one of two constants.
-    return f"SELECT Id, WhoId FROM Task WHERE {column} = '{escape_soql(call_sid)}'"  # noqa: S608
+    return f"SELECT Id, WhoId, WhatId FROM Task WHERE {column} = '{escape_soql(call_sid)}'"  # noqa: S608
 
 
 def uses_call_sid_upsert(schema: OrgSchema) -> bool:
@@ -355,6 +370,75 @@ def plan_delivery(
     """The records to write for ``summary``. ``duplicate_of``: the org's duplicate rules
     matched this record when we tried to create a Lead — attach the call to it instead."""
     return _Planner(summary, profile, schema, today).plan(lookup, duplicate_of)
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveredCall:
+    """Where an earlier delivery of the call put it: its call Task and the record it is on."""
+
+    task_id: str
+    record_id: str
+    account_id: str | None = None
+
+
+def amendment_title(call_sid: str, amendment: int) -> str:
+    """The amended transcript's title; its existence marks the amendment as written."""
+    return f"Call transcript {call_sid} (amended {amendment})"
+
+
+def plan_amendment(
+    summary: CallSummary,
+    profile: CrmProfile,
+    delivered: DeliveredCall,
+    schema: OrgSchema,
+    *,
+    today: dt.date,
+    callback_already: bool,
+) -> Plan:
+    """The records an amendment updates: the call Task's summary (what the whole call
+    said), the whole transcript attached again to the same record, and a callback Task
+    when the later turns asked for one (``callback_already``: the first delivery had it)."""
+    planner = _Planner(summary, profile, schema, today)
+    planner.notes.append(
+        f"Amended: the caller went on after the call was first recorded ({summary.amendment})."
+    )
+    description = planner._call_description()
+    planner._add(
+        UpdateRecord(
+            "callTask",
+            "Task",
+            delivered.task_id,
+            {
+                "Description": description,
+                "CallDurationInSeconds": summary.duration_seconds,
+                "Priority": "High" if summary.urgency >= 4 else "Normal",
+            },
+        )
+    )
+    text = summary.transcript_text()
+    sid = summary.call_sid
+    planner._add(
+        CreateRecord(
+            "transcript",
+            "ContentVersion",
+            {
+                "Title": amendment_title(sid, summary.amendment),
+                "PathOnClient": f"transcript-{sid}-amended-{summary.amendment}.txt",
+                "VersionData": base64.b64encode((text or "(no transcript)").encode("utf-8")).decode(
+                    "ascii"
+                ),
+                "FirstPublishLocationId": delivered.record_id,
+            },
+        )
+    )
+    if summary.callback_requested and not callback_already:
+        planner._place_callback_task(delivered.record_id, delivered.account_id)
+    return Plan(
+        record_type_of(delivered.record_id),
+        delivered.record_id,
+        tuple(planner.actions),
+        tuple(planner.warnings),
+    )
 
 
 class _Planner:

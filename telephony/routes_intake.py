@@ -48,6 +48,9 @@ def _record(services: Services, call: CallRecord, intake: Intake) -> None:
             )
     details.update(intake.details().learned())
     details[INTAKE_TURNS_KEY] = len(turns)
+    if call.state == "finalized":  # a late turn: kept for the amendment, never dropped
+        services.store.save_late(call.call_sid, transcript, details, intake_json=intake.to_json())
+        return
     services.store.save_intake(call.call_sid, intake.to_json(), details)
     services.store.save_progress(call.call_sid, transcript, details)
 
@@ -157,7 +160,9 @@ async def answer(request: Request, services: ServicesDep, background: Background
     """One ``<Gather>`` result: record it and ask the next question, or say goodbye."""
     params = await signed_form(request, services)
     call = services.store.get_call(params.get("CallSid", ""))
-    if call is None or call.state != "active" or not call.intake_json:
+    # A call finalized under a live caller (it looked idle to another process) goes on:
+    # its later answers are kept and amend the summary (see CallFinalizer.amend).
+    if call is None or call.state not in ("active", "finalized") or not call.intake_json:
         return twiml_response(twiml.hang_up())
     business = _business(services, call)
     if business is None:

@@ -204,10 +204,13 @@ class Services:
             await self.twilio.hang_up(call_sid)
 
     async def finalize(self, call_sid: str, reason: str) -> None:
-        """Finalize the call, then text the caller a confirmation where the business wants it."""
+        """Finalize the call, then text the caller a confirmation where the business wants it.
+        A call finalized earlier whose later turns were kept is amended instead."""
         summary = await self.finalizer.finalize(call_sid, reason=reason)
         if summary is not None:
             await self.confirm_to_caller(summary)
+            return
+        await self.finalizer.amend(call_sid)
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
