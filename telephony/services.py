@@ -262,6 +262,7 @@ class Services:
             greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,
             escalate=self.escalate,
+            can_alert=self.twilio is not None,
             transfer=self.transfer if self.twilio is not None else None,
             finalize=self.finalize,
             live_calls=self.live_calls,
