@@ -136,3 +136,40 @@ async def test_a_withheld_number_never_lands_in_the_phone_field(
     assert "withheld" in lead["Description"]
     assert [t for t in records["Task"] if not t.get("CallObject")] == []
     assert twilio_standin.messages == []
+
+
+async def test_a_call_known_only_from_its_status_callback_is_a_missed_call(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """Twilio's status callback for a call whose first webhook never reached the service,
+    from a withheld number: recorded at once as a missed call (Cold, no junk in Phone, the
+    duration Twilio reported), not a Warm Lead — and only once when Twilio sends it twice."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from tests.standins.twilio_rest import new_sid
+
+    app = await start_app(clock=TUESDAY_9PM, **twilio_settings(twilio_standin))
+    call_sid = new_sid("CA")
+    params = {
+        "CallSid": call_sid,
+        "AccountSid": twilio_standin.account_sid,
+        "From": "sip:anonymous@10.0.0.1;transp",
+        "To": BUSINESS_NUMBER,
+        "CallStatus": "completed",
+        "CallDuration": "4",
+    }
+    signature = RequestValidator(twilio_standin.auth_token).compute_signature(
+        PUBLIC_BASE_URL + "/twilio/status", params
+    )
+    async with httpx.AsyncClient(trust_env=False) as http:
+        for _ in range(2):
+            response = await http.post(
+                f"{app.url}/twilio/status", data=params, headers={"X-Twilio-Signature": signature}
+            )
+            assert response.status_code == 204
+
+    summary = await delivered(app, call_sid)
+    assert summary.missed_call and summary.rating == "Cold" and summary.duration_seconds == 4
+    (lead,) = local_crm(app)["Lead"]
+    assert not lead.get("Phone") and lead["Rating"] == "Cold"
