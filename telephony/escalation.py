@@ -134,7 +134,8 @@ class Escalation:
             )
         except TwilioRestError as exc:
             log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
-            self.store.alert_failed(call_sid, str(exc), retry_after=self.retry_after)
+            error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
+            self.store.alert_failed(call_sid, error, retry_after=self.retry_after)
             return False
         self.store.alert_sent(call_sid)
         metrics.EMERGENCY_ALERTS.inc()

@@ -201,3 +201,39 @@ async def test_two_processes_racing_for_one_alert_send_it_once(
     assert len(twilio_standin.messages) == 1
     for store in stores:
         store.engine.dispose()
+
+
+async def test_an_alert_twilio_refuses_is_retried_until_it_goes_out(
+    twilio_standin: TwilioStandin, tmp_path: Path, businesses_file: Path
+) -> None:
+    """Twilio answers the on-call SMS with a 500: the alert stays owed (the error kept on
+    the call), and the next sweep sends it — once."""
+    import datetime as dt
+
+    from agent.business import load_businesses
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'retry.db'}")
+    store.create_schema()
+    call_sid = new_sid("CA")
+    owe_an_alert(store, call_sid)
+    escalation = Escalation(
+        store=store,
+        businesses=load_businesses(businesses_file),
+        twilio=TwilioActions(
+            account_sid=twilio_standin.account_sid,
+            auth_token=twilio_standin.auth_token,
+            api_base_url=twilio_standin.api_base_url,
+        ),
+        retry_after=dt.timedelta(0),
+    )
+    twilio_standin.fail_next_messages(1)
+
+    assert not await escalation.send(call_sid)
+    call = store.get_call(call_sid)
+    assert call is not None and call.alert_sent_at is None and "500" in call.alert_error
+    assert twilio_standin.messages == []
+
+    assert await escalation.send_owed() == 1
+    assert await escalation.send_owed() == 0
+    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
+    store.engine.dispose()

@@ -190,6 +190,8 @@ class RestState:
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     """(method, path, status) of every REST request, in order."""
     recordings: list[PastRecording] = field(default_factory=list)
+    failing_messages: int = 0
+    """The next this-many Messages requests fail with Twilio's 500 (code 20500)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -536,6 +538,11 @@ def _call_update(form: dict[str, str]) -> CallUpdate | JSONResponse | None:
 
 
 async def _create_message(request: Request, state: RestState) -> JSONResponse:
+    with state.lock:
+        failing = state.failing_messages > 0
+        state.failing_messages -= 1 if failing else 0
+    if failing:
+        return _error(500, 20500, "Internal Server Error")
     form = await _form(request)
     if isinstance(form, JSONResponse):
         return form
