@@ -119,6 +119,8 @@ class Escalation:
             why = "no on-call phone" if business is not None else "no business"
             if self.twilio is None:
                 why = "Twilio REST not configured"
+            if call.alert_error == why:
+                return False  # said once already
             log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
             self.store.alert_failed(call_sid, why, retry_after=dt.timedelta(days=3650))
             return False

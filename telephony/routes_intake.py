@@ -89,6 +89,18 @@ def _goodbye(intake: Intake, *, alerted: bool) -> str:
     return intake.goodbye()
 
 
+def _replace_last_agent_turn(services: Services, call_sid: str, said: str, instead: str) -> None:
+    call = services.store.get_call(call_sid)
+    if call is None:
+        return
+    transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
+    for turn in reversed(transcript):
+        if turn.speaker == "agent" and turn.text == said:
+            turn.text = instead
+            services.store.save_progress(call_sid, transcript, dict(call.details or {}))
+            return
+
+
 def _transfer_if_configured(
     services: Services, call: CallRecord, business: Business, alerted: bool
 ) -> Response | None:
@@ -193,7 +205,10 @@ async def answer(request: Request, services: ServicesDep, background: Background
         if transfer is not None:
             return transfer
     if intake.done:
+        goodbye = _goodbye(intake, alerted=alerted)
+        if goodbye != intake.goodbye():  # the transcript says what the caller really heard
+            _replace_last_agent_turn(services, call.call_sid, intake.goodbye(), goodbye)
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
-        return twiml_response(twiml.say_and_hang_up(_goodbye(intake, alerted=alerted)))
+        return twiml_response(twiml.say_and_hang_up(goodbye))
     preface = _escalation_words("alerted") if alerted and not already else None
     return _gather(services, intake, preface=preface or None)

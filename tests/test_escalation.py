@@ -91,6 +91,8 @@ async def test_without_an_on_call_phone_the_intake_never_claims_an_alert(
     assert "911" in result.said[-1]
     summary = await delivered(app, result.call_sid)
     assert summary.rating == "Hot"
+    agent_said = " ".join(t.text for t in summary.transcript if t.speaker == "agent")
+    assert "on-call" not in agent_said.lower(), "the transcript is what the caller heard"
 
 
 async def test_warm_transfer_from_the_intake_connects_the_caller_after_the_text(
