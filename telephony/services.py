@@ -133,9 +133,15 @@ class Services:
             def openai_client() -> AsyncOpenAI:
                 return shared
 
+        escalation = Escalation(store=store, businesses=businesses, twilio=twilio)
+
         def on_finalized(summary: CallSummary) -> None:
             metrics.FINALIZED.inc()
             worker.wake.set()
+            if summary.is_emergency:
+                # Urgency 5 established only now (a call recovered after a crash, an
+                # emergency nobody flagged live): the alert is owed all the same — once.
+                escalation.record(summary.call_sid, summary.need)
 
         finalizer = CallFinalizer(
             store=store,
@@ -155,7 +161,7 @@ class Services:
             signatures=TwilioSignatures(settings.twilio_auth_token.get_secret_value()),
             twilio=twilio,
             finalizer=finalizer,
-            escalation=Escalation(store=store, businesses=businesses, twilio=twilio),
+            escalation=escalation,
             clock=clock,
             greetings=greetings,
             openai=client,

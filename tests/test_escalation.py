@@ -239,3 +239,45 @@ async def test_an_alert_twilio_refuses_is_retried_until_it_goes_out(
     assert await escalation.send_owed() == 0
     assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
     store.engine.dispose()
+
+
+async def test_an_emergency_found_only_when_a_dead_process_s_call_is_recovered_is_alerted(
+    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
+) -> None:
+    """A process died mid-call after the caller said "I smell gas", before anything was
+    flagged: the process that recovers the idle call finds urgency 5 in what was stored and
+    texts the on-call phone (once) — recovery escalates like every other path."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from agent.summary import TranscriptTurn
+    from crm.store import CallRecord
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'receptionist.db'}")
+    store.create_schema()
+    call_sid = new_sid("CA")
+    store.begin_call(
+        call_sid,
+        business="Bay Plumbing & Air",
+        business_number=BUSINESS_NUMBER,
+        caller_phone=CALLER,
+        mode="realtime",
+    )
+    said = "This is Ann Lee, I smell gas in the kitchen right now"
+    store.save_progress(call_sid, [TranscriptTurn(speaker="caller", text=said, start=1.0)], {})
+    with store.sessions.begin() as session:
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid == call_sid)
+            .values(updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        )
+
+    app = await start_app(**twilio_settings(twilio_standin))
+    summary = await delivered(app, call_sid)
+    await wait_for(lambda: on_call_texts(twilio_standin))
+
+    assert summary.is_emergency
+    (sms,) = twilio_standin.messages
+    assert sms["To"] == ON_CALL_PHONE and CALLER in str(sms["Body"])
+    store.engine.dispose()
