@@ -137,6 +137,8 @@ class Services:
 
         def on_finalized(summary: CallSummary) -> None:
             metrics.FINALIZED.inc()
+            if summary.missed_call and not summary.amendment:
+                metrics.MISSED_CALLS.inc()
             worker.wake.set()
             if summary.is_emergency:
                 # Urgency 5 established only now (a call recovered after a crash, an
@@ -221,7 +223,6 @@ class Services:
     async def confirm_to_caller(self, summary: CallSummary) -> None:
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
         if summary.missed_call:
-            metrics.MISSED_CALLS.inc()
             if business is not None:
                 await self.text_back_missed_call(summary, business)
             return
