@@ -234,6 +234,15 @@ def upgrade_schema(engine: Engine) -> None:
         connection.commit()
 
 
+def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict[str, Any]) -> None:
+    """Turns (and details) for a finalized call, kept and marked for an amendment."""
+    call.transcript = [t.model_dump(mode="json") for t in transcript]
+    values = json.loads(json.dumps(details, default=str))
+    values[AMENDMENT_PENDING] = True
+    call.details = values
+    call.updated_at = utcnow()
+
+
 class Store:
     """Calls, summaries and the outbox over one engine. Every method is one transaction."""
 
@@ -290,9 +299,15 @@ class Store:
         transcript: list[TranscriptTurn],
         details: dict[str, Any],
     ) -> None:
-        """Write the transcript and captured details so far (crash recovery reads these)."""
+        """Write the transcript and captured details so far (crash recovery reads these).
+        On a call already finalized, turns beyond the summary's are kept for an amendment
+        (``save_late``), never dropped."""
         with self.sessions.begin() as session:
             call = session.get(CallRecord, call_sid)
+            if call is not None and call.state == "finalized":
+                if len(transcript) > len(call.transcript or []):
+                    _keep_late(call, transcript, details)
+                return
             if call is None or call.state != "active":
                 return
             call.transcript = [t.model_dump(mode="json") for t in transcript]
@@ -452,13 +467,9 @@ class Store:
             call = session.get(CallRecord, call_sid)
             if call is None or call.state != "finalized":
                 return False
-            call.transcript = [t.model_dump(mode="json") for t in transcript]
-            values = json.loads(json.dumps(details, default=str))
-            values[AMENDMENT_PENDING] = True
-            call.details = values
+            _keep_late(call, transcript, details)
             if intake_json is not None:
                 call.intake_json = intake_json
-            call.updated_at = utcnow()
             return True
 
     def amend(self, summary: CallSummary) -> bool:

@@ -294,3 +294,47 @@ async def test_turns_after_the_call_was_finalized_amend_the_same_records(
     assert titles == [f"Call transcript {call_sid}", f"Call transcript {call_sid} (amended 1)"]
     amended = next(v for v in records["ContentVersion"] if "amended" in v["Title"])
     assert "tomorrow morning" in amended["VersionData"]
+
+
+async def test_a_realtime_call_finalized_under_a_live_caller_is_amended(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+) -> None:
+    """Realtime: the call is finalized (and delivered) by someone else after the first
+    turn while the bridge is still serving it; the bridge's later progress is kept and,
+    when the caller hangs up, delivered as an amendment of the same Lead."""
+    ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    steps = [ListenUntilAgentDone()]
+    for _ in THREE_TURNS:
+        steps += [Say(ms=1200), ListenUntilAgentDone()]
+    call_sid = new_sid("CA")
+    call = asyncio.create_task(
+        twilio_standin.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(steps=[*steps, HangUp()]),
+            call_sid=call_sid,
+            speed=SPEED,
+        )
+    )
+    store = app.services.store
+    await wait_for(
+        lambda: ((c := store.get_call(call_sid)) is not None and bool(c.transcript)) or call.done()
+    )
+    await app.services.finalize(call_sid, "looked idle to another process")
+    first = await delivered(app, call_sid)
+    assert first.amendment == 0 and len(first.transcript) < 6
+
+    await call
+    await wait_for(lambda: (s := store.get_summary(call_sid)) is not None and s.amendment == 1)
+    summary = await delivered(app, call_sid)
+    caller_turns = [t.text for t in summary.transcript if t.speaker == "caller"]
+    assert caller_turns == [turn.caller_says for turn in THREE_TURNS]
+    assert summary.callback_window == "tomorrow afternoon"
+    records = local_crm(app)
+    assert len(records["Lead"]) == 1
+    assert len([t for t in records["Task"] if t.get("CallObject") == call_sid]) == 1
