@@ -300,6 +300,12 @@ def parse_query_records(sobject: str, result: Mapping[str, Any] | None) -> tuple
     return tuple(found)
 
 
+def call_task_soql(call_sid: str) -> str:
+    """The call's Task with the records it hangs off (an amendment updates them)."""
+    sid = escape_soql(call_sid)
+    return f"SELECT Id, WhoId, WhatId FROM Task WHERE CallObject = '{sid}'"  # noqa: S608
+
+
 def amendment_check_soql(call_sid: str, amendment: int) -> str:
     """Finds the amended transcript if this amendment was written already."""
     title = escape_soql(amendment_title(call_sid, amendment))
@@ -319,7 +325,7 @@ def delivered_check_soql(call_sid: str, schema: OrgSchema) -> str:
     """The query that finds this call's Task if an earlier delivery wrote it."""
     column = CALL_SID_FIELD if uses_call_sid_upsert(schema) else "CallObject"
     # The value is escaped for a SOQL string literal; the column is one of two constants.
-    return f"SELECT Id, WhoId, WhatId FROM Task WHERE {column} = '{escape_soql(call_sid)}'"  # noqa: S608
+    return f"SELECT Id, WhoId FROM Task WHERE {column} = '{escape_soql(call_sid)}'"  # noqa: S608
 
 
 def uses_call_sid_upsert(schema: OrgSchema) -> bool:

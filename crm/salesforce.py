@@ -62,6 +62,7 @@ from crm.planner import (
     UpdateRecord,
     UpsertRecord,
     amendment_check_soql,
+    call_task_soql,
     delivered_check_soql,
     email_search_sosl,
     ledger_phones,
@@ -230,8 +231,7 @@ class SalesforceCrm:
         ctx = _Delivery(call_sid=summary.call_sid)
         try:
             schema = self.schema(ctx)
-            soql = delivered_check_soql(summary.call_sid, schema)
-            tasks = (self._query(ctx, soql) or {}).get("records") or []
+            tasks = (self._query(ctx, call_task_soql(summary.call_sid)) or {}).get("records") or []
             if not tasks or not tasks[0].get("WhoId"):
                 return self._deliver(ctx, summary, profile)
             task = tasks[0]
