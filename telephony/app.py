@@ -98,9 +98,9 @@ def create_app(
                     business.ring_timeout_seconds,
                     business.ring_timeout_seconds + 60,
                 )
-        # Owed emergency alerts first (a crashed process may have left one unsent), then
-        # calls idle beyond the bound — never one another process is still serving.
-        await services.escalation.send_owed()
+        # Calls idle beyond the bound — never one another process is still serving. Owed
+        # emergency alerts (a crashed process may have left one unsent) go out from the
+        # escalation loop's first sweep, at once, without holding up the start.
         await recover_idle_calls(services)
         background = [
             asyncio.create_task(services.escalation.run(stop)),
