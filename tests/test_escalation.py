@@ -10,8 +10,10 @@ the Twilio and OpenAI stand-ins, or drives the escalation service on a real data
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from crm.store import Store
@@ -30,6 +32,7 @@ from tests.test_conversation_e2e import (
     place_call,
     twilio_settings,
 )
+from tests.test_postgres import fresh_database
 
 BURST_PIPE_SPEECH = [
     "This is Maria Lopez",
@@ -173,14 +176,24 @@ async def test_an_alert_a_crashed_process_never_sent_goes_out_when_a_process_sta
     store.engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        with fresh_database() as url:
+            yield url
+
+
 async def test_two_processes_racing_for_one_alert_send_it_once(
-    twilio_standin: TwilioStandin, tmp_path: Path, businesses_file: Path
+    twilio_standin: TwilioStandin, database_url: str, businesses_file: Path
 ) -> None:
     """Two escalation services (two processes) on one database, both woken for the same
-    owed alert at the same moment: the claim lets exactly one of them text."""
+    owed alert at the same moment: the claim lets exactly one of them text (SQLite and
+    PostgreSQL)."""
     from agent.business import load_businesses
 
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+    url = database_url
     stores = [Store.from_url(url), Store.from_url(url)]
     stores[0].create_schema()
     call_sid = new_sid("CA")
