@@ -257,7 +257,17 @@ class LocalCrm:
                 fields={**fields, "Id": row.id, "LastModifiedDate": row.modified_at.isoformat()},
             )
             (contacts if row.sobject == "Contact" else leads).append(found)
-        return Lookup(contacts=tuple(contacts), leads=tuple(leads))
+        open_ids: frozenset[str] = frozenset()
+        if summary.missed_call and (contacts or leads):
+            matched = {r.id for r in (*contacts, *leads)}
+            open_ids = frozenset(
+                str(row.fields.get("WhoId"))
+                for row in session.scalars(select(LocalRecord).where(LocalRecord.sobject == "Task"))
+                if row.fields.get("WhoId") in matched
+                and str(row.fields.get("Subject", "")).startswith("Call back")
+                and row.fields.get("Status") != "Completed"
+            )
+        return Lookup(contacts=tuple(contacts), leads=tuple(leads), open_callbacks=open_ids)
 
     @staticmethod
     def _phone_matches(fields: dict[str, Any], terms: set[str]) -> bool:

@@ -121,13 +121,20 @@ class Lookup:
 
     contacts: tuple[FoundRecord, ...] = ()
     leads: tuple[FoundRecord, ...] = ()
+    open_callbacks: frozenset[str] = frozenset()
+    """Found records that already have an open callback Task (looked up for missed calls)."""
 
     def merged(self, other: Lookup) -> Lookup:
         seen = {r.id for r in (*self.contacts, *self.leads)}
         return Lookup(
             contacts=self.contacts + tuple(r for r in other.contacts if r.id not in seen),
             leads=self.leads + tuple(r for r in other.leads if r.id not in seen),
+            open_callbacks=self.open_callbacks | other.open_callbacks,
         )
+
+    @property
+    def record_ids(self) -> list[str]:
+        return [r.id for r in (*self.contacts, *self.leads)]
 
     @property
     def empty(self) -> bool:
@@ -314,10 +321,15 @@ def amendment_check_soql(call_sid: str, amendment: int) -> str:
 
 def open_callback_soql(record_id: str) -> str:
     """Finds an open callback Task on the record (an amendment adds none twice)."""
-    who = escape_soql(record_id)
+    return open_callbacks_soql([record_id])
+
+
+def open_callbacks_soql(record_ids: Iterable[str]) -> str:
+    """The open callback Tasks on these records (a missed call adds none twice)."""
+    quoted = ", ".join(f"'{escape_soql(i)}'" for i in record_ids)
     return (
-        "SELECT Id FROM Task WHERE WhoId = "  # noqa: S608 - the id is escaped
-        f"'{who}' AND Subject LIKE 'Call back%' AND IsClosed = false"
+        "SELECT Id, WhoId FROM Task WHERE WhoId IN "  # noqa: S608 - ids are escaped
+        f"({quoted}) AND Subject LIKE 'Call back%' AND IsClosed = false"
     )
 
 
@@ -494,11 +506,16 @@ class _Planner:
         return Plan(record_type, record, tuple(self.actions), tuple(self.warnings))
 
     def _missed_callback_already_open(self, lookup: Lookup) -> bool:
-        """Repeated hang-ups from one number the same day merge into one record: the Lead
-        the first one created (its Description dated today) already has the open callback."""
-        if not self.summary.missed_call or not lookup.leads or lookup.contacts:
+        """Repeated hang-ups from one number merge into one record: a missed call adds no
+        callback Task where one is open already (the adapters look that up for missed
+        calls), nor on a Lead a missed call created today (its Description is dated)."""
+        if not self.summary.missed_call or lookup.empty:
             return False
+        if lookup.contacts:
+            return choose(lookup.contacts, None).id in lookup.open_callbacks
         lead = choose(lookup.leads, self.summary.last_name)
+        if lead.id in lookup.open_callbacks:
+            return True
         return f"[{self.today.isoformat()}] {MISSED_CALL_NOTE}" in lead.text("Description")
 
     def _pick(self, sobject: str, candidates: tuple[FoundRecord, ...]) -> FoundRecord:

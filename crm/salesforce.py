@@ -68,6 +68,7 @@ from crm.planner import (
     ledger_phones,
     lookup_phone_terms,
     open_callback_soql,
+    open_callbacks_soql,
     parse_query_records,
     parse_search_result,
     phone_search_sosl,
@@ -339,6 +340,13 @@ class SalesforceCrm:
         email_sosl = email_search_sosl(summary.email, schema)
         if lookup.empty and email_sosl:
             lookup = parse_search_result(self._request(ctx, lambda sf: sf.search(email_sosl)))
+        if summary.missed_call and not lookup.empty:
+            # Another hang-up from a known number: is a callback already open on it?
+            tasks = (self._query(ctx, open_callbacks_soql(lookup.record_ids)) or {}).get(
+                "records"
+            ) or []
+            open_ids = frozenset(str(t.get("WhoId")) for t in tasks if t.get("WhoId"))
+            lookup = Lookup(lookup.contacts, lookup.leads, open_ids)
         return lookup
 
     def _query(self, ctx: _Delivery, soql: str) -> Any:
