@@ -7,8 +7,10 @@ same transaction, so a crash between the two cannot lose a call.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,9 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    make_url,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -51,7 +55,10 @@ class CallRecord(Base):
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     business: Mapped[str] = mapped_column(String(255))
     business_number: Mapped[str] = mapped_column(String(32), default="")
+    # A valid E.164 number or "" (withheld, SIP, client...); ``caller_id`` is Twilio's
+    # ``From`` as sent (bounded), for staff.
     caller_phone: Mapped[str] = mapped_column(String(32), default="")
+    caller_id: Mapped[str] = mapped_column(Text, default="", server_default="")
     mode: Mapped[str] = mapped_column(String(16), default="realtime")
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -120,10 +127,27 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _create_private_file(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600) before SQLite
+    creates it with the umask's mode; the -wal and -shm files SQLite makes beside it take
+    the same mode. An existing file is left as the operator set it."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys, and a new
+    database file is created 0600."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -194,8 +218,13 @@ class Store:
         business_number: str,
         caller_phone: str,
         mode: str,
+        caller_id: str = "",
     ) -> None:
-        """Record a call as it starts; a repeated webhook for the same call changes nothing."""
+        """Record a call as it starts; a repeated webhook for the same call changes nothing.
+
+        ``caller_phone`` must be E.164 or empty (it is a ``String(32)``); ``caller_id`` is
+        Twilio's ``From`` as sent, of any length.
+        """
         with self.sessions.begin() as session:
             if session.get(CallRecord, call_sid) is not None:
                 return
@@ -204,12 +233,20 @@ class Store:
                     call_sid=call_sid,
                     business=business,
                     business_number=business_number,
-                    caller_phone=caller_phone,
+                    caller_phone=caller_phone[:32],
+                    caller_id=caller_id,
                     mode=mode,
                     transcript=[],
                     details={},
                 )
             )
+
+    def check_health(self) -> None:
+        """Read one row of every table the service writes; raises ``SQLAlchemyError`` when
+        the database is unreachable, corrupt or not migrated."""
+        with self.sessions() as session:
+            for model in (CallRecord, SummaryRecord, OutboxJob):
+                session.execute(select(model).limit(1)).first()
 
     def get_call(self, call_sid: str) -> CallRecord | None:
         with self.sessions() as session:
@@ -315,3 +352,69 @@ class Store:
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+
+REDACTED = "(removed after the retention period)"
+
+
+def _redacted_summary(summary_json: str) -> str:
+    """The summary without personal data: ids, business, urgency and outcome stay."""
+    summary = CallSummary.model_validate_json(summary_json)
+    kept = CallSummary(
+        call_sid=summary.call_sid,
+        business=summary.business,
+        need=REDACTED,
+        urgency=summary.urgency,
+        is_emergency=summary.is_emergency,
+        callback_requested=summary.callback_requested,
+        callback_due=summary.callback_due,
+        call_date=summary.call_date,
+        new_project=summary.new_project,
+        language=summary.language,
+        duration_seconds=summary.duration_seconds,
+        extraction=summary.extraction,
+    )
+    return kept.model_dump_json()
+
+
+def purge_personal_data(store: Store, *, delivered_before: dt.datetime, limit: int = 500) -> int:
+    """Remove the personal data of calls delivered to the CRM before ``delivered_before``:
+    transcript, details, caller numbers, intake state and the summary's contents. The call
+    row, its outcome and the outbox row stay (idempotency and the capture ledger need
+    them); the CRM keeps its own copy. Returns how many calls were purged (at most
+    ``limit`` per run; run it again until it returns 0)."""
+    with store.sessions.begin() as session:
+        sids = list(
+            session.scalars(
+                select(CallRecord.call_sid)
+                .join(OutboxJob, OutboxJob.call_sid == CallRecord.call_sid)
+                .where(
+                    OutboxJob.state == "delivered",
+                    OutboxJob.delivered_at < delivered_before,
+                    CallRecord.notes != PURGED_NOTE,
+                )
+                .limit(limit)
+            )
+        )
+        if not sids:
+            return 0
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid.in_(sids))
+            .values(
+                transcript=[],
+                details={},
+                caller_phone="",
+                caller_id="",
+                intake_json="",
+                notes=PURGED_NOTE,
+            )
+        )
+        for record in session.scalars(
+            select(SummaryRecord).where(SummaryRecord.call_sid.in_(sids))
+        ):
+            record.summary_json = _redacted_summary(record.summary_json)
+        return len(sids)
+
+
+PURGED_NOTE = "personal data purged"

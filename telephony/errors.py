@@ -5,6 +5,7 @@ The tree::
     TelephonyError                  anything the phone edge raises
     ├── MediaStreamStateError       we misused the Media Streams core (sent before start)
     ├── SignatureError              a request was not signed by Twilio with our auth token
+    ├── StreamRefused               a Media Stream ``start`` that is not for a live call of ours
     └── TwilioRestError             Twilio's REST API refused or failed a call update / SMS
 
 Errors carry the ``call_sid`` when known; messages never contain caller words.
@@ -27,6 +28,15 @@ class MediaStreamStateError(TelephonyError):
 
 class SignatureError(TelephonyError):
     """X-Twilio-Signature missing or wrong."""
+
+
+class StreamRefused(TelephonyError):
+    """A Media Stream ``start`` without a valid token for a live Realtime call of that
+    business (replayed, forged, finished, another business's, or a second stream)."""
+
+    def __init__(self, reason: str, *, call_sid: str | None = None):
+        super().__init__(reason, call_sid=call_sid)
+        self.reason = reason
 
 
 class TwilioRestError(TelephonyError):

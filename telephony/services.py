@@ -24,10 +24,21 @@ from crm.factory import build_crm
 from crm.store import Store
 from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
-from telephony.errors import TwilioRestError
+from telephony.errors import StreamRefused, TwilioRestError
 from telephony.finalize import CallFinalizer
+from telephony.media_streams import StreamStarted
+from telephony.outbound import (
+    OutboundKind,
+    OutboundLimiter,
+    OutboundLimits,
+    confirmation_body,
+    emergency_alert_body,
+    sms_destination,
+    when_phrase,
+)
 from telephony.settings import Settings
 from telephony.signatures import TwilioSignatures
+from telephony.stream_tokens import StreamTokenError, StreamTokens
 from telephony.twilio_rest import TwilioActions
 
 log = logging.getLogger(__name__)
@@ -81,6 +92,8 @@ class Services:
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
     live_calls: set[str] = field(default_factory=set)
+    stream_tokens: StreamTokens = field(default_factory=lambda: StreamTokens("", ttl_seconds=300))
+    outbound: OutboundLimiter = field(default_factory=OutboundLimiter)
 
     @classmethod
     def build(
@@ -151,6 +164,18 @@ class Services:
             finalizer=finalizer,
             clock=clock,
             greetings=greetings,
+            stream_tokens=StreamTokens(
+                settings.twilio_auth_token.get_secret_value(),
+                ttl_seconds=settings.stream_token_ttl_seconds,
+            ),
+            outbound=OutboundLimiter(
+                OutboundLimits(
+                    sms_per_number=settings.outbound_sms_per_number_per_hour,
+                    sms_per_business=settings.outbound_sms_per_business_per_hour,
+                    calls_per_number=settings.outbound_calls_per_number_per_hour,
+                    calls_per_business=settings.outbound_calls_per_business_per_hour,
+                )
+            ),
         )
 
     async def render_greetings(self) -> None:
@@ -179,10 +204,66 @@ class Services:
         manager = client.realtime.connect(model=self.settings.openai_realtime_model)
         return await manager.enter()
 
+    def admit_stream(self, started: StreamStarted) -> Business:
+        """The business of a Media Stream ``start``, or ``StreamRefused``: the token must be
+        ours for this CallSid and business and unexpired, and the call live, in Realtime
+        mode and not already streaming (one live stream per call)."""
+        sid = started.call_sid
+        number = started.custom_parameters.get("business_number", "")
+        account = self.settings.twilio_account_sid
+        if account and started.account_sid != account:
+            raise StreamRefused("start names another Twilio account", call_sid=sid)
+        try:
+            self.stream_tokens.verify(
+                started.custom_parameters.get("token"), sid, number, now=self.clock().timestamp()
+            )
+        except StreamTokenError as exc:
+            raise StreamRefused(exc.reason, call_sid=sid) from None
+        business = self.business_for(number)
+        call = self.store.get_call(sid)
+        if business is None or call is None:
+            raise StreamRefused("unknown call", call_sid=sid)
+        if call.business_number != business.number:
+            raise StreamRefused("the call belongs to another business", call_sid=sid)
+        if call.state != "active" or call.mode != "realtime":
+            raise StreamRefused(
+                f"the call is not streaming ({call.state}, {call.mode})", call_sid=sid
+            )
+        if sid in self.live_calls:
+            raise StreamRefused("the call already has a live stream", call_sid=sid)
+        return business
+
+    def stream_token(self, call_sid: str, business: Business) -> str:
+        return self.stream_tokens.issue(call_sid, business.number, now=self.clock().timestamp())
+
+    def _allow(
+        self,
+        kind: OutboundKind,
+        *,
+        business: Business,
+        destination: str,
+        call_sid: str | None,
+        purpose: str,
+    ) -> bool:
+        refusal = self.outbound.acquire(
+            kind,
+            business=business.name,
+            destination=destination,
+            now=self.clock().timestamp(),
+            call_sid=call_sid,
+            purpose=purpose,
+        )
+        if refusal is None:
+            return True
+        metrics.OUTBOUND_REFUSED.labels(kind=kind.value, reason="rate_limit").inc()
+        log.warning("call %s: %s not sent: %s", call_sid or "?", purpose, refusal)
+        return False
+
     async def notify_emergency(
         self, call_sid: str, business: Business, flag: FlagEmergency
     ) -> None:
-        """Text the on-call phone at once: name, number, address, need."""
+        """Text the on-call phone at once: name, number, address, need — one alert per
+        call, within the rate limits, fields bounded and links removed."""
         if not business.on_call_phone:
             log.warning(
                 "call %s: emergency flagged but %s has no on-call phone", call_sid, business.name
@@ -191,15 +272,27 @@ class Services:
         if self.twilio is None:
             log.error("call %s: emergency flagged but Twilio REST is not configured", call_sid)
             return
+        if not self._allow(
+            OutboundKind.SMS,
+            business=business,
+            destination=business.on_call_phone,
+            call_sid=call_sid,
+            purpose="emergency alert",
+        ):
+            return
         call = self.store.get_call(call_sid)
         details = dict(call.details) if call else {}
         details.update(flag.details.learned())
         name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
-        number = details.get("callback_phone") or (call.caller_phone if call else "")
-        body = (
-            f"EMERGENCY call for {business.name}: {name or 'caller (name not given)'}, "
-            f"{number}, {details.get('service_address') or 'address not given'}. "
-            f"{details.get('need') or flag.reason}"
+        number = sms_destination(
+            call.caller_phone if call else None, details.get("callback_phone"), business.region
+        )
+        body = emergency_alert_body(
+            business_name=business.name,
+            caller_name=name,
+            number=number,
+            address=details.get("service_address"),
+            need=details.get("need") or flag.reason,
         )
         await self.twilio.send_sms(
             to=business.on_call_phone, from_=business.number, body=body, call_sid=call_sid
@@ -207,6 +300,14 @@ class Services:
 
     async def transfer(self, call_sid: str, business: Business) -> None:
         if self.twilio is None or not business.on_call_phone:
+            return
+        if not self._allow(
+            OutboundKind.CALL,
+            business=business,
+            destination=business.on_call_phone,
+            call_sid=call_sid,
+            purpose="transfer",
+        ):
             return
         document = twiml.transfer(
             number=business.on_call_phone,
@@ -226,14 +327,26 @@ class Services:
             await self.confirm_to_caller(summary)
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
+        """One text to the caller, where the business wants it: only to a number allowed by
+        ``sms_destination``, in our own words (``confirmation_body``), within the limits."""
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
         if business is None or not business.sms_to_caller or self.twilio is None:
             return
-        to = summary.callback_phone or summary.caller_phone
-        if not to.startswith("+"):
+        to = sms_destination(summary.caller_phone, summary.callback_phone, business.region)
+        if to is None:
+            metrics.OUTBOUND_REFUSED.labels(kind="sms", reason="destination").inc()
+            log.info("call %s: no confirmation text (no number we may text)", summary.call_sid)
             return
-        when = summary.callback_window or "as soon as possible"
-        body = f"{business.name} got your request and will call you back {when}."
+        if not self._allow(
+            OutboundKind.SMS,
+            business=business,
+            destination=to,
+            call_sid=summary.call_sid,
+            purpose="confirmation",
+        ):
+            return
+        when = when_phrase(summary.callback_due, summary.call_date, urgent=summary.is_emergency)
+        body = confirmation_body(business.name, when)
         try:
             await self.twilio.send_sms(
                 to=to, from_=business.number, body=body, call_sid=summary.call_sid
@@ -246,7 +359,7 @@ class Services:
         return BridgeContext(
             store=self.store,
             connect_realtime=self.connect_realtime if settings.openai_configured else None,
-            business_for=self.business_for,
+            admit_stream=self.admit_stream,
             instructions_for=self.instructions_for,
             greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,

@@ -154,7 +154,7 @@ def test_need_falls_back_to_the_caller_number() -> None:
     assert summary.need == "Call from +16285550199"
     hidden = build([], caller_phone="anonymous")
     assert hidden.need == "Call from an unknown number"
-    assert hidden.caller_phone == "anonymous"
+    assert hidden.caller_phone == ""
     assert hidden.details == ""
     assert hidden.callback_due is None and not hidden.callback_requested
 
