@@ -96,12 +96,15 @@ async def signed_form(request: Request, services: Services) -> dict[str, str]:
     if not signature:
         raise _refuse(request, "signature", "missing X-Twilio-Signature", 403)
     media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    if media_type != FORM_CONTENT_TYPE:
-        raise _refuse(request, "content_type", f"content type must be {FORM_CONTENT_TYPE}", 415)
+    wrong_type = f"content type must be {FORM_CONTENT_TYPE}"
+    if media_type not in (FORM_CONTENT_TYPE, ""):
+        raise _refuse(request, "content_type", wrong_type, 415)
     try:
         body = await _bounded_body(request, services.settings.webhook_max_bytes)
     except TwilioRequestRefused as exc:
         raise _refuse(request, "body", exc.reason, exc.status) from None
+    if body and not media_type:  # only an empty POST may come without a content type
+        raise _refuse(request, "content_type", wrong_type, 415)
     params = _parse_form(body)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     url = services.settings.public_url(path)
