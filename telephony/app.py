@@ -27,6 +27,20 @@ DATABASE_DOWN_MESSAGE = (
 )
 
 
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
+    """Apply the personal-data retention now and then every hour until ``stop``."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(services.purge_expired_personal_data)
+        except SQLAlchemyError as exc:
+            log.error("retention purge failed (%s); retrying later", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PURGE_INTERVAL_SECONDS)
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -50,6 +64,7 @@ def create_app(
             log.warning("finalized %d call(s) left active by a previous process", recovered)
         stop = asyncio.Event()
         worker = asyncio.create_task(services.worker.run(stop)) if run_worker else None
+        purger = asyncio.create_task(purge_periodically(services, stop))
         greetings = asyncio.create_task(services.render_greetings())
         log.info(
             "receptionist ready: crm=%s openai=%s twilio_rest=%s businesses=%d",
@@ -65,6 +80,7 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await greetings
             stop.set()
+            await purger
             if worker is not None:
                 await worker
             services.store.engine.dispose()

@@ -41,7 +41,7 @@ from agent.realtime_core import (
 from agent.tools import TOOLS, FlagEmergency, RequestCallback
 from crm.store import Store
 from telephony import metrics
-from telephony.errors import StreamRefused
+from telephony.errors import StreamRefused, scrub_numbers
 from telephony.media_streams import (
     AudioReceived,
     DtmfReceived,
@@ -338,7 +338,10 @@ class CallBridge:
             await work
         except Exception as exc:
             log.error(
-                "call %s: tool side effect failed (%s: %s)", self.call_sid, type(exc).__name__, exc
+                "call %s: tool side effect failed (%s: %s)",
+                self.call_sid,
+                type(exc).__name__,
+                scrub_numbers(str(exc)),
             )
 
     async def _hang_up(self) -> None:

@@ -230,6 +230,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from telephony.services import Services
+
+    settings = Settings()
+    services = Services.build(settings)
+    try:
+        purged = services.purge_expired_personal_data()
+    finally:
+        services.store.engine.dispose()
+    print(
+        f"removed the personal data of {purged} call(s) delivered over "
+        f"{settings.personal_data_retention_days} day(s) ago"
+    )
+    return 0
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from telephony.staff_auth import hash_password
 
@@ -266,6 +282,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="verify Twilio/OpenAI/Salesforce settings").set_defaults(
         func=cmd_check
     )
+    commands.add_parser(
+        "purge", help="remove local personal data past PERSONAL_DATA_RETENTION_DAYS"
+    ).set_defaults(func=cmd_purge)
     commands.add_parser("hash-password", help="hash a staff password").set_defaults(
         func=cmd_hash_password
     )

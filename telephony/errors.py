@@ -13,6 +13,17 @@ Errors carry the ``call_sid`` when known; messages never contain caller words.
 
 from __future__ import annotations
 
+import re
+
+_NUMBER_RE = re.compile(r"(?<![\w+])\+?\d[\d\s().-]{5,}\d(?!\w)")
+_IDENTITY_RE = re.compile(r"\b(?:sips?|client):\S+", re.IGNORECASE)
+
+
+def scrub_numbers(text: str) -> str:
+    """``text`` with phone numbers and SIP/client identities replaced, for logs: Twilio's
+    error messages quote the number they refused ("Invalid 'To' Phone Number: +7…")."""
+    return _NUMBER_RE.sub("[number]", _IDENTITY_RE.sub("[caller id]", text))
+
 
 class TelephonyError(Exception):
     """Base class of every error the phone edge raises."""

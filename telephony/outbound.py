@@ -38,6 +38,7 @@ __all__ = [
     "confirmation_body",
     "emergency_alert_body",
     "sms_destination",
+    "staff_callback_number",
     "strip_links",
     "when_phrase",
 ]
@@ -72,7 +73,21 @@ def sms_destination(
 ) -> str | None:
     """Where a text to this caller may go: the callback number they asked for, else their
     caller ID — each only if it is a fixed-line or mobile number in ``region`` (the
-    business's country). ``None``: no text at all."""
+    business's country. A call without such a caller ID (withheld, SIP, client, another
+    country) gets no text at all: nothing vouches for a number it dictates. ``None``: no
+    text."""
+    caller_id = _textable(caller_phone, region)
+    if caller_id is None:
+        return None
+    return _textable(callback_phone, region) or caller_id
+
+
+def staff_callback_number(
+    caller_phone: str | None, callback_phone: str | None, region: str
+) -> str | None:
+    """The number to print in an alert to the business's own on-call phone: the callback
+    number or caller ID when it is a fixed-line/mobile number of ``region``; ``None``
+    otherwise (staff find what the caller said in the CRM record, not in a text)."""
     return _textable(callback_phone, region) or _textable(caller_phone, region)
 
 
@@ -151,7 +166,7 @@ def emergency_alert_body(
     body = (
         f"EMERGENCY call for {_field(business_name, 60)}: "
         f"{_field(caller_name, 60) or 'caller (name not given)'}, "
-        f"{number or 'no callback number'}, "
+        f"{number or 'callback number: see the CRM record'}, "
         f"{_field(address, 100) or 'address not given'}. "
         f"{_field(need, 100) or 'Emergency reported'}"
     )

@@ -21,7 +21,7 @@ from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker, RetryPolicy
 from crm.factory import build_crm
-from crm.store import Store
+from crm.store import Store, purge_personal_data
 from telephony import metrics, twiml
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.errors import StreamRefused, TwilioRestError
@@ -34,6 +34,7 @@ from telephony.outbound import (
     confirmation_body,
     emergency_alert_body,
     sms_destination,
+    staff_callback_number,
     when_phrase,
 )
 from telephony.settings import Settings
@@ -284,7 +285,7 @@ class Services:
         details = dict(call.details) if call else {}
         details.update(flag.details.learned())
         name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
-        number = sms_destination(
+        number = staff_callback_number(
             call.caller_phone if call else None, details.get("callback_phone"), business.region
         )
         body = emergency_alert_body(
@@ -353,6 +354,20 @@ class Services:
             )
         except TwilioRestError as exc:
             log.error("call %s: confirmation SMS failed (%s)", summary.call_sid, exc)
+
+    def purge_expired_personal_data(self) -> int:
+        """Remove local personal data of calls delivered more than
+        ``PERSONAL_DATA_RETENTION_DAYS`` ago (the CRM keeps its copy); returns how many."""
+        days = self.settings.personal_data_retention_days
+        cutoff = self.clock() - dt.timedelta(days=days)
+        total = 0
+        while purged := purge_personal_data(self.store, delivered_before=cutoff):
+            total += purged
+        if total:
+            log.info(
+                "removed the personal data of %d call(s) delivered over %d days ago", total, days
+            )
+        return total
 
     def bridge_context(self) -> BridgeContext:
         settings = self.settings
