@@ -133,6 +133,7 @@ def confirmation_body(business_name: str, when: str) -> str:
 
 _URL_RE = re.compile(
     r"(?:[a-z][a-z0-9+.-]*://\S+)"  # scheme://anything
+    r"|(?:\b(?:javascript|vbscript|data|mailto|sms|tel|intent):\S+)"
     r"|(?:\bwww\.\S+)"
     r"|(?:\S+@\S+\.\S+)"  # e-mail addresses
     r"|(?:\b(?:[a-z0-9](?:[a-z0-9-]*[a-z0-9])?\.)+[a-z]{2,}\b(?:[/:?#]\S*)?)",  # bare domains
