@@ -11,6 +11,8 @@ import contextlib
 import datetime as dt
 import json
 import os
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +111,35 @@ class OutboxJob(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    _enable_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once (the mode is stored in the file).
+
+    Two processes opening a new database at the same moment can both try the switch; the
+    loser gets "database is locked" at once — SQLite skips the busy handler there, since
+    waiting could deadlock — so it retries until the other has finished the switch."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            mode = str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode not in ("wal", "memory"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def normalize_database_url(url: str) -> str:

@@ -6,6 +6,7 @@ idempotent, safe when several processes start at once, adopts a database made by
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from sqlalchemy import Engine, inspect, select
 
 import crm.local  # noqa: F401 - the local CRM's tables are part of Base.metadata
 from crm.local import LocalCrm
-from crm.store import Base, CallRecord, Store, alembic_config, make_engine
+from crm.store import Base, CallRecord, Store, _enable_wal, alembic_config, make_engine
 from tests.test_postgres import fresh_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
@@ -164,3 +165,33 @@ def test_the_initial_revision_downgrades_to_an_empty_database_and_back(store: St
     assert current_revision(store.engine) is None
     store.create_schema()
     assert schema_differences(store.engine) == []
+
+
+class _SwitchLosesOnce:
+    """A DB-API cursor whose first switch to WAL loses the race to another process, as
+    SQLite reports it: "database is locked" at once, without waiting."""
+
+    def __init__(self) -> None:
+        self.mode = "delete"
+        self.switch_attempts = 0
+        self._row: tuple[str] = ("",)
+
+    def execute(self, sql: str) -> _SwitchLosesOnce:
+        if sql == "PRAGMA journal_mode=WAL":
+            self.switch_attempts += 1
+            if self.switch_attempts == 1:
+                self.mode = "wal"  # the other process switched it meanwhile
+                raise sqlite3.OperationalError("database is locked")
+            self.mode = "wal"
+        self._row = (self.mode,)
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return self._row
+
+
+def test_a_process_losing_the_switch_to_wal_retries_instead_of_failing() -> None:
+    cursor = _SwitchLosesOnce()
+    _enable_wal(cursor)
+    # It tried once, lost, read the mode again and found the file already in WAL.
+    assert (cursor.switch_attempts, cursor.mode) == (1, "wal")
