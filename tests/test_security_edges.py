@@ -506,3 +506,41 @@ async def test_personal_data_is_removed_after_the_retention_period(
     assert isinstance(crm, LocalCrm)
     leads = crm.dump()["Lead"]
     assert leads and all(lead["LastName"] == "Reyes" for lead in leads)  # the CRM's copy
+
+
+def test_the_caller_id_migration_keeps_existing_calls(database_url: str) -> None:
+    """Revision 0002 on a database at 0001 with a call in it (SQLite and PostgreSQL): the
+    call survives with an empty ``caller_id``, and a 300-character SIP identity then fits."""
+    from alembic import command
+    from sqlalchemy import text
+
+    from crm.store import Store, alembic_config
+
+    store = Store.from_url(database_url)
+    try:
+        with store.engine.begin() as connection:
+            command.upgrade(alembic_config(connection=connection), "0001")
+            connection.execute(
+                text(
+                    "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode,"
+                    " state, started_at, transcript, details, notes, intake_json, updated_at)"
+                    " VALUES ('CAold', 'B', '+1', '+14155550100', 'intake', 'active',"
+                    " CURRENT_TIMESTAMP, '[]', '{}', '', '', CURRENT_TIMESTAMP)"
+                )
+            )
+        store.create_schema()
+        old = store.get_call("CAold")
+        assert old is not None and (old.caller_phone, old.caller_id) == ("+14155550100", "")
+        sip = "sip:" + "b" * 300 + "@trunk.example.com"
+        store.begin_call(
+            "CAnew",
+            business="B",
+            business_number="+1",
+            caller_phone="",
+            mode="x",
+            caller_id=sip[:255],
+        )
+        new = store.get_call("CAnew")
+        assert new is not None and new.caller_id == sip[:255]
+    finally:
+        store.engine.dispose()
