@@ -18,6 +18,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Connection,
@@ -381,9 +382,14 @@ class Store:
 REDACTED = "(removed after the retention period)"
 
 
-def _redacted_summary(summary_json: str) -> str:
+def _redacted_summary(summary_json: str, call_sid: str, business: str) -> str:
     """The summary without personal data: ids, business, urgency and outcome stay."""
-    summary = CallSummary.model_validate_json(summary_json)
+    try:
+        summary = CallSummary.model_validate_json(summary_json)
+    except ValidationError:  # unreadable: keep nothing of it rather than stop the purge
+        return CallSummary(
+            call_sid=call_sid, business=business or "unknown", need=REDACTED
+        ).model_dump_json()
     kept = CallSummary(
         call_sid=summary.call_sid,
         business=summary.business,
@@ -434,10 +440,13 @@ def purge_personal_data(store: Store, *, delivered_before: dt.datetime, limit: i
                 notes=PURGED_NOTE,
             )
         )
-        for record in session.scalars(
-            select(SummaryRecord).where(SummaryRecord.call_sid.in_(sids))
-        ):
-            record.summary_json = _redacted_summary(record.summary_json)
+        rows = session.execute(
+            select(SummaryRecord, CallRecord.business)
+            .join(CallRecord, CallRecord.call_sid == SummaryRecord.call_sid)
+            .where(SummaryRecord.call_sid.in_(sids))
+        ).all()
+        for record, business in rows:
+            record.summary_json = _redacted_summary(record.summary_json, record.call_sid, business)
         return len(sids)
 
 

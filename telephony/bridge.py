@@ -9,7 +9,10 @@ Failure paths:
 - Realtime unreachable at call start, or dropped mid-call: what was said is saved, the
   stream is closed, and Twilio moves on to the ``<Redirect>`` after ``<Connect>`` — the
   scripted intake picks up with an apology and skips what is already known.
-- Malformed or unknown Twilio frames: logged (no contents) and ignored.
+- Malformed, unknown or binary Twilio frames: logged (no contents), counted and ignored.
+- A ``start`` without a valid token for a live call of that business (replayed, forged,
+  finished, another business's, a second stream): closed with 1008 before any Realtime
+  session opens (``BridgeContext.admit_stream``).
 - Caller hangs up (``stop``) or the socket drops: the call is finalized from what was saved.
 """
 
@@ -124,7 +127,7 @@ class CallBridge:
             self.business = self.ctx.admit_stream(started)
         except StreamRefused as exc:
             metrics.STREAMS_REFUSED.inc()
-            log.warning("refused a media stream for call %s: %s", started.call_sid, exc.reason)
+            log.warning("refused a media stream for call %r: %s", started.call_sid[:40], exc.reason)
             await self._close_stream(code=1008)
             return
         self.call_sid = started.call_sid
