@@ -509,7 +509,7 @@ async def test_personal_data_is_removed_after_the_retention_period(
 
 
 def test_the_caller_id_migration_keeps_existing_calls(database_url: str) -> None:
-    """Revision 0002 on a database at 0001 with a call in it (SQLite and PostgreSQL): the
+    """Revision 0010 on a database at 0001 with a call in it (SQLite and PostgreSQL): the
     call survives with an empty ``caller_id``, and a 300-character SIP identity then fits."""
     from alembic import command
     from sqlalchemy import text

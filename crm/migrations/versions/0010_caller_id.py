@@ -1,7 +1,7 @@
 """calls.caller_id: Twilio's ``From`` as sent (SIP and client identities of any length),
 so ``caller_phone`` only ever holds an E.164 number.
 
-Revision ID: 0002
+Revision ID: 0010
 Revises: 0001
 Create Date: 2026-12-01
 """
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0002"
+revision: str = "0010"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
