@@ -28,9 +28,12 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     inspect,
     make_url,
     select,
@@ -115,6 +118,23 @@ class OutboxJob(Base):
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 
 
+class OutboundSend(Base):
+    """One text or call the service placed on a caller's behalf, for rate limits shared by
+    every process on the database. ``destination_key`` is a keyed hash of the number, not
+    the number; rows older than a day are deleted by the retention purge."""
+
+    __tablename__ = "outbound_sends"
+    __table_args__ = (UniqueConstraint("call_sid", "purpose", name="uq_outbound_sends_call"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    business: Mapped[str] = mapped_column(String(255))
+    destination_key: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
@@ -185,6 +205,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 INITIAL_REVISION = "0001"
 # pg_advisory_xact_lock key serializing schema upgrades across processes ("rcpt").
 MIGRATION_LOCK_KEY = 0x72637074
+# ... and the outbound-send rate limit check across processes ("rcps").
+OUTBOUND_LOCK_KEY = 0x72637073
 
 
 def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
@@ -373,6 +395,71 @@ class Store:
         with self.sessions() as session:
             record = session.get(SummaryRecord, call_sid)
             return record.summary() if record else None
+
+    def claim_outbound(
+        self,
+        *,
+        kind: str,
+        business: str,
+        destination_key: str,
+        purpose: str,
+        call_sid: str | None,
+        now: dt.datetime,
+        window: dt.timedelta,
+        per_number: int,
+        per_business: int,
+    ) -> str | None:
+        """Record one outbound send and return ``None``, or return why it is refused
+        (nothing recorded): ``per_number`` sends of ``kind`` to ``destination_key`` and
+        ``per_business`` from ``business`` within ``window`` before ``now``, and one send
+        of ``purpose`` per ``call_sid``. Serialized across processes (SQLite's write lock,
+        a PostgreSQL advisory lock), so the limits hold for every node on the database."""
+        since = now - window
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif connection.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(OUTBOUND_LOCK_KEY)))
+            sends = OutboundSend
+            if call_sid is not None:
+                done = connection.execute(
+                    select(func.count())
+                    .select_from(sends)
+                    .where(sends.call_sid == call_sid, sends.purpose == purpose)
+                ).scalar_one()
+                if done:
+                    connection.rollback()
+                    return f"already sent a {purpose} for this call"
+            recent = (sends.kind == kind) & (sends.sent_at > since)
+            checks = (
+                (sends.destination_key == destination_key, per_number, "per-number"),
+                (sends.business == business, per_business, "per-business"),
+            )
+            for scope, limit, label in checks:
+                count = connection.execute(
+                    select(func.count()).select_from(sends).where(recent & scope)
+                ).scalar_one()
+                if count >= limit:
+                    connection.rollback()
+                    return f"{label} {kind} limit ({limit} an hour) reached"
+            connection.execute(
+                insert(OutboundSend).values(
+                    kind=kind,
+                    business=business,
+                    destination_key=destination_key,
+                    call_sid=call_sid,
+                    purpose=purpose,
+                    sent_at=now,
+                )
+            )
+            connection.commit()
+        return None
+
+    def forget_outbound(self, *, before: dt.datetime) -> int:
+        """Delete outbound-send rows older than ``before`` (they only serve rate limits)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(OutboundSend).where(OutboundSend.sent_at < before))
+            return int(result.rowcount or 0)
 
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:

@@ -13,22 +13,25 @@ repeats), so every outbound text or call goes through three checks here:
   to the business's own on-call phone (``emergency_alert_body``) does carry caller facts,
   each field bounded, links and e-mail addresses removed, the whole at most one SMS
   segment set (``ALERT_MAX_CHARS``).
-- **How often**: ``OutboundLimiter`` — sliding one-hour windows per destination number and
+- **How often**: ``OutboundLimiter`` — rolling one-hour windows per destination number and
   per business for texts and for calls, and one emergency alert / one transfer / one
-  confirmation per call. Time is passed in.
+  confirmation per call, counted in the database (``outbound_sends``) so every process
+  and node shares them. Time is passed in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import enum
+import hashlib
+import hmac
 import re
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import phonenumbers
 from phonenumbers import PhoneNumberType
+
+from crm.store import Store
 
 __all__ = [
     "ALERT_MAX_CHARS",
@@ -42,6 +45,8 @@ __all__ = [
     "strip_links",
     "when_phrase",
 ]
+
+_DESTINATION_LABEL = b"receptionist outbound destination v1"
 
 ALERT_MAX_CHARS = 320
 """Two GSM segments: enough for name, number, address and need, not for a letter."""
@@ -184,7 +189,7 @@ class OutboundKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class OutboundLimits:
-    """Per rolling hour; ``per_call`` actions of one kind and purpose per call."""
+    """Sends allowed per rolling ``window_seconds`` (an hour)."""
 
     sms_per_number: int = 10
     sms_per_business: int = 60
@@ -193,14 +198,18 @@ class OutboundLimits:
     window_seconds: float = 3600.0
 
 
-@dataclass
 class OutboundLimiter:
-    """Sliding-window counters in this process (a node's own sends; see README)."""
+    """The limits, counted in the database's ``outbound_sends`` table, so they hold across
+    every process and node on that database and across restarts. Numbers are stored only
+    as keyed hashes (``destination_key``)."""
 
-    limits: OutboundLimits = field(default_factory=OutboundLimits)
-    _events: dict[tuple[str, ...], deque[float]] = field(default_factory=dict)
-    _per_call: dict[tuple[str, str], float] = field(default_factory=dict)
-    per_call_memory_seconds: float = 86400.0
+    def __init__(self, store: Store, limits: OutboundLimits, *, secret: str) -> None:
+        self.store = store
+        self.limits = limits
+        self._key = hmac.new(secret.encode(), _DESTINATION_LABEL, hashlib.sha256).digest()
+
+    def destination_key(self, number: str) -> str:
+        return hmac.new(self._key, number.encode(), hashlib.sha256).hexdigest()
 
     def acquire(
         self,
@@ -208,45 +217,26 @@ class OutboundLimiter:
         *,
         business: str,
         destination: str,
-        now: float,
+        now: dt.datetime,
         call_sid: str | None = None,
         purpose: str = "",
     ) -> str | None:
         """Record one send and return ``None``, or return why it is refused (nothing
         recorded). With ``call_sid``, at most one send of ``purpose`` per call."""
-        self._prune(now)
-        if call_sid is not None and (call_sid, purpose) in self._per_call:
-            return f"already sent a {purpose} for this call"
         limits = self.limits
         per_number, per_business = (
             (limits.sms_per_number, limits.sms_per_business)
             if kind is OutboundKind.SMS
             else (limits.calls_per_number, limits.calls_per_business)
         )
-        keys: Sequence[tuple[tuple[str, ...], int, str]] = (
-            ((kind.value, "number", destination), per_number, "per-number"),
-            ((kind.value, "business", business), per_business, "per-business"),
+        return self.store.claim_outbound(
+            kind=kind.value,
+            business=business,
+            destination_key=self.destination_key(destination),
+            purpose=purpose or kind.value,
+            call_sid=call_sid,
+            now=now,
+            window=dt.timedelta(seconds=limits.window_seconds),
+            per_number=per_number,
+            per_business=per_business,
         )
-        for key, limit, label in keys:
-            window = self._events.setdefault(key, deque())
-            if len(window) >= limit:
-                return f"{label} {kind.value} limit ({limit} an hour) reached"
-        for key, _limit, _label in keys:
-            self._events[key].append(now)
-        if call_sid is not None:
-            self._per_call[(call_sid, purpose)] = now
-        return None
-
-    def _prune(self, now: float) -> None:
-        """Forget sends older than the window (and per-call marks older than a day), so
-        memory stays bounded by the traffic of the last hour / day."""
-        horizon = now - self.limits.window_seconds
-        for key in list(self._events):
-            window = self._events[key]
-            while window and window[0] <= horizon:
-                window.popleft()
-            if not window:
-                del self._events[key]
-        old = now - self.per_call_memory_seconds
-        for mark in [k for k, t in self._per_call.items() if t <= old]:
-            del self._per_call[mark]

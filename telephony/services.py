@@ -90,11 +90,11 @@ class Services:
     signatures: TwilioSignatures
     twilio: TwilioActions | None
     finalizer: CallFinalizer
+    outbound: OutboundLimiter
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
     live_calls: set[str] = field(default_factory=set)
     stream_tokens: StreamTokens = field(default_factory=lambda: StreamTokens("", ttl_seconds=300))
-    outbound: OutboundLimiter = field(default_factory=OutboundLimiter)
 
     @classmethod
     def build(
@@ -170,12 +170,14 @@ class Services:
                 ttl_seconds=settings.stream_token_ttl_seconds,
             ),
             outbound=OutboundLimiter(
+                store,
                 OutboundLimits(
                     sms_per_number=settings.outbound_sms_per_number_per_hour,
                     sms_per_business=settings.outbound_sms_per_business_per_hour,
                     calls_per_number=settings.outbound_calls_per_number_per_hour,
                     calls_per_business=settings.outbound_calls_per_business_per_hour,
-                )
+                ),
+                secret=settings.twilio_auth_token.get_secret_value(),
             ),
         )
 
@@ -250,7 +252,7 @@ class Services:
             kind,
             business=business.name,
             destination=destination,
-            now=self.clock().timestamp(),
+            now=self.clock(),
             call_sid=call_sid,
             purpose=purpose,
         )

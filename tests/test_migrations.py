@@ -25,7 +25,14 @@ from crm.store import Base, CallRecord, Store, _enable_wal, alembic_config, make
 from tests.test_postgres import fresh_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-TABLES = {"calls", "summaries", "outbox", "local_crm_records", "local_crm_deliveries"}
+TABLES = {
+    "calls",
+    "summaries",
+    "outbox",
+    "local_crm_records",
+    "local_crm_deliveries",
+    "outbound_sends",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -136,6 +143,7 @@ def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path:
     )
     with store.engine.begin() as connection:  # the schema as create_all made it then
         connection.exec_driver_sql("ALTER TABLE calls DROP COLUMN caller_id")
+        connection.exec_driver_sql("DROP TABLE outbound_sends")
     store.create_schema()
     assert current_revision(store.engine) == HEAD
     assert schema_differences(store.engine) == []

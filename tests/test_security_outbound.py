@@ -10,12 +10,14 @@ with a link in it for one prank call.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
+from crm.store import Store
 from telephony.outbound import (
     ALERT_MAX_CHARS,
     OutboundKind,
@@ -39,6 +41,7 @@ from tests.conftest import (
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Pause, Say
+from tests.test_postgres import fresh_database
 
 FOREIGN = "+7 912 345 67 89"
 FOREIGN_E164 = "+79123456789"
@@ -134,24 +137,52 @@ def test_the_alert_is_bounded_whatever_the_fields() -> None:
     assert "evil" not in body
 
 
-def test_rate_limits_per_number_per_business_and_per_call() -> None:
-    limiter = OutboundLimiter(OutboundLimits(sms_per_number=2, sms_per_business=3))
-    sms = OutboundKind.SMS
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'limits.db'}"
+    else:
+        with fresh_database() as url:
+            yield url
 
-    def send(to: str, now: float, call: str | None = None) -> str | None:
-        return limiter.acquire(sms, business="B", destination=to, now=now, call_sid=call)
 
-    assert send("+1", 0) is None and send("+1", 1) is None
-    assert "per-number" in (send("+1", 2) or "")
-    assert send("+2", 3) is None
-    assert "per-business" in (send("+3", 4) or "")
-    assert send("+3", 3601) is None  # the first two sends left the hour-long window
-    assert limiter.acquire(sms, business="C", destination="+9", now=5, call_sid="CA1") is None
-    assert "already" in (
-        limiter.acquire(sms, business="C", destination="+8", now=6, call_sid="CA1") or ""
-    )
-    calls = limiter.acquire(OutboundKind.CALL, business="B", destination="+1", now=7)
-    assert calls is None  # texts and calls are counted apart
+def test_rate_limits_hold_across_processes_on_one_database(database_url: str) -> None:
+    """Two limiters on two engines (two nodes) share one database: per number, per
+    business, per call, in a rolling hour; texts and calls are counted apart; the table
+    holds keyed hashes, never the numbers."""
+    stores = [Store.from_url(database_url), Store.from_url(database_url)]
+    stores[0].create_schema()
+    try:
+        limits = OutboundLimits(sms_per_number=2, sms_per_business=3)
+        nodes = [OutboundLimiter(store, limits, secret="auth-token") for store in stores]
+        t0 = dt.datetime(2026, 3, 3, 20, 0, tzinfo=dt.UTC)
+        sms = OutboundKind.SMS
+
+        def send(node: int, to: str, minutes: float, call: str | None = None) -> str | None:
+            at = t0 + dt.timedelta(minutes=minutes)
+            return nodes[node].acquire(sms, business="B", destination=to, now=at, call_sid=call)
+
+        assert send(0, "+14155550100", 0) is None and send(1, "+14155550100", 1) is None
+        assert "per-number" in (send(0, "+14155550100", 2) or "")
+        assert send(1, "+14155550101", 3) is None
+        assert "per-business" in (send(0, "+14155550102", 4) or "")
+        assert send(1, "+14155550102", 61) is None  # the first send left the window
+        first = nodes[0].acquire(
+            sms, business="C", destination="+1", now=t0, call_sid="CA1", purpose="alert"
+        )
+        again = nodes[1].acquire(
+            sms, business="C", destination="+2", now=t0, call_sid="CA1", purpose="alert"
+        )
+        assert first is None and "already" in (again or "")
+        call = nodes[1].acquire(OutboundKind.CALL, business="B", destination="+1", now=t0)
+        assert call is None  # texts and calls are counted apart
+        with stores[0].engine.connect() as connection:
+            keys = connection.execute(text("SELECT destination_key FROM outbound_sends")).all()
+        assert keys and all("415555" not in key for (key,) in keys)
+        assert stores[0].forget_outbound(before=t0 + dt.timedelta(days=2)) == len(keys)
+    finally:
+        for store in stores:
+            store.engine.dispose()
 
 
 # --- attack 1: toll fraud and phishing by SMS -------------------------------------------
