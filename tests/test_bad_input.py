@@ -158,6 +158,14 @@ async def test_malformed_frames_are_ignored_and_the_call_goes_on(
     store = app.services.store
     await wait_for(lambda: store.get_summary(call_sid) is not None)
     assert ai.sessions[0].violations == []
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(app.url + "/metrics")).text
+    (binary,) = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("receptionist_stream_binary_frames_total ")
+    ]
+    assert float(binary.split()[1]) >= 1
 
 
 async def test_realtime_refused_at_start_caller_hears_apology_and_call_is_recorded(
