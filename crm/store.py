@@ -10,8 +10,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import logging
 import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from agent.summary import CallSummary, TranscriptTurn
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -175,12 +179,20 @@ def normalize_database_url(url: str) -> str:
 def _create_private_file(url: str) -> None:
     """Create a SQLite database file readable by its owner only (0600) before SQLite
     creates it with the umask's mode; the -wal and -shm files SQLite makes beside it take
-    the same mode. An existing file is left as the operator set it."""
+    the same mode. An existing file is left as the operator set it (with a warning when
+    other users can read it)."""
     database = make_url(url).database
     if not database or database == ":memory:" or database.startswith("file:"):
         return
     path = Path(database)
     if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the database file %s is readable by other users (mode %o): run chmod 600 on it",
+                path,
+                mode,
+            )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):

@@ -377,6 +377,19 @@ async def test_the_sqlite_file_is_created_readable_by_its_owner_only(
             assert stat.S_IMODE(sidecar.stat().st_mode) == 0o600, sidecar
 
 
+def test_an_existing_world_readable_database_is_named_in_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from crm.store import Store
+
+    db = tmp_path / "old.db"
+    db.touch(mode=0o644)
+    db.chmod(0o644)
+    caplog.set_level(logging.WARNING, logger="crm.store")
+    Store.from_url(f"sqlite:///{db}").engine.dispose()
+    assert "readable by other users (mode 644): run chmod 600" in caplog.text
+
+
 async def test_a_refused_number_never_reaches_the_logs(
     twilio_standin: TwilioStandin, caplog: pytest.LogCaptureFixture
 ) -> None:
