@@ -17,14 +17,14 @@ from agent.business import (
 )
 from agent.greeting import GreetingAudio
 from agent.summary import CallSummary
-from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker, RetryPolicy
 from crm.factory import build_crm
 from crm.store import Store, purge_personal_data
-from telephony import metrics, twiml
+from telephony import metrics
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.errors import StreamRefused, TwilioRestError
+from telephony.escalation import Escalation
 from telephony.finalize import CallFinalizer
 from telephony.media_streams import StreamStarted
 from telephony.outbound import (
@@ -32,9 +32,7 @@ from telephony.outbound import (
     OutboundLimiter,
     OutboundLimits,
     confirmation_body,
-    emergency_alert_body,
     sms_destination,
-    staff_callback_number,
     when_phrase,
 )
 from telephony.settings import Settings
@@ -90,9 +88,11 @@ class Services:
     signatures: TwilioSignatures
     twilio: TwilioActions | None
     finalizer: CallFinalizer
+    escalation: Escalation
     outbound: OutboundLimiter
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
+    openai: AsyncOpenAI | None = None
     live_calls: set[str] = field(default_factory=set)
     stream_tokens: StreamTokens = field(default_factory=lambda: StreamTokens("", ttl_seconds=300))
 
@@ -128,18 +128,22 @@ class Services:
             )
         openai_client = None
         greetings = None
+        client: AsyncOpenAI | None = None
         if settings.openai_configured:
+            # One client per process (its connection pool is shared by every call); the
+            # app's lifespan closes it at shutdown.
             client = AsyncOpenAI(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
                 max_retries=1,
             )
+            shared = client
             greetings = GreetingAudio(
                 client, model=settings.openai_tts_model, voice=settings.openai_voice
             )
 
             def openai_client() -> AsyncOpenAI:
-                return client
+                return shared
 
         def on_finalized(summary: CallSummary) -> None:
             metrics.FINALIZED.inc()
@@ -154,6 +158,16 @@ class Services:
             on_finalized=on_finalized,
             clock=clock,
         )
+        outbound = OutboundLimiter(
+            store,
+            OutboundLimits(
+                sms_per_number=settings.outbound_sms_per_number_per_hour,
+                sms_per_business=settings.outbound_sms_per_business_per_hour,
+                calls_per_number=settings.outbound_calls_per_number_per_hour,
+                calls_per_business=settings.outbound_calls_per_business_per_hour,
+            ),
+            secret=settings.twilio_auth_token.get_secret_value(),
+        )
         return cls(
             settings=settings,
             store=store,
@@ -163,21 +177,16 @@ class Services:
             signatures=TwilioSignatures(settings.twilio_auth_token.get_secret_value()),
             twilio=twilio,
             finalizer=finalizer,
+            escalation=Escalation(
+                store=store, businesses=businesses, twilio=twilio, limiter=outbound, clock=clock
+            ),
+            outbound=outbound,
             clock=clock,
             greetings=greetings,
+            openai=client,
             stream_tokens=StreamTokens(
                 settings.twilio_auth_token.get_secret_value(),
                 ttl_seconds=settings.stream_token_ttl_seconds,
-            ),
-            outbound=OutboundLimiter(
-                store,
-                OutboundLimits(
-                    sms_per_number=settings.outbound_sms_per_number_per_hour,
-                    sms_per_business=settings.outbound_sms_per_business_per_hour,
-                    calls_per_number=settings.outbound_calls_per_number_per_hour,
-                    calls_per_business=settings.outbound_calls_per_business_per_hour,
-                ),
-                secret=settings.twilio_auth_token.get_secret_value(),
             ),
         )
 
@@ -200,12 +209,16 @@ class Services:
     # -- what the bridge needs -------------------------------------------------------
 
     async def connect_realtime(self) -> RealtimeConnection:
-        client = AsyncOpenAI(
-            api_key=self.settings.openai_api_key.get_secret_value(),
-            base_url=self.settings.openai_base_url,
-        )
-        manager = client.realtime.connect(model=self.settings.openai_realtime_model)
+        if self.openai is None:
+            raise RuntimeError("OpenAI is not configured")
+        manager = self.openai.realtime.connect(model=self.settings.openai_realtime_model)
         return await manager.enter()
+
+    async def close(self) -> None:
+        """Release what the process holds open (the OpenAI client's connection pool)."""
+        if self.openai is not None:
+            await self.openai.close()
+        self.store.engine.dispose()
 
     def admit_stream(self, started: StreamStarted) -> Business:
         """The business of a Media Stream ``start``, or ``StreamRefused``: the token must be
@@ -262,62 +275,13 @@ class Services:
         log.warning("call %s: %s not sent: %s", call_sid or "?", purpose, refusal)
         return False
 
-    async def notify_emergency(
-        self, call_sid: str, business: Business, flag: FlagEmergency
-    ) -> None:
-        """Text the on-call phone at once: name, number, address, need — one alert per
-        call, within the rate limits, fields bounded and links removed."""
-        if not business.on_call_phone:
-            log.warning(
-                "call %s: emergency flagged but %s has no on-call phone", call_sid, business.name
-            )
-            return
-        if self.twilio is None:
-            log.error("call %s: emergency flagged but Twilio REST is not configured", call_sid)
-            return
-        if not self._allow(
-            OutboundKind.SMS,
-            business=business,
-            destination=business.on_call_phone,
-            call_sid=call_sid,
-            purpose="emergency alert",
-        ):
-            return
-        call = self.store.get_call(call_sid)
-        details = dict(call.details) if call else {}
-        details.update(flag.details.learned())
-        name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
-        number = staff_callback_number(
-            call.caller_phone if call else None, details.get("callback_phone"), business.region
-        )
-        body = emergency_alert_body(
-            business_name=business.name,
-            caller_name=name,
-            number=number,
-            address=details.get("service_address"),
-            need=details.get("need") or flag.reason,
-        )
-        await self.twilio.send_sms(
-            to=business.on_call_phone, from_=business.number, body=body, call_sid=call_sid
-        )
+    def escalate(self, call_sid: str, reason: str) -> bool:
+        """Urgency 5 is known for ``call_sid``: the on-call alert is owed (sent at once by
+        the escalation loop, exactly once across every path and process)."""
+        return self.escalation.record(call_sid, reason)
 
-    async def transfer(self, call_sid: str, business: Business) -> None:
-        if self.twilio is None or not business.on_call_phone:
-            return
-        if not self._allow(
-            OutboundKind.CALL,
-            business=business,
-            destination=business.on_call_phone,
-            call_sid=call_sid,
-            purpose="transfer",
-        ):
-            return
-        document = twiml.transfer(
-            number=business.on_call_phone,
-            message="I'm connecting you to our on-call technician now. Please stay on the line.",
-            caller_id=business.number,
-        )
-        await self.twilio.redirect(call_sid, document)
+    async def transfer(self, call_sid: str, business: Business) -> bool:
+        return await self.escalation.transfer(call_sid, business)
 
     async def hang_up(self, call_sid: str) -> None:
         if self.twilio is not None:
@@ -330,11 +294,15 @@ class Services:
             await self.confirm_to_caller(summary)
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
-        """One text to the caller, where the business wants it: only to a number allowed by
-        ``sms_destination``, in our own words (``confirmation_body``), within the limits."""
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
+        if summary.missed_call:
+            metrics.MISSED_CALLS.inc()
+            if business is not None:
+                await self.text_back_missed_call(summary, business)
+            return
         if business is None or not business.sms_to_caller or self.twilio is None:
             return
+        # Only a number allowed by the destination policy, in our own words, within limits.
         to = sms_destination(summary.caller_phone, summary.callback_phone, business.region)
         if to is None:
             metrics.OUTBOUND_REFUSED.labels(kind="sms", reason="destination").inc()
@@ -357,6 +325,33 @@ class Services:
         except TwilioRestError as exc:
             log.error("call %s: confirmation SMS failed (%s)", summary.call_sid, exc)
 
+    async def text_back_missed_call(self, summary: CallSummary, business: Business) -> None:
+        """``missed_call_text_back``: one text to the caller ID (never another number), with
+        no caller words in it."""
+        if not business.missed_call_text_back or self.twilio is None:
+            return
+        to = sms_destination(summary.caller_phone, None, business.region)
+        if to is None or to == business.number:
+            return
+        if not self._allow(
+            OutboundKind.SMS,
+            business=business,
+            destination=to,
+            call_sid=summary.call_sid,
+            purpose="missed-call text",
+        ):
+            return
+        body = (
+            f"Sorry we missed your call to {business.name}. We'll call you back today "
+            f"on this number. If it's an emergency, call {business.number} again."
+        )
+        try:
+            await self.twilio.send_sms(
+                to=to, from_=business.number, body=body, call_sid=summary.call_sid
+            )
+        except TwilioRestError as exc:
+            log.error("call %s: missed-call text failed (%s)", summary.call_sid, exc)
+
     def purge_expired_personal_data(self) -> int:
         """Remove local personal data of calls delivered more than
         ``PERSONAL_DATA_RETENTION_DAYS`` ago (the CRM keeps its copy); returns how many."""
@@ -365,6 +360,10 @@ class Services:
         total = 0
         while purged := purge_personal_data(self.store, delivered_before=cutoff):
             total += purged
+        a_day_ago = self.clock() - dt.timedelta(days=1)
+        self.store.forget_outbound(before=a_day_ago)  # rate-limit rows: an hour is enough
+        # The CRM phone ledger holds numbers and is read for a day after each write.
+        self.store.forget_phone_ledger(before=min(cutoff, a_day_ago))
         if total:
             log.info(
                 "removed the personal data of %d call(s) delivered over %d days ago", total, days
@@ -380,7 +379,7 @@ class Services:
             instructions_for=self.instructions_for,
             greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,
-            notify_emergency=self.notify_emergency,
+            escalate=self.escalate,
             transfer=self.transfer if self.twilio is not None else None,
             finalize=self.finalize,
             live_calls=self.live_calls,

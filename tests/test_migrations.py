@@ -32,6 +32,7 @@ TABLES = {
     "local_crm_records",
     "local_crm_deliveries",
     "outbound_sends",
+    "crm_phone_ledger",
 }
 
 
@@ -137,13 +138,17 @@ def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path:
     """A store made by ``Base.metadata.create_all`` (this schema, no ``alembic_version``)
     is stamped with the initial revision; its calls survive."""
     store = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}")
-    Base.metadata.create_all(store.engine)
-    store.begin_call(
-        "CA" + "2" * 32, business="B", business_number="+1", caller_phone="+2", mode="intake"
-    )
-    with store.engine.begin() as connection:  # the schema as create_all made it then
-        connection.exec_driver_sql("ALTER TABLE calls DROP COLUMN caller_id")
-        connection.exec_driver_sql("DROP TABLE outbound_sends")
+    # The schema create_all made then is revision 0001's: build it, then forget the version.
+    with store.engine.connect() as connection:
+        command.upgrade(alembic_config(connection=connection), "0001")
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+        connection.exec_driver_sql(
+            "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode, state,"
+            " started_at, transcript, details, notes, intake_json, updated_at) VALUES"
+            " ('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active',"
+            " '2026-01-01 00:00:00', '[]', '{}', '', '', '2026-01-01 00:00:00')"
+        )
+        connection.commit()
     store.create_schema()
     assert current_revision(store.engine) == HEAD
     assert schema_differences(store.engine) == []

@@ -3,7 +3,7 @@ so ``caller_phone`` only ever holds an E.164 number; outbound_sends: the texts a
 placed on callers' behalf, for rate limits shared by every process.
 
 Revision ID: 0010
-Revises: 0001
+Revises: 0002_escalation
 Create Date: 2026-12-01
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0001"
+down_revision: str | Sequence[str] | None = "0002_escalation"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
