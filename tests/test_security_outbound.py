@@ -357,3 +357,57 @@ async def test_five_emergency_flags_give_one_bounded_alert_and_one_transfer(
     assert sms["Body"].startswith("EMERGENCY call for Bay Plumbing & Air")
     assert len(twilio_standin.call_updates) == 1
     assert result.dialed == [ON_CALL_PHONE]
+
+
+async def test_alerts_beyond_the_business_limit_are_held_not_sent(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: Callable[..., Any],
+) -> None:
+    """A run of "emergency" calls (one alert per call) stops at the per-business text limit
+    (here 1 an hour): the second call's alert is held — still owed, its error naming the
+    limit — instead of buzzing the on-call phone again."""
+    flag = ToolCall("flag_emergency", {"reason": "gas smell", "need": "Gas leak"})
+    ai: RealtimeStandin = await make_realtime_standin(
+        turns=[
+            ScriptedTurn(
+                "I smell gas!", reply="Leave the house now.", reply_ms=600, tool_calls=[flag]
+            ),
+            ScriptedTurn(
+                "I smell gas!", reply="Leave the house now.", reply_ms=600, tool_calls=[flag]
+            ),
+        ],
+        extraction=None,
+    )
+    app = await start_app(
+        openai_api_key=ai.api_key,
+        openai_base_url=ai.base_url,
+        outbound_sms_per_business_per_hour=1,
+        **twilio_settings(twilio_standin),
+    )
+    store = app.services.store
+    sids = []
+    for _ in range(2):
+        result = await twilio_standin.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(
+                steps=[ListenUntilAgentDone(), Say(ms=1200), ListenUntilAgentDone(), HangUp()]
+            ),
+            speed=3,
+        )
+        sids.append(result.call_sid)
+        await wait_for(lambda sid=result.call_sid: store.get_summary(sid) is not None)
+        await wait_for(
+            lambda sid=result.call_sid: bool(
+                (call := store.get_call(sid)) is not None
+                and (call.alert_sent_at is not None or call.alert_error)
+            )
+        )
+    first, second = (store.get_call(sid) for sid in sids)
+    assert first is not None and first.alert_sent_at is not None
+    assert second is not None and second.alert_sent_at is None
+    assert "per-business sms limit" in second.alert_error
+    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
