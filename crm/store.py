@@ -70,6 +70,10 @@ class CallRecord(Base):
     # ``From`` as sent (bounded), for staff.
     caller_phone: Mapped[str] = mapped_column(String(32), default="")
     caller_id: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Set when a Media Stream is admitted: a call has one stream, ever, on any node.
+    stream_started_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     mode: Mapped[str] = mapped_column(String(16), default="realtime")
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -344,6 +348,24 @@ class Store:
     def get_call(self, call_sid: str) -> CallRecord | None:
         with self.sessions() as session:
             return session.get(CallRecord, call_sid)
+
+    def claim_stream(self, call_sid: str, business_number: str) -> bool:
+        """Admit the call's one Media Stream: True for the first claim of a live Realtime
+        call of that business, False otherwise — one atomic UPDATE, so two processes
+        (or a replay racing the real stream) cannot both win."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(CallRecord)
+                .where(
+                    CallRecord.call_sid == call_sid,
+                    CallRecord.business_number == business_number,
+                    CallRecord.state == "active",
+                    CallRecord.mode == "realtime",
+                    CallRecord.stream_started_at.is_(None),
+                )
+                .values(stream_started_at=utcnow())
+            )
+            return result.rowcount == 1
 
     def set_mode(self, call_sid: str, mode: str) -> None:
         with self.sessions.begin() as session:

@@ -223,7 +223,8 @@ class Services:
     def admit_stream(self, started: StreamStarted) -> Business:
         """The business of a Media Stream ``start``, or ``StreamRefused``: the token must be
         ours for this CallSid and business and unexpired, and the call live, in Realtime
-        mode and not already streaming (one live stream per call)."""
+        mode and never streamed before (one stream per call, claimed in the database, so
+        a replay to another node is refused too)."""
         sid = started.call_sid
         number = started.custom_parameters.get("business_number", "")
         account = self.settings.twilio_account_sid
@@ -245,8 +246,8 @@ class Services:
             raise StreamRefused(
                 f"the call is not streaming ({call.state}, {call.mode})", call_sid=sid
             )
-        if sid in self.live_calls:
-            raise StreamRefused("the call already has a live stream", call_sid=sid)
+        if sid in self.live_calls or not self.store.claim_stream(sid, business.number):
+            raise StreamRefused("the call already had its media stream", call_sid=sid)
         return business
 
     def stream_token(self, call_sid: str, business: Business) -> str:

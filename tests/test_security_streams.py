@@ -229,3 +229,32 @@ async def test_a_start_without_a_valid_token_for_this_call_is_refused(
     clock.now += dt.timedelta(seconds=301)
     assert await refused(app, twilio_standin, start_frame(twilio_standin, call_b, params_b))
     assert len(ai.sessions) == 1
+
+
+async def test_a_replay_to_another_node_while_the_call_streams_is_refused(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: Callable[..., Any],
+    tmp_path: Path,
+) -> None:
+    """Two service processes on one database (two nodes behind a load balancer): the
+    genuine stream runs on the first; the same ``start`` replayed to the second — valid
+    token, live call — is refused, because a call's one stream is claimed in the database."""
+    node_a, ai_a = await setup(start_app, twilio_standin, make_realtime_standin, tmp_path)
+    node_b, ai_b = await setup(start_app, twilio_standin, make_realtime_standin, tmp_path)
+    assert node_a.settings.database_url == node_b.settings.database_url
+    call_sid = "CA" + uuid.uuid4().hex
+    parameters = await answer(node_a, twilio_standin, call_sid)
+    frame = start_frame(twilio_standin, call_sid, parameters)
+    ws_url = node_a.url.replace("http://", "ws://") + "/twilio/stream"
+    async with websockets.connect(ws_url, additional_headers=upgrade_headers(twilio_standin)) as ws:
+        await ws.send(frame)
+        async with asyncio.timeout(10):
+            while json.loads(await ws.recv()).get("event") != "media":
+                pass
+        assert await refused(node_b, twilio_standin, frame)
+        assert await refused(node_a, twilio_standin, frame)
+        stream_sid = json.loads(frame)["streamSid"]
+        await ws.send(json.dumps({"event": "stop", "streamSid": stream_sid, "stop": {}}))
+    assert len(ai_a.sessions) == 1 and ai_b.sessions == []
+    await wait_for(lambda: node_a.services.store.get_summary(call_sid) is not None)

@@ -1,5 +1,6 @@
 """calls.caller_id: Twilio's ``From`` as sent (SIP and client identities of any length),
-so ``caller_phone`` only ever holds an E.164 number; outbound_sends: the texts and calls
+so ``caller_phone`` only ever holds an E.164 number; calls.stream_started_at: the one
+Media Stream a call may have; outbound_sends: the texts and calls
 placed on callers' behalf, for rate limits shared by every process.
 
 Revision ID: 0010
@@ -23,6 +24,9 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # ADD COLUMN with a default: no table rebuild on SQLite, no rewrite on PostgreSQL.
     op.add_column("calls", sa.Column("caller_id", sa.Text(), nullable=False, server_default=""))
+    op.add_column(
+        "calls", sa.Column("stream_started_at", sa.DateTime(timezone=True), nullable=True)
+    )
     op.create_table(
         "outbound_sends",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
@@ -42,4 +46,5 @@ def downgrade() -> None:
     op.drop_index("ix_outbound_sends_sent_at", table_name="outbound_sends")
     op.drop_table("outbound_sends")
     # SQLite ≥ 3.35 drops a column in place, like PostgreSQL.
+    op.drop_column("calls", "stream_started_at")
     op.drop_column("calls", "caller_id")
