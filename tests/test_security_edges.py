@@ -557,3 +557,38 @@ def test_the_caller_id_migration_keeps_existing_calls(database_url: str) -> None
         assert new is not None and new.caller_id == sip[:255]
     finally:
         store.engine.dispose()
+
+
+async def test_a_database_that_went_away_fails_health_and_callers_still_hear_a_message(
+    start_app: StartApp,
+) -> None:
+    """PostgreSQL: the service's database is dropped under it (connections cut). /healthz
+    says 503 and names the error class; a new call gets TwiML telling the caller to call
+    back, never a 500."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    from tests.test_postgres import admin_url
+
+    with fresh_database() as url:
+        app = await start_app(twilio_auth_token=TOKEN, database_url=url)
+        async with httpx.AsyncClient() as client:
+            assert (await client.get(app.url + "/healthz")).status_code == 200
+            name = make_url(url).database
+            with psycopg.connect(admin_url(), autocommit=True) as admin:
+                admin.execute(
+                    psycopg.sql.SQL("DROP DATABASE {} WITH (FORCE)").format(
+                        psycopg.sql.Identifier(name)
+                    )
+                )
+            health = await client.get(app.url + "/healthz")
+            assert health.status_code == 503, health.text
+            assert health.json()["database"] == "error: OperationalError"
+            params = {"CallSid": "CA" + "3" * 32, "From": CALLER, "To": BUSINESS_NUMBER}
+            answer = await client.post(
+                app.url + "/twilio/voice",
+                data=params,
+                headers={"X-Twilio-Signature": sign("/twilio/voice", params)},
+            )
+        assert answer.status_code == 200
+        assert "call back" in answer.text and "<Hangup" in answer.text
