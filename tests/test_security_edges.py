@@ -23,6 +23,7 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.engine import make_url
 from twilio.request_validator import RequestValidator
 
 from agent.summary import CallSummary
@@ -566,7 +567,6 @@ async def test_a_database_that_went_away_fails_health_and_callers_still_hear_a_m
     says 503 and names the error class; a new call gets TwiML telling the caller to call
     back, never a 500."""
     import psycopg
-    from sqlalchemy.engine import make_url
 
     from tests.test_postgres import admin_url
 
@@ -592,3 +592,55 @@ async def test_a_database_that_went_away_fails_health_and_callers_still_hear_a_m
             )
         assert answer.status_code == 200
         assert "call back" in answer.text and "<Hangup" in answer.text
+
+
+async def test_a_call_during_a_database_outage_is_answered_and_recorded_later(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """PostgreSQL refuses connections for a while: a caller then hears the call-back
+    message (not an error); once the database is back, the capture ledger (reconcile
+    against Twilio's call log) records that call as a missed call."""
+    import psycopg
+
+    from telephony.reconcile import reconcile
+    from tests.test_postgres import admin_url
+
+    with fresh_database() as url:
+        app = await start_app(
+            database_url=url,
+            reconcile_interval_seconds=0,
+            twilio_account_sid=twilio_standin.account_sid,
+            twilio_auth_token=twilio_standin.auth_token,
+            twilio_api_base_url=twilio_standin.api_base_url,
+        )
+        name = psycopg.sql.Identifier(str(make_url(url).database))
+        with psycopg.connect(admin_url(), autocommit=True) as admin:
+            admin.execute(psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                (make_url(url).database,),
+            )
+        try:
+            result = await twilio_standin.place_call(
+                app_url=app.url,
+                public_base_url=PUBLIC_BASE_URL,
+                from_=CALLER,
+                to=BUSINESS_NUMBER,
+                script=CallerScript(speech=["Dana Reyes"]),
+                speed=8,
+            )
+        finally:
+            with psycopg.connect(admin_url(), autocommit=True) as admin:
+                admin.execute(
+                    psycopg.sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name)
+                )
+        assert result.webhook_statuses[0] == 200
+        assert any("call back in a few minutes" in said for said in result.said), result.said
+        store = app.services.store
+        assert store.get_call(result.call_sid) is None
+
+        report = await reconcile(app.services)
+        assert result.call_sid in report.recorded
+        await wait_for(lambda: store.get_summary(result.call_sid) is not None)
+        summary = store.get_summary(result.call_sid)
+        assert summary is not None and summary.missed_call
