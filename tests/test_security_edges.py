@@ -329,6 +329,10 @@ async def test_odd_caller_ids_are_stored_and_recorded_honestly(
     leads = crm.dump()["Lead"]
     assert len(leads) == len(ODD_CALLERS)
     assert all(not lead.get("Phone") for lead in leads)
+    descriptions = " ".join(lead.get("Description") or "" for lead in leads)
+    for said in ("SIP caller (no phone number)", "app caller", "caller ID withheld"):
+        assert said in descriptions, said
+    assert "aaaa" not in descriptions  # the raw identity stays in the database
     assert twilio_standin.messages == []
 
 
