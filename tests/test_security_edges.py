@@ -143,6 +143,15 @@ async def test_hostile_uploads_are_answered_from_their_headers_alone(
 # --- attack 5: SOSL injection through an e-mail -----------------------------------------
 
 
+# Bounded and derandomized, like the other property tests: seconds, and the same in CI.
+PROPERTIES = settings(
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+
+
 def parsed_words(sosl: str) -> list[list[Any]]:
     groups, _end = _parse_search_term(sosl, sosl.index("{") + 1)
     return groups
@@ -155,9 +164,7 @@ def schema() -> OrgSchema:
     return PLANNER_SCHEMA
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@PROPERTIES
 @given(email=st.text(max_size=80))
 @example(email="mal@nowhere.invalid OR bigcorp")
 @example(email='mal@x.invalid"OR"bigcorp')
@@ -185,9 +192,7 @@ phone_like = st.one_of(
 )
 
 
-@settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+@PROPERTIES
 @given(
     caller=phone_like,
     callback=st.one_of(st.none(), phone_like),
