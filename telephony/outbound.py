@@ -26,6 +26,7 @@ import enum
 import hashlib
 import hmac
 import re
+import unicodedata
 from dataclasses import dataclass
 
 import phonenumbers
@@ -149,8 +150,11 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\
 
 def strip_links(text: str) -> str:
     """``text`` with URLs, bare domains and e-mail addresses replaced by "[link removed]",
-    control and bidi characters removed, whitespace collapsed."""
-    text = _CONTROL_RE.sub(" ", text)
+    compatibility characters folded (NFKC), control and bidi characters removed,
+    whitespace collapsed."""
+    # NFKC first: fullwidth letters and dots ("ｅｖｉｌ．ｃｏｍ") become the ASCII a phone
+    # would still turn into a link.
+    text = _CONTROL_RE.sub(" ", unicodedata.normalize("NFKC", text))
     text = _URL_RE.sub("[link removed]", text)
     return " ".join(text.split())
 

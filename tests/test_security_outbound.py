@@ -116,6 +116,7 @@ def test_the_confirmation_is_in_our_words() -> None:
         "pay@evil.example",
         "javascript:alert(1)//x",
         "evil.co",
+        "ｅｖｉｌ．ｃｏｍ/login",  # fullwidth, folded before matching
     ],
 )
 def test_links_are_removed_from_alert_fields(link: str) -> None:
