@@ -24,3 +24,6 @@ class CrmPerBusiness:
 
     def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
         return self.writer_for(profile.business).deliver(summary, profile)
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        return self.writer_for(profile.business).amend(summary, profile)

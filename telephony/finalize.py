@@ -16,11 +16,12 @@ from collections.abc import Callable
 from openai import AsyncOpenAI
 
 from agent.business import Business, BusinessDirectory
+from agent.caller_id import read_caller_id
 from agent.details import CallerDetails
 from agent.extraction import extract_details
 from agent.summary import CallSummary, TranscriptTurn
 from agent.summary_builder import build_summary
-from crm.store import CallRecord, Store
+from crm.store import AMENDMENT_PENDING, CallRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +32,18 @@ def known_details(call: CallRecord) -> CallerDetails:
     return CallerDetails.model_validate(
         {k: v for k, v in stored.items() if k in CallerDetails.model_fields}
     )
+
+
+def note_missing_caller_id(summary: CallSummary, call: CallRecord) -> CallSummary:
+    """Say in the details why a call has no caller phone (withheld, SIP, app), so the CRM
+    record is honest about it; the raw identity stays in the database, not the CRM."""
+    if call.caller_phone or not call.caller_id or summary.missed_call:
+        return summary  # a missed call's details already say the number was withheld
+    note = f"No caller phone number: {read_caller_id(call.caller_id).describe()}."
+    if note in summary.details:
+        return summary
+    details = f"{summary.details} {note}".strip()
+    return summary.model_copy(update={"details": details[:32000]})
 
 
 def seconds_since_start(call: CallRecord, now: dt.datetime) -> float:
@@ -81,6 +94,55 @@ class CallFinalizer:
         call = self.store.get_call(call_sid)
         if call is None or call.state != "active":
             return None
+        summary = await self._summarize(call)
+        if summary is None:
+            return None
+        if not self.store.finalize(summary, crm=self.crm_name):
+            return None
+        log.info(
+            "call %s finalized (%s): urgency %d, %s extraction, %d turns",
+            call_sid,
+            reason,
+            summary.urgency,
+            summary.extraction,
+            len(summary.transcript),
+        )
+        self.on_finalized(summary)
+        return summary
+
+    async def amend(self, call_sid: str) -> CallSummary | None:
+        """The amendment rule: turns that arrived after the call was finalized are kept
+        (``Store.save_late``); when the call really ends, the summary is rebuilt from the
+        whole call and replaces the stored one — delivered as is if the CRM has not been
+        written yet, else as an update of the same records (``amendment`` counts them)."""
+        lock = self._locks.setdefault(call_sid, asyncio.Lock())
+        try:
+            async with lock:
+                call = self.store.get_call(call_sid)
+                previous = self.store.get_summary(call_sid)
+                pending = call is not None and (call.details or {}).get(AMENDMENT_PENDING)
+                if call is None or previous is None or not pending:
+                    return None
+                summary = await self._summarize(call)
+                if summary is None:
+                    return None
+                summary = summary.model_copy(update={"amendment": previous.amendment + 1})
+                if not self.store.amend(summary):
+                    return None
+                log.info(
+                    "call %s amended (%d): %d turns",
+                    call_sid,
+                    summary.amendment,
+                    len(summary.transcript),
+                )
+                self.on_finalized(summary)
+                return summary
+        finally:
+            if not lock.locked():
+                self._locks.pop(call_sid, None)
+
+    async def _summarize(self, call: CallRecord) -> CallSummary | None:
+        call_sid = call.call_sid
         business = self.business_for(call)
         if business is None:
             log.error(
@@ -116,18 +178,7 @@ class CallFinalizer:
                 else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
             ),
         )
-        if not self.store.finalize(summary, crm=self.crm_name):
-            return None
-        log.info(
-            "call %s finalized (%s): urgency %d, %s extraction, %d turns",
-            call_sid,
-            reason,
-            summary.urgency,
-            summary.extraction,
-            len(summary.transcript),
-        )
-        self.on_finalized(summary)
-        return summary
+        return note_missing_caller_id(summary, call)
 
     async def recover(self, *, idle_for: dt.timedelta | None) -> int:
         """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None)."""

@@ -31,7 +31,7 @@ def voicemail(business_name: str | None) -> str:
         ),
         voice=twiml.VOICE,
     )
-    response.record(max_length=VOICEMAIL_SECONDS, play_beep=True, timeout=5)
+    response.record(max_length=VOICEMAIL_SECONDS, play_beep=True, timeout=5, transcribe=True)
     response.say("We did not get a message. Please call again. Goodbye.", voice=twiml.VOICE)
     response.hangup()
     return str(response)

@@ -48,6 +48,9 @@ def _record(services: Services, call: CallRecord, intake: Intake) -> None:
             )
     details.update(intake.details().learned())
     details[INTAKE_TURNS_KEY] = len(turns)
+    if call.state == "finalized":  # a late turn: kept for the amendment, never dropped
+        services.store.save_late(call.call_sid, transcript, details, intake_json=intake.to_json())
+        return
     services.store.save_intake(call.call_sid, intake.to_json(), details)
     services.store.save_progress(call.call_sid, transcript, details)
 
@@ -84,6 +87,18 @@ def _goodbye(intake: Intake, *, alerted: bool) -> str:
         if text:
             return text.replace("$thanks", f"Thank you, {thanks}" if thanks else "Thank you")
     return intake.goodbye()
+
+
+def _replace_last_agent_turn(services: Services, call_sid: str, said: str, instead: str) -> None:
+    call = services.store.get_call(call_sid)
+    if call is None:
+        return
+    transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
+    for turn in reversed(transcript):
+        if turn.speaker == "agent" and turn.text == said:
+            turn.text = instead
+            services.store.save_progress(call_sid, transcript, dict(call.details or {}))
+            return
 
 
 def _transfer_if_configured(
@@ -157,7 +172,9 @@ async def answer(request: Request, services: ServicesDep, background: Background
     """One ``<Gather>`` result: record it and ask the next question, or say goodbye."""
     params = await signed_form(request, services)
     call = services.store.get_call(params.get("CallSid", ""))
-    if call is None or call.state != "active" or not call.intake_json:
+    # A call finalized under a live caller (it looked idle to another process) goes on:
+    # its later answers are kept and amend the summary (see CallFinalizer.amend).
+    if call is None or call.state not in ("active", "finalized") or not call.intake_json:
         return twiml_response(twiml.hang_up())
     business = _business(services, call)
     if business is None:
@@ -188,7 +205,10 @@ async def answer(request: Request, services: ServicesDep, background: Background
         if transfer is not None:
             return transfer
     if intake.done:
+        goodbye = _goodbye(intake, alerted=alerted)
+        if goodbye != intake.goodbye():  # the transcript says what the caller really heard
+            _replace_last_agent_turn(services, call.call_sid, intake.goodbye(), goodbye)
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
-        return twiml_response(twiml.say_and_hang_up(_goodbye(intake, alerted=alerted)))
+        return twiml_response(twiml.say_and_hang_up(goodbye))
     preface = _escalation_words("alerted") if alerted and not already else None
     return _gather(services, intake, preface=preface or None)

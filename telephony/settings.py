@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
     twilio_api_base_url: str = "https://api.twilio.com"
+    # The numbers' "Primary handler fails" URL (a voicemail TwiML Bin); default: ours.
+    twilio_fallback_url: str = ""
 
     openai_api_key: SecretStr = SecretStr("")
     openai_base_url: str = "https://api.openai.com/v1"
@@ -75,6 +77,16 @@ class Settings(BaseSettings):
         if isinstance(value, str) and not value.strip():
             return None
         return value
+
+    # Security limits (README "Security model").
+    webhook_max_bytes: Annotated[int, Field(ge=1024)] = 65536
+    stream_token_ttl_seconds: Annotated[int, Field(ge=10)] = 300
+    outbound_sms_per_number_per_hour: Annotated[int, Field(ge=1)] = 10
+    outbound_sms_per_business_per_hour: Annotated[int, Field(ge=1)] = 60
+    outbound_calls_per_number_per_hour: Annotated[int, Field(ge=1)] = 10
+    outbound_calls_per_business_per_hour: Annotated[int, Field(ge=1)] = 30
+    personal_data_retention_days: Annotated[int, Field(ge=0)] = 30
+    api_docs_enabled: bool = False
 
     @property
     def openai_configured(self) -> bool:

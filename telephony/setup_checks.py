@@ -95,6 +95,12 @@ def _public_url_problems(settings: Settings) -> list[str]:
             f"PUBLIC_BASE_URL {url!r} is not a URL: set it to the https:// address Twilio "
             "reaches this service at (e.g. https://receptionist.example.com)"
         ]
+    fallback = settings.twilio_fallback_url.strip()
+    if fallback and urlsplit(fallback).scheme != "https":
+        return [
+            f"TWILIO_FALLBACK_URL {fallback!r} is not an https URL: use the TwiML Bin's URL "
+            "(https://handler.twilio.com/twiml/EH...) or leave it empty"
+        ]
     if parts.path.strip("/") or parts.query:
         return [
             f"PUBLIC_BASE_URL {url!r} has a path or query: give only scheme and host "
@@ -359,7 +365,7 @@ def wanted_urls(settings: Settings) -> WantedUrls:
         "status_callback": (settings.public_url(STATUS_PATH), "status callback URL"),
         "status_callback_method": ("POST", "status callback method"),
         "voice_fallback_url": (
-            settings.public_url(FALLBACK_PATH),
+            settings.twilio_fallback_url.strip() or settings.public_url(FALLBACK_PATH),
             "fallback URL (Primary handler fails)",
         ),
         "voice_fallback_method": ("POST", "fallback method"),

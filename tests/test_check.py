@@ -200,6 +200,11 @@ async def test_fix_twilio_points_the_number_here(
     after = await check(env, tmp_path)
     assert after.returncode == 0
     assert not [r for r in twilio_standin.rest_requests[len(updates) + 4 :] if r[0] == "POST"]
+    # With a voicemail TwiML Bin configured, --fix-twilio points the fallback there.
+    bin_url = "https://handler.twilio.com/twiml/EH" + "3" * 32
+    binned = await check({**env, "TWILIO_FALLBACK_URL": bin_url}, tmp_path, "--fix-twilio")
+    assert binned.returncode == 0, binned.stdout
+    assert twilio_standin.numbers[0]["voice_fallback_url"] == bin_url
 
 
 @pytest.mark.parametrize(

@@ -40,5 +40,5 @@ async def test_the_fallback_url_takes_a_voicemail_without_the_database(
     assert answer.status_code == 200
     assert answer.headers["content-type"].startswith("application/xml")
     assert "Thanks for calling Bay Plumbing &amp; Air." in answer.text
-    assert '<Record maxLength="120" playBeep="true" timeout="5" />' in answer.text
+    assert '<Record maxLength="120" playBeep="true" timeout="5" transcribe="true" />' in answer.text
     assert answer.text.rstrip().endswith("<Hangup /></Response>")

@@ -2,7 +2,7 @@
 the staff list filters, searches and pages in SQL instead of parsing every summary.
 
 Revision ID: 0011
-Revises: 0002_escalation
+Revises: 0010
 Create Date: 2026-12-01
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0002_escalation"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
