@@ -63,7 +63,8 @@ def _rx(*patterns: str) -> re.Pattern[str]:
 # --- life-safety situations ----------------------------------------------------------------
 
 _GAS = _rx(
-    r"\bsmell(?:s|ing|ed)? (?:of |like )?(?:natural |propane )?gas\b(?! (?:stove|bill|meter\b))",
+    r"\b(?:smell|reek|stink)(?:s|ing|ed)? (?:of |like )?(?:natural |propane )?gas\b"
+    r"(?! (?:stove|bill|meter\b))",
     r"\b(?:natural |propane )?gas (?:smell|odou?r|leak)\w*\b",
     r"\bleak(?:ing|s)? (?:natural |propane )?gas\b",
     r"\bpropane (?:smell|leak|odou?r)\b|\bsmell\w* (?:of |like )?propane\b",
@@ -115,6 +116,8 @@ _FLOOD = _rx(
     r"\b(?:inches|inch|feet|foot) of water\b|\bankle[- ]deep\b",
     r"\b(?:burst|busted|bursted|broken|exploded|split|ruptured) (?:water )?(?:pipes?|mains?"
     r"|supply lines?|water lines?|hoses?)\b",
+    r"\b(?:pipe|line|hose)s? (?:\w+ ){0,2}(?:snapped|cracked open|came apart|broke off)\b",
+    r"\b(?:is|are) (?:completely |totally )?under water\b",
     r"\b(?:pipe|main|water line|supply line|hose)s? (?:has |have |just |totally )?(?:burst"
     r"|busted|bursted|exploded|broke|split|ruptured|blew)\b",
     r"\b(?:can'?t|cannot|can not|won'?t) (?:stop|shut|turn) (?:off )?(?:the )?water\b",
@@ -133,7 +136,8 @@ _HEAT_FAILURE = _rx(
     r"\b(?<!water )(?:furnace|boiler|heater|heating|heat pump|heat)\b(?: \w+){0,3} (?:died"
     r"|is out|went out|stopped working|quit|broke|is broken|not working|isn'?t working"
     r"|won'?t (?:turn on|start|come on|kick on|fire up|ignite|light)|is dead|went dead"
-    r"|blowing cold|only blows cold|is off|packed in|gave out|gone out|crapped out)\b",
+    r"|blowing cold|only blows cold|is off|packed in|gave out|gone out|crapped out|shut off"
+    r"|shuts off)\b",
     r"\bheats? (?:is )?out\b",
     r"\bno (?:hot|warm) air\b",
     r"\bsin calefacci[oó]n\b|\bno (?:hay|tengo|tenemos) calefacci[oó]n\b",
@@ -144,7 +148,7 @@ _FREEZING = _rx(
     r"\bfreezing\b|\bfrozen\b|\bfreeze\b(?! dried)",
     r"\bbelow (?:zero|freezing)\b|\bsingle digits\b|\bsub-?zero\b",
     r"\bsnow\w*\b|\bice storm\b|\bblizzard\b|\bpolar vortex\b|\bwind ?chill\b",
-    r"\b(?:bitter(?:ly)?|so|really|very|extremely|brutally|ice) cold\b",
+    r"\b(?:bitter(?:ly)?|so|really|very|extremely|brutally|ice) cold\b|\bminus \w+\b",
     r"\bin the teens\b|\b(?:zero|five|ten|fifteen|twenty) degrees\b",
     r"\bcongel\w*\b|\bhace (?:mucho )?fr[ií]o\b|\bhelad\w*\b|\bbajo cero\b|\bnev\w*\b",
 )
@@ -163,6 +167,7 @@ _HOT = _rx(
     r"\bheat ?wave\b|\bheat (?:advisory|warning)\b",
     r"\b(?:so|really|very|extremely|unbearably|dangerously|brutally) hot\b",
     r"\bsweltering\b|\bboiling in here\b|\bhot as blazes\b|\ba hundred and \w+\b",
+    r"\b(?:9\d|1[0-2]\d) (?:out|outside|inside|in here|in the house)\b",
     r"\bhace (?:mucho )?calor\b|\bmucho calor\b",
 )
 _VULNERABLE = _rx(
@@ -194,6 +199,7 @@ _URGENT = _rx(
     r"\b(?:ceiling|roof|water heater|pipe|pipes|tank|supply line)s? (?:\w+ ){0,2}leak\w*\b",
     r"\bleak\w* (?:\w+ ){0,3}(?:ceiling|roof|pipe|from the|through the|under the|everywhere)\b",
     r"\bwater (?:is )?leaking\b|\bleaking water\b|\bactive leak\b",
+    r"\boverflowing\b(?! (?:drain|tube|pipe))",
     r"\b(?:toilet|sink|tub|drain|sewer|sewage)s? (?:\w+ ){0,2}(?:overflow\w*|backing up|backed"
     r" up|coming up)\b",
     r"\bsewage (?:\w+ ){0,3}(?:floor|basement|everywhere|coming)\b|\bsewer back-?up\b",
@@ -298,7 +304,7 @@ _PAST = _rx(
     r"\blast (?:year|month|spring|summer|fall|autumn|winter|time|christmas|january|february"
     r"|march|april|may|june|july|august|september|october|november|december)\b",
     r"\b(?:\d+|a|one|two|three|four|five|six|several|a few|a couple(?: of)?) (?:days|weeks"
-    r"|months|years) ago\b",
+    r"|months|years|winters|summers|springs|falls) ago\b",
     r"\byears? (?:ago|back)\b|\bback in\b|\bin (?:19|20)\d\d\b|\bprevious owners?\b",
     r"\bused to\b|\bonce before\b|\bwhen we (?:moved|bought)\b|\ba while (?:ago|back)\b",
     r"\b(?:had|was|were) (?:a |an |some )?(?:\w+ ){0,2}(?:flood|fire|leak|gas leak|smoke"
@@ -595,7 +601,7 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
         urgency = 4
     elif info_clauses and not requests:
         urgency = 1
-    elif urgent_hits or week:
+    elif week:
         urgency = 3
     elif flexible or declined or requests:
         urgency = 2
