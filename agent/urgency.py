@@ -76,7 +76,9 @@ _GAS = _rx(
     r"\bse (?:est[aá] )?(?:sale|saliendo) el gas\b",
 )
 _CO = _rx(
-    r"\bcarbon monoxide\b(?! (?:detectors?|alarms?|sensors?|testing|test|check)\b(?! (?:is |are |keeps |started |has been |just )?(?:going off|sounding|beeping|blaring|alarming|went off)))",
+    r"\bcarbon monoxide\b(?! (?:detectors?|alarms?|sensors?|testing|test|check)\b"
+    r"(?! (?:is |are |keeps |started |has been |just )?(?:going off|sounding|beeping|blaring"
+    r"|alarming|went off)))",
     r"\b(?:co|c\.o\.|carbon monoxide|monoxide) (?:alarm|detector|sensor)s? (?:\w+ ){0,3}"
     r"(?:going off|went off|sounding|blaring|alarming|beeping nonstop|keeps beeping)\b",
     r"\bmon[oó]xido de carbono\b",
@@ -357,7 +359,6 @@ _MODAL = _rx(r"\b(?:might|could|may|possibl\w*|probably|risk|puede que|podr[ií]
 _CONTINUES_RE = re.compile(r"^\s*(?:and|or|y|o)\b", re.IGNORECASE)
 
 
-
 @dataclass(frozen=True, slots=True)
 class _Clause:
     text: str
@@ -449,34 +450,29 @@ def _split_keep_offsets(sentence: str) -> list[tuple[str, int]]:
     last = 0
     for match in _CLAUSE_SPLIT_RE.finditer(sentence):
         pieces.append((sentence[last : match.start()], last))
-        last = match.end() if match.group(0).strip() in {",", ";", ":", "-", "–", "—"} else (
-            match.start()
+        last = (
+            match.end()
+            if match.group(0).strip() in {",", ";", ":", "-", "–", "—"}
+            else (match.start())
         )
     pieces.append((sentence[last:], last))
     return [(piece, offset) for piece, offset in pieces if piece.strip()]
 
 
 def _hypothetical(clause: _Clause, start: int) -> bool:
-    if clause.hypothetical:
-        return True
-    before = clause.text[:start].rstrip()
-    if _HYPOTHETICAL_BEFORE.search(before):
-        # "worried it's a gas leak" is a hedge about now; "worried it could..." is not
-        return True
-    return False
+    # "worried it's a gas leak" is a hedge about now; "worried it could..." is not
+    return clause.hypothetical or bool(_HYPOTHETICAL_BEFORE.search(clause.text[:start].rstrip()))
 
 
 def _reported(clause: _Clause, start: int) -> bool:
     sentence_before = clause.sentence[: clause.offset_in_sentence + start]
-    report = None
-    for report in _REPORTING.finditer(sentence_before):
-        pass
-    if report is None:
+    reports = list(_REPORTING.finditer(sentence_before))
+    if not reports:
         return False
+    report = reports[-1]
     teller = sentence_before[max(0, report.start() - 40) : report.start()]
-    if _HOUSEHOLD.search(teller) and not _MODAL.search(clause.text):
-        return False  # "my wife just told me she smells gas": a present situation at home
-    return True
+    # "my wife just told me she smells gas" is a present situation at home
+    return not (_HOUSEHOLD.search(teller) and not _MODAL.search(clause.text))
 
 
 def _present_matches(
