@@ -168,6 +168,15 @@ class Business(BaseModel):
     # Twilio <Dial timeout> accepts 5..600 seconds.
     ring_timeout_seconds: int = Field(default=20, ge=5, le=600)
     salesforce_fields: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Approved answers to common questions (question → answer), for the model and the
+    # scripted intake; anything not here is "the team will confirm when they call back".
+    faq: dict[str, Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=dict
+    )
+    # Spam screening: numbers whose calls are refused; whether screened spam still goes to
+    # the CRM (as a call Task, never a Lead) — off by default.
+    blocklist: list[str] = Field(default_factory=list)
+    spam_to_crm: bool = False
 
     @field_validator("number", "on_call_phone", "office_phone")
     @classmethod
@@ -273,6 +282,7 @@ def receptionist_instructions(business: Business, *, now: dt.datetime) -> str:
         now=local.strftime("%H:%M %Z"),
         on_call=on_call,
         greeting=business.greeting,
+        faq="\n".join(f'  - "{q}" → "{a}"' for q, a in business.faq.items()) or "  (none)",
     )
 
 

@@ -98,13 +98,18 @@ _CALLBACK_TERMS = _terms(
     r"\bdevolver(?:me)? la llamada\b",
     r"\bdevu[eé]lva(?:n)?me la llamada\b",
 )
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+    "|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec"
+)
+_MESES = "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
 _WINDOW_RE = re.compile(
     r"(?:\b(?:on|el|this|next|coming|este|el pr[oó]ximo)\s+)?"
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
     r"lunes|martes|mi[eé]rcoles|jueves|viernes|s[aá]bado|domingo)\b"
-    r"|\b(?:on )?(?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\.? (?:the )?\d{1,2}(?:st|nd|rd|th)?\b"
-    r"|\b(?:on )?(?:the )?\d{1,2}(?:st|nd|rd|th)? of (?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\b"
-    r"|\b(?:el )?\d{1,2} de (?:enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre)\b"
+    r"|\b(?:on )?(?:" + _MONTHS + r")\.? (?:the )?\d{1,2}(?:st|nd|rd|th)?\b"
+    r"|\b(?:on )?(?:the )?\d{1,2}(?:st|nd|rd|th)? of (?:" + _MONTHS + r")\b"
+    r"|\b(?:el )?\d{1,2} de (?:" + _MESES + r")\b"
     r"|\b(?:the )?day after tomorrow\b|\bpasado ma[nñ]ana\b"
     r"|\btomorrow\b|\btoday\b|\btonight\b"
     r"|\b(?:this|in the|early in the|late in the) (?:morning|afternoon|evening)\b"

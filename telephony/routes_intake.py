@@ -19,7 +19,13 @@ from agent.summary import TranscriptTurn
 from crm.store import CallRecord
 from telephony import twiml
 from telephony.finalize import known_details, seconds_since_start
-from telephony.routes_twilio import ServicesDep, signed_form, twiml_response
+from telephony.routes_twilio import (
+    ServicesDep,
+    gather_response,
+    goodbye_response,
+    signed_form,
+    twiml_response,
+)
 from telephony.services import Services
 
 log = logging.getLogger(__name__)
@@ -29,36 +35,30 @@ router = APIRouter(prefix="/twilio/intake")
 INTAKE_TURNS_KEY = "_intake_turns_recorded"
 
 
+def _seconds_in(call: CallRecord) -> float:
+    return seconds_since_start(call, dt.datetime.now(dt.UTC))
+
+
 def _record(services: Services, call: CallRecord, intake: Intake) -> None:
-    """Save the intake's state, the details so far, and the transcript with new turns."""
+    """Save the intake's state, the details so far, and the transcript with new turns (each
+    at its own offset from the start of the call, as the intake placed it)."""
     transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
     details = dict(call.details or {})
     recorded = int(details.get(INTAKE_TURNS_KEY, 0))
     turns = intake.turns()
-    offset = seconds_since_start(call, dt.datetime.now(dt.UTC))
-    for speaker, text in turns[recorded:]:
+    for speaker, text, start in turns[recorded:]:
         if text:
             transcript.append(
                 TranscriptTurn(
-                    speaker="caller" if speaker == "caller" else "agent", text=text, start=offset
+                    speaker="caller" if speaker == "caller" else "agent",
+                    text=text,
+                    start=max(0.0, start),
                 )
             )
     details.update(intake.details().learned())
     details[INTAKE_TURNS_KEY] = len(turns)
     services.store.save_intake(call.call_sid, intake.to_json(), details)
     services.store.save_progress(call.call_sid, transcript, details)
-
-
-def _gather(services: Services, intake: Intake, preface: str | None = None) -> Response:
-    prompt = intake.current()
-    return twiml_response(
-        twiml.gather_speech(
-            prompt=prompt.say,
-            hints=prompt.hints,
-            action=services.settings.public_url("/twilio/intake/answer"),
-            preface=preface,
-        )
-    )
 
 
 def _business(services: Services, call: CallRecord) -> Business | None:
@@ -75,13 +75,15 @@ async def resume(request: Request, services: ServicesDep, background: Background
     business = _business(services, call)
     if business is None:
         return twiml_response(twiml.hang_up())
-    intake = Intake(business, call.caller_phone, known=known_details(call), resumed=True)
+    intake = Intake(
+        business, call.caller_phone, known=known_details(call), resumed=True, at=_seconds_in(call)
+    )
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
     if intake.done:  # the conversation had already learned everything
         background.add_task(services.finalize, call.call_sid, "intake after drop")
-        return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
-    return _gather(services, intake)
+        return goodbye_response(intake)
+    return gather_response(services, intake)
 
 
 @router.post("/answer")
@@ -111,9 +113,11 @@ async def answer(request: Request, services: ServicesDep, background: Background
     except ValueError:
         conf = None
     if not intake.done:
-        intake.answer(speech, confidence=conf)
+        intake.answer(
+            speech, confidence=conf, digits=params.get("Digits") or None, at=_seconds_in(call)
+        )
     _record(services, call, intake)
     if intake.done:
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
-        return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
-    return _gather(services, intake)
+        return goodbye_response(intake)
+    return gather_response(services, intake)

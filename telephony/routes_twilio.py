@@ -116,6 +116,27 @@ async def after_office_dial(request: Request, services: ServicesDep) -> Response
     return answer_with_receptionist(services, business, call_sid, call.caller_phone)
 
 
+def gather_response(services: Services, intake: Intake) -> Response:
+    """The ``<Gather>`` for the intake's current question, in its language and voice."""
+    prompt = intake.current()
+    return twiml_response(
+        twiml.gather_speech(
+            prompt=prompt.say,
+            hints=prompt.hints,
+            action=services.settings.public_url("/twilio/intake/answer"),
+            language=prompt.language,
+            voice=prompt.voice,
+            keys=prompt.keys,
+        )
+    )
+
+
+def goodbye_response(intake: Intake) -> Response:
+    return twiml_response(
+        twiml.say_and_hang_up(intake.goodbye(), voice=intake.voice, language=intake.gather_language)
+    )
+
+
 def answer_with_receptionist(
     services: Services, business: Business, call_sid: str, caller: str
 ) -> Response:
@@ -128,15 +149,7 @@ def answer_with_receptionist(
     if mode == "intake":
         intake = Intake(business, caller)
         services.store.save_intake(call_sid, intake.to_json(), intake.details().learned())
-        prompt = intake.current()
-        return twiml_response(
-            twiml.gather_speech(
-                prompt=prompt.say,
-                hints=prompt.hints,
-                action=settings.public_url("/twilio/intake/answer"),
-                preface=business.greeting,
-            )
-        )
+        return gather_response(services, intake)
     return twiml_response(
         twiml.connect_stream(
             stream_url=settings.public_ws_url("/twilio/stream"),
