@@ -97,6 +97,7 @@ _NOT_EXISTING = _rx(
 )
 _NEW_WORK = _rx(
     r"\binstall\w*\b|\breplac\w*\b|\bremodel\w*\b|\brenovat\w*\b|\baddition\b|\bupgrad\w*\b",
+    r"\badded\b",
     r"\bquotes?\b|\bestimates?\b|\bbids?\b|\bnew (?!customer)(?:\w+ )?(?:water heater|furnace"
     r"|ac|a/c|unit|system|bathroom|kitchen|panel|toilet|faucet|boiler|heat pump|line|outlets?"
     r"|circuit|fixtures?|project)\b|\bproject\b|\badd (?:a|an|another|some)\b|\bput in (?:a|an)\b",
@@ -120,8 +121,14 @@ def read_new_project(text: str) -> bool:
     text = _norm(text)
     for match in _NEW_WORK.finditer(text):
         before = text[max(0, match.start() - 25) : match.start()].lower()
-        if not re.search(r"\b(?:don'?t|not|no|never)\b[\w\s']*$", before):
-            return True
+        if re.search(r"\b(?:don'?t|not|no|never)\b[\w\s']*$", before):
+            continue
+        # "the AC you installed", "it was replaced": earlier work, not new work
+        if match.group(0).lower().endswith("ed") and re.search(
+            r"\b(?:you|guys|they|was|were|been|had|we|previously|already)\s+$", before
+        ):
+            continue
+        return True
     return False
 
 

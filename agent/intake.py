@@ -315,6 +315,9 @@ class Intake:
         """Everything the intake (and any earlier conversation) learned."""
         values = dict(self._state.details)
         values["language"] = self._state.language
+        if values.get("is_emergency"):
+            values["callback_requested"] = True
+            values.setdefault("callback_window", "as soon as possible")
         return CallerDetails.model_validate(values)
 
     def turns(self) -> list[tuple[str, str, float]]:
@@ -535,7 +538,10 @@ class Intake:
         if step is IntakeStep.CALLBACK_NUMBER:
             return bool(values.get("callback_phone")) or declined
         if step is IntakeStep.CALLBACK_TIME:
-            return bool(values.get("callback_window")) or declined
+            # an emergency is called back as soon as possible; no need to ask when
+            return (
+                bool(values.get("callback_window")) or declined or bool(values.get("is_emergency"))
+            )
         return True
 
     def _record(self, step: IntakeStep, text: str) -> bool:

@@ -44,7 +44,7 @@ def is_name_refusal(text: str) -> bool:
 _GREETING_RE = re.compile(
     r"^(?:(?:hi|hello|hey|hiya|howdy|hola|good (?:morning|afternoon|evening|night)|buenas"
     r"(?: noches| tardes)?|buenos d[ií]as|yes|yeah|yep|sure|ok(?:ay)?|oh|um+|uh+|er+|so|well"
-    r"|s[ií]|claro|there|yes ma'am|yes sir|of course)\b[\s,.!-]*)+",
+    r"|s[ií]|claro|there|yes ma'am|yes sir|of course|sorry|oops|perd[oó]n|disculpe)\b[\s,.!-]*)+",
     re.IGNORECASE,
 )
 _LEAD_IN_RE = re.compile(

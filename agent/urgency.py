@@ -265,6 +265,7 @@ _INFO = _rx(
     r"\bonly (?:have )?a question\b|\b(?:general|quick) question\b|\binformation only\b",
     r"\bi (?:was|am|'m) wondering\b|\bi wanted to (?:ask|know)\b",
     r"\bsolo (?:tengo )?una pregunta\b|\bquer[ií]a (?:saber|preguntar)\b|\binformaci[oó]n\b",
+    r"\b(?:i|we) (?:have|had|got) (?:a|one|some|another) (?:quick )?questions?\b",
     r"\bjust had a question\b|\bwhat should (?:i|we) do\b|\bwho (?:do|should) (?:i|we) call\b",
     r"\bhow late\b|\bare (?:you|y'all)(?: guys)? open\b|\bwhat (?:are )?your hours\b",
     r"\buna pregunta\b",
@@ -275,6 +276,12 @@ _CAPABILITY_QUESTION = re.compile(
     r"|whats|how|when|which|have|who)\b(?: \w+){0,3}? ?(?:you|your|y'all"
     r"|ya|there|they|it cost|the (?:fee|price|cost)|guys)\b"
     r"|^\s*(?:ustedes|hacen|tienen|cu[aá]nto|cu[aá]l|qu[eé])\b",
+    re.IGNORECASE,
+)
+# ...also when the question comes mid-clause: "if a pipe bursts do you come out at night"
+_ASKS_ABOUT_US = re.compile(
+    r"\b(?:do|does|are) (?:you|y'all)(?: guys)? (?:come|do|handle|service|offer|work|have"
+    r"|charge|install|cover)\b",
     re.IGNORECASE,
 )
 _CAPABILITY_VERB = re.compile(
@@ -431,7 +438,8 @@ def _clauses(texts: Iterable[str]) -> list[_Clause]:
                         past_segment=past,
                         resolved=resolved,
                         water_shut_off=shut_off,
-                        question=question or bool(_CAPABILITY_QUESTION.match(piece)),
+                        question=question
+                        or bool(_CAPABILITY_QUESTION.match(piece) or _ASKS_ABOUT_US.search(piece)),
                         capability_verb=bool(_CAPABILITY_VERB.match(piece)),
                         hypothetical=hypothetical,
                     )
