@@ -95,3 +95,136 @@ def name_cases() -> list[NameCase]:
 def call_cases() -> list[CallCase]:
     data = json.loads((HERE / "calls.json").read_text(encoding="utf-8"))
     return [CallCase(**entry) for entry in data]
+
+
+def heldout_cases() -> list[UrgencyCase]:
+    cases = []
+    for number, line in _lines("urgency_heldout.txt"):
+        head, _, text = line.partition("|")
+        level, _, tag = head.strip().partition(" ")
+        cases.append(UrgencyCase(int(level), tag.strip(), text.strip(), number))
+    return cases
+
+
+@dataclass(frozen=True, slots=True)
+class UrgencyScore:
+    cases: int
+    hot_precision: float
+    hot_recall: float
+    life_safety_recall: float
+    urgency_accuracy: float
+    emergency_accuracy: float
+    misses: list[tuple[int, int, int, str]]  # (line, expected, got, text)
+
+
+def score_urgency(cases: list[UrgencyCase]) -> UrgencyScore:
+    """Hot precision/recall and accuracies of ``agent.urgency.read_urgency`` (the reader
+    alone: no model), a reading of ``None`` counting as the default urgency 2."""
+    from agent.urgency import read_urgency
+
+    tp = fp = fn = exact = emergency_ok = safety_hit = safety_total = 0
+    misses = []
+    for case in cases:
+        reading = read_urgency([case.text])
+        got = reading.urgency if reading.urgency is not None else 2
+        exact += got == case.urgency
+        emergency_ok += reading.is_emergency == (case.urgency == 5)
+        if got >= 4 and case.hot:
+            tp += 1
+        elif got >= 4:
+            fp += 1
+        elif case.hot:
+            fn += 1
+        if case.life_safety:
+            safety_total += 1
+            safety_hit += got == 5
+        if got != case.urgency:
+            misses.append((case.line, case.urgency, got, case.text))
+    n = len(cases)
+    return UrgencyScore(
+        cases=n,
+        hot_precision=tp / (tp + fp) if tp + fp else 1.0,
+        hot_recall=tp / (tp + fn) if tp + fn else 1.0,
+        life_safety_recall=safety_hit / safety_total if safety_total else 1.0,
+        urgency_accuracy=exact / n,
+        emergency_accuracy=emergency_ok / n,
+        misses=misses,
+    )
+
+
+def score_names(cases: list[NameCase]) -> tuple[float, list[str]]:
+    from agent.names import is_name_refusal, read_name
+
+    misses = []
+    for case in cases:
+        reading = read_name(case.text)
+        got = (None, None) if is_name_refusal(case.text) else (reading.first, reading.last)
+        if got != (case.first, case.last):
+            misses.append(f"{case.line}: {case.text!r} -> {got}")
+    return 1 - len(misses) / len(cases), misses
+
+
+def score_callbacks(cases: list[CallbackCase]) -> tuple[float, list[str]]:
+    from agent.caller_intents import read_callback
+
+    misses = [
+        f"{c.line}: {c.text!r} -> {read_callback(c.text)}"
+        for c in cases
+        if read_callback(c.text) is not c.expected
+    ]
+    return 1 - len(misses) / len(cases), misses
+
+
+def run_call(case: CallCase) -> Any:
+    """The scripted intake driven by the call's answers (silence once they run out);
+    returns the intake when it is done."""
+    from agent.business import default_business
+    from agent.intake import Intake
+
+    intake = Intake(default_business(), case.caller_phone)
+    at = 0.0
+    answers = list(case.answers)
+    while not intake.done:
+        at += 8.0
+        answer = answers.pop(0) if answers else None
+        if answer is not None and answer.startswith("DTMF:"):
+            intake.answer(None, digits=answer[5:], at=at)
+        else:
+            intake.answer(answer, confidence=0.9, at=at)
+    return intake
+
+
+@dataclass(frozen=True, slots=True)
+class CallsScore:
+    calls: int
+    all_fields: float  # calls with every expected field right
+    field_accuracy: dict[str, float]
+    misses: list[str]
+
+
+def score_calls(cases: list[CallCase]) -> CallsScore:
+    right: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    perfect = 0
+    misses = []
+    for case in cases:
+        details = run_call(case).details()
+        wrong = {}
+        for key, expected in case.expect.items():
+            got = getattr(details, key)
+            if key in {"callback_requested", "new_project"}:
+                got = bool(got)
+            seen[key] = seen.get(key, 0) + 1
+            if got == expected:
+                right[key] = right.get(key, 0) + 1
+            else:
+                wrong[key] = (expected, got)
+        perfect += not wrong
+        if wrong:
+            misses.append(f"{case.id}: {wrong}")
+    return CallsScore(
+        calls=len(cases),
+        all_fields=perfect / len(cases),
+        field_accuracy={k: right.get(k, 0) / n for k, n in sorted(seen.items())},
+        misses=misses,
+    )
