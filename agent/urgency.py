@@ -112,7 +112,7 @@ _FLOOD = _rx(
     r"\bflood(?:ing|ed|s)?\b(?! (?:lights?|insurance|zones?|plains?|damage|sensors?|alarms?"
     r"|vents?|gates?|warnings?|watch|clean-?up|restoration|risk|maps?|barriers?)\b)",
     r"\bwater (?:is |was )?(?:just |still )?(?:pouring|gushing|spraying|shooting|flowing"
-    r"|rushing|coming (?:in|through|down|up|out)|everywhere|all over|rising|up to"
+    r"|rushing|coming (?:in|through|down|up|out)|everywhere|rising|up to"
     r"|going everywhere|over my ankles)\b",
     r"\bwater every ?where\b",
     r"\b(?:inches|inch|feet|foot) of water\b|\bankle[- ]deep\b",
@@ -363,6 +363,11 @@ _HOUSEHOLD = _rx(
     r"|mam[aá]|pap[aá])\b"
 )
 _MODAL = _rx(r"\b(?:might|could|may|possibl\w*|probably|risk|puede que|podr[ií]a)\b")
+_CALLBACK_TIME_RE = re.compile(
+    r"\bcall (?:me|us)\b|\bcall back\b|\bcallback\b|\breach (?:me|us)\b|\bgive (?:me|us) a call\b"
+    r"|\bll[aá]m(?:e|en)(?:me|nos)\b|\bllamarme\b|\bme (?:pueden|puede) llamar\b",
+    re.IGNORECASE,
+)
 _CONTINUES_RE = re.compile(r"^\s*(?:and|or|y|o)\b", re.IGNORECASE)
 
 
@@ -377,6 +382,7 @@ class _Clause:
     question: bool
     capability_verb: bool
     hypothetical: bool
+    about_callback: bool  # "call me back tomorrow": when to call, not how urgent
 
 
 def _negated(clause: str, start: int) -> bool:
@@ -442,6 +448,7 @@ def _clauses(texts: Iterable[str]) -> list[_Clause]:
                         or bool(_CAPABILITY_QUESTION.match(piece) or _ASKS_ABOUT_US.search(piece)),
                         capability_verb=bool(_CAPABILITY_VERB.match(piece)),
                         hypothetical=hypothetical,
+                        about_callback=bool(_CALLBACK_TIME_RE.search(piece)),
                     )
                 )
     return out
@@ -585,8 +592,19 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
 
     declined = bool(present(_DECLINE, allow_question=True, allow_past=True))
     claims = [] if declined else present(_EMERGENCY_CLAIM)
-    urgent_hits += present(_URGENT_TIME, allow_question=True, allow_hypothetical=True)
-    week = present(_THIS_WEEK, allow_question=True, allow_past=True, allow_hypothetical=True)
+    timing = [c.about_callback for c in clauses]
+    urgent_hits += [
+        (i, m)
+        for i, m in present(_URGENT_TIME, allow_question=True, allow_hypothetical=True)
+        if not timing[i]
+    ]
+    week = [
+        (i, m)
+        for i, m in present(
+            _THIS_WEEK, allow_question=True, allow_past=True, allow_hypothetical=True
+        )
+        if not timing[i]
+    ]
     flexible = present(_FLEXIBLE, allow_past=True) + present(_QUOTE_QUESTION, allow_question=True)
     info_clauses = {i for i, _ in present(_INFO, allow_question=True, allow_past=True)}
     flexible = [(i, m) for i, m in flexible if i not in info_clauses]
