@@ -417,7 +417,7 @@ class _Planner:
     def _log_call(self, record: str | Ref, account_id: str | None) -> None:
         s = self.summary
         values: dict[str, Any] = {
-            "Subject": f"Call: {s.need or 'inbound call'}",
+            "Subject": call_subject(s),
             "TaskSubtype": "Call",
             "CallType": "Inbound",
             "CallDurationInSeconds": s.duration_seconds,
@@ -494,7 +494,7 @@ class _Planner:
             parts.append(s.need)
         text = " - ".join(parts) if parts else "Inbound call"
         lines = [text]
-        if s.details:
+        if s.details and not _repeats(s.need, s.details):
             lines.append(s.details)
         if s.callback_requested:
             window = f" ({s.callback_window})" if s.callback_window else ""
@@ -531,7 +531,7 @@ class _Planner:
             lines.append(
                 f"Callback requested: {s.callback_window or 'no window given'} (due {due})"
             )
-        if s.details:
+        if s.details and not _repeats(s.need, s.details):
             lines.append(f"Details: {s.details}")
         lines.extend(self._language_note())
         lines.extend(self.notes)
@@ -594,6 +594,28 @@ class _Planner:
 def _name_of(record: FoundRecord) -> str:
     parts = [record.text("FirstName"), record.text("LastName")]
     return " ".join(p for p in parts if p) or "no name"
+
+
+SUBJECT_NEED_CHARS = 80
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _repeats(need: str, details: str) -> bool:
+    """The details say nothing the need line does not (staff should not read it twice)."""
+    return bool(details.strip()) and _words(details) in {_words(need), ""}
+
+
+def call_subject(summary: CallSummary) -> str:
+    """ "Call: burst pipe in basement — EMERGENCY": the need as a short line, never the
+    caller's whole sentence."""
+    need = " ".join((summary.need or "inbound call").split())
+    if len(need) > SUBJECT_NEED_CHARS:
+        need = need[: SUBJECT_NEED_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;-") + "…"
+    suffix = " — EMERGENCY" if summary.is_emergency else ""
+    return f"Call: {need}{suffix}"
 
 
 def opportunity_name(need: str, address: str | None) -> str:

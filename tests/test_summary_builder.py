@@ -182,3 +182,63 @@ def test_spanish_call_keeps_language_and_raises_urgency() -> None:
 
 def test_negative_duration_is_clamped() -> None:
     assert build(QUOTE_CALL, duration_seconds=-3).duration_seconds == 0
+
+
+# --- DESIGN.md's merge rule: the model stands unless it missed a present danger -------------
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "I'd like a quote for an emergency generator.",
+        "We had a flood last year, so I want a sump pump installed.",
+        "It's not flooding or anything, the sump pump just hums.",
+        "If a pipe ever bursts, do you come out at night?",
+        "My neighbor said her basement flooded, I want mine checked.",
+        "It's an emergency for me, the guest bathroom faucet drips.",
+    ],
+)
+def test_model_right_keywords_wrong_the_model_stands(words: str) -> None:
+    """Words that a context-blind keyword list would have rated Hot no longer override a
+    model that read the call right (the old "keywords may raise, never lower" rule)."""
+    summary = build(turns(("caller", words)), model=CallerDetails(need="Quote", urgency=2))
+    assert (summary.urgency, summary.rating, summary.is_emergency) == (2, "Warm", False)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "The furnace is making noise. Actually, now it smells like rotten eggs in here.",
+        "Our CO detector keeps going off and my son has a headache.",
+        "There's smoke coming out of the outlet.",
+        "The water heater burst and the garage is flooding.",
+        "The boiler quit and it's 5 degrees outside.",
+        "Se rompió una tubería y hay agua por todas partes.",
+    ],
+)
+def test_model_missing_a_present_life_safety_situation_is_raised(words: str) -> None:
+    summary = build(turns(("caller", words)), model=CallerDetails(need="Furnace noise", urgency=3))
+    assert (summary.urgency, summary.rating, summary.is_emergency) == (5, "Hot", True)
+    assert summary.need == "Furnace noise"  # only urgency is corrected
+
+
+def test_without_a_model_the_reader_decides() -> None:
+    question = build(turns(("caller", "Not urgent, I only have a question about your hours.")))
+    assert (question.urgency, question.rating) == (1, "Cold")
+    compound = build(turns(("caller", "Quote for emergency lighting in our stairwell please.")))
+    assert (compound.urgency, compound.rating) == (2, "Warm")
+    danger = build(turns(("caller", "There's a gas smell in the hallway.")))
+    assert (danger.urgency, danger.is_emergency) == (5, True)
+
+
+def test_a_declined_callback_stays_declined() -> None:
+    summary = build(
+        turns(("caller", "Quick question about a quote. No need to call me back, I'll call Monday."))
+    )
+    assert summary.callback_requested is False and summary.callback_due is None
+
+
+def test_need_is_one_short_line() -> None:
+    long_need = "Emergency repair " + "of the main water line " * 10
+    summary = build(turns(("caller", "help")), model=CallerDetails(need=long_need, urgency=4))
+    assert len(summary.need) <= 80 and "\n" not in summary.need
