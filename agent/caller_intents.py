@@ -429,6 +429,7 @@ _LEAD_RE = re.compile(
     r"^(?:i'?m calling (?:because|about|since|to|for)|i am calling (?:because|about|to)"
     r"|calling (?:because|about)|the reason i'?m calling is|i was wondering if|i wanted to"
     r"|i'?d like to|i would like to|i need (?:someone|somebody) to|i think|i believe"
+    r"|(?:i|we) (?:just )?(?:want|need|would like|'d like)(?= (?:a|an|the|some|my|our|to)\b)"
     r"|we'?ve got|i'?ve got|we have|i have|there'?s|there is|it'?s that|it looks like)\s+",
     re.IGNORECASE,
 )

@@ -67,8 +67,8 @@ class CallerScript:
     """The caller's behaviour for one call.
 
     ``speech`` answers successive ``<Gather>``s: a non-empty entry becomes SpeechResult
-    (or Digits for a DTMF-only Gather when it is all keypad characters), an empty entry is
-    no input (timeout). When ``speech`` runs out at a ``<Gather>``, the caller has nothing
+    (or Digits for a DTMF-only Gather when it is all keypad characters; ``"dtmf:2"`` presses
+    keys at a Gather that also listens for them), an empty entry is no input (timeout). When ``speech`` runs out at a ``<Gather>``, the caller has nothing
     more to say and hangs up.
     """
 
@@ -110,6 +110,10 @@ class CallResult:
     """Call-level failures Twilio reports in its debugger (bad TwiML, stream handshake…)."""
     script_timeouts: list[str] = field(default_factory=list)
     dialed: list[str] = field(default_factory=list)
+    gather_languages: list[str] = field(default_factory=list)
+    """The speech-recognition language of every <Gather> the caller answered."""
+    voices: list[str] = field(default_factory=list)
+    """The voice of every <Say> the caller heard."""
     streams: int = 0
     gave_up: bool = False
     """The script ran out and the app kept the line open too long: the caller hung up."""
