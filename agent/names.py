@@ -95,7 +95,14 @@ _COMPANY_INTRO_RE = re.compile(
     r"(?:the\s+)?([^,.;!?]+)",
     re.IGNORECASE,
 )
-_TOKEN_RE = re.compile(r"[^\W\d_][\w'’.-]*|[,.;!?]", re.UNICODE)
+_TOKEN_RE = re.compile(r"[^\W\d_][\w'’.-]*|\d[\w-]*|[,.;!?]", re.UNICODE)
+# Outside an answer to "may I have your name?", only lead-ins that announce a name count
+# ("it's Tuesday", "I'm really cold" are not names).
+_STRICT_LEAD_RE = re.compile(
+    r"^(?:my name is|my name's|name's|the name's|this is|you(?:'re| are) speaking with"
+    r"|me llamo|mi nombre es|soy|le habla)\s",
+    re.IGNORECASE,
+)
 _NAME_TOKEN_RE = re.compile(r"^[^\W\d_]+(?:['’-][^\W\d_]+)*\.?$", re.UNICODE)
 
 
@@ -132,6 +139,8 @@ def read_name(text: str, *, spanish: bool = False, bare_allowed: bool = True) ->
     raw = " ".join(text.replace("’", "'").split())
     body = _GREETING_RE.sub("", raw).strip()
     lead = _LEAD_IN_RE.match(body)
+    if lead and not bare_allowed and not _STRICT_LEAD_RE.match(lead.group(0)):
+        lead = None
     had_lead = lead is not None
     if lead and re.match(r"(?:me llamo|mi nombre es|soy|habla|le habla)\b", lead.group(0), re.I):
         spanish = True
