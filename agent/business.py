@@ -185,6 +185,11 @@ class Business(BaseModel):
             return None
         return normalize_number(value)
 
+    @field_validator("blocklist")
+    @classmethod
+    def _blocklist_e164(cls, value: list[str]) -> list[str]:
+        return [normalize_number(number, region="US") for number in value]
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

@@ -18,9 +18,10 @@ from openai import AsyncOpenAI
 from agent.business import Business, BusinessDirectory
 from agent.details import CallerDetails
 from agent.extraction import extract_details
+from agent.screening import Screening, screen_finished
 from agent.summary import CallSummary, TranscriptTurn
 from agent.summary_builder import build_summary
-from crm.store import CallRecord, Store
+from crm.store import SCREENING_KEY, CallRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,17 @@ def seconds_since_start(call: CallRecord, now: dt.datetime) -> float:
     if started.tzinfo is None:
         started = started.replace(tzinfo=dt.UTC)
     return max(0.0, (now - started).total_seconds())
+
+
+def screen_call(call: CallRecord, summary: CallSummary) -> Screening:
+    """The call's final spam screening: what the webhook saw plus what was (not) said."""
+    inbound = Screening.from_json((call.details or {}).get(SCREENING_KEY))
+    return screen_finished(
+        inbound,
+        caller_texts=[t.text for t in summary.transcript if t.speaker == "caller"],
+        agent_turns=sum(1 for t in summary.transcript if t.speaker == "agent"),
+        duration_seconds=summary.duration_seconds,
+    )
 
 
 class CallFinalizer:
@@ -112,8 +124,19 @@ class CallFinalizer:
             now=now,
             duration_seconds=int(seconds_since_start(call, dt.datetime.now(dt.UTC))),
         )
-        if not self.store.finalize(summary, crm=self.crm_name):
+        screening = screen_call(call, summary)
+        if screening != Screening.from_json((call.details or {}).get(SCREENING_KEY)):
+            self.store.note_screening(call_sid, screening.to_json())
+        spam = screening.is_spam and not business.spam_to_crm
+        if not self.store.finalize(summary, crm=self.crm_name, spam=spam):
             return None
+        if spam:
+            log.info(
+                "call %s screened as spam (%s): kept for staff, not sent to the CRM",
+                call_sid,
+                "; ".join(screening.reasons),
+            )
+            return summary
         log.info(
             "call %s finalized (%s): urgency %d, %s extraction, %d turns",
             call_sid,

@@ -83,6 +83,13 @@ def show_call(call_sid: str, services: ServicesDep, _staff: StaffDep) -> HTMLRes
     summary = services.store.get_summary(call_sid)
     job = services.store.outbox_job(call_sid)
     parts = [f"<h1>Call {html.escape(call_sid)}</h1>"]
+    screening = (call.details or {}).get("_screening")
+    if isinstance(screening, dict) and screening.get("verdict") != "clean":
+        reasons = "; ".join(str(r) for r in screening.get("reasons") or [])
+        parts.append(
+            f"<p><b>Spam screening: {html.escape(str(screening.get('verdict')))}</b> "
+            f"({html.escape(reasons)})</p>"
+        )
     if summary is not None:
         fields = summary.model_dump(mode="json", exclude={"transcript"})
         parts.append(

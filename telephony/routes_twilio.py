@@ -12,6 +12,7 @@ from starlette.datastructures import FormData
 
 from agent.business import Business
 from agent.intake import Intake
+from agent.screening import screen_inbound
 from telephony import metrics, twiml
 from telephony.bridge import CallBridge
 from telephony.errors import SignatureError
@@ -87,6 +88,18 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
         caller_phone=caller,
         mode="office" if ring_office else mode,
     )
+    screening = screen_inbound(
+        caller=caller,
+        stir_verstat=params.get("StirVerstat"),
+        blocklist=business.blocklist,
+        region=business.region,
+    )
+    if screening.verdict != "clean" or screening.stir_verstat:
+        services.store.note_screening(call_sid, screening.to_json())
+    if screening.is_spam:
+        services.store.screen_out(call_sid, "spam: " + "; ".join(screening.reasons))
+        log.info("call %s refused: %s", call_sid, "; ".join(screening.reasons))
+        return twiml_response(twiml.reject())
     if ring_office and business.office_phone:
         log.info("call %s for %s: open hours, ringing the office first", call_sid, business.name)
         return twiml_response(

@@ -37,6 +37,13 @@ def say_and_hang_up(message: str, *, voice: str = VOICE, language: str | None = 
     return str(response)
 
 
+def reject() -> str:
+    """Refuse the call before answering (the caller hears a busy signal)."""
+    response = VoiceResponse()
+    response.reject(reason="busy")
+    return str(response)
+
+
 def hang_up() -> str:
     response = VoiceResponse()
     response.hangup()

@@ -233,7 +233,9 @@ def test_without_a_model_the_reader_decides() -> None:
 
 def test_a_declined_callback_stays_declined() -> None:
     summary = build(
-        turns(("caller", "Quick question about a quote. No need to call me back, I'll call Monday."))
+        turns(
+            ("caller", "Quick question about a quote. No need to call me back, I'll call Monday.")
+        )
     )
     assert summary.callback_requested is False and summary.callback_due is None
 

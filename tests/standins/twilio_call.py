@@ -271,7 +271,8 @@ class CallRun:
 
     def _params(self, call_status: str) -> dict[str, str]:
         p = self._plan
-        return {
+        stir = p.script.stir_verstat
+        return ({"StirVerstat": stir} if stir else {}) | {
             "AccountSid": p.account_sid,
             "ApiVersion": API_VERSION,
             "CallSid": self._call.sid,

@@ -75,6 +75,9 @@ class CallerScript:
     steps: list[Step] = field(default_factory=list)
     speech: list[str] = field(default_factory=list)
     dial_outcome: DialOutcome = "no-answer"
+    stir_verstat: str | None = None
+    """The STIR/SHAKEN result Twilio reports for the call (``StirVerstat``), e.g.
+    "TN-Validation-Passed-A" or "TN-Validation-Failed"; None: not verified (absent)."""
 
 
 StreamCloser = Literal["", "caller", "app", "rest_update"]
