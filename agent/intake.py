@@ -133,6 +133,8 @@ class _State(BaseModel):
     name_retried: bool = False
     safety_said: list[str] = []
     say_next: str = ""
+    safety_now: str = ""  # the safety line(s) leading the current prompt
+    safety_pending: str = ""
     commercial: bool = False
     details: dict[str, Any]
     turns: list[tuple[str, str, float]]
@@ -243,6 +245,11 @@ class Intake:
     @property
     def is_emergency(self) -> bool:
         return bool(self._state.details.get("is_emergency"))
+
+    @property
+    def safety_line_now(self) -> str:
+        """The safety line(s) the current prompt starts with ("" when none)."""
+        return self._state.safety_now
 
     def current(self) -> IntakePrompt:
         """What to say inside the ``<Gather>`` now."""
@@ -433,6 +440,8 @@ class Intake:
     def _with_preface(self, text: str) -> str:
         """Greeting (once), then any safety line or answer due, then ``text``."""
         state = self._state
+        state.safety_now = state.safety_pending
+        state.safety_pending = ""
         parts: list[str] = []
         if not state.greeted:
             state.greeted = True
@@ -509,7 +518,9 @@ class Intake:
             for hazard in reading.life_safety:
                 if hazard not in self._state.safety_said:
                     self._state.safety_said.append(hazard)
-                    self._say_next(str(self._lang()["safety"][hazard]))
+                    line = str(self._lang()["safety"][hazard])
+                    self._say_next(line)
+                    self._state.safety_pending = f"{self._state.safety_pending} {line}".strip()
         callback = read_callback(text)
         if callback is not None and self._state.step is not IntakeStep.CALLBACK_TIME:
             values["callback_requested"] = callback

@@ -122,7 +122,11 @@ class CallFinalizer:
             tool_details=details,
             model_details=model_details,
             now=now,
-            duration_seconds=int(seconds_since_start(call, dt.datetime.now(dt.UTC))),
+            duration_seconds=(
+                call.duration_seconds
+                if call.duration_seconds is not None
+                else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
+            ),
         )
         screening = screen_call(call, summary)
         if screening != Screening.from_json((call.details or {}).get(SCREENING_KEY)):

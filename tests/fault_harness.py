@@ -8,9 +8,11 @@ Everything is real except the three clouds, which are the stand-ins of ``tests/s
   SQLite database: one without OpenAI (the scripted intake answers), one with OpenAI → the
   Realtime stand-in, which cuts the connection after the first turn
   (``drop_after_turns``) so the intake takes over the live call;
-- the delivery worker as a separate ``receptionist worker`` process, SIGKILLed while its
-  composite request hangs in Salesforce (every other time after Salesforce wrote the
-  records) and started again; the lease it held expires and the job is taken again;
+- the delivery worker as a separate ``receptionist worker`` process, SIGKILLed while the
+  composite request that writes a call's records is in Salesforce — every other time right
+  after Salesforce wrote them, otherwise before it carried the request out (the stand-in
+  kills it from the thread serving that request, so the moment is exact) — and started
+  again; the lease it held expires and the job is taken again;
 - the Twilio stand-in placing signed calls, a distinct caller number each; a share of them
   get duplicate status callbacks — the stand-in's repeat to the same node, or a pair
   posted at the same moment to both nodes;
@@ -26,9 +28,10 @@ phone > 1) and lost calls (no stored summary, or no call Task in Salesforce).
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
+import os
 import random
+import signal
 import statistics
 import time
 from collections import Counter
@@ -97,6 +100,8 @@ NEEDS = (
 URGENCIES = ("it can wait a few days", "today please", "no rush, this week is fine")
 CALLBACK_TIMES = ("tomorrow morning", "this afternoon", "after 5", "any time")
 DEFAULT_SEED = 20240611
+KILL_WAIT_SECONDS = 120.0
+"""How long an armed worker kill may wait for a write before the run reports it missing."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +162,12 @@ class FaultRunReport:
     lost: list[str] = field(default_factory=list)
     kills_mid_delivery: int = 0
     kills_after_write: int = 0
+    killed_after_write_found_written: int = 0
+    """Calls whose worker was killed after Salesforce wrote them, whose retry then found
+    the records already there (and wrote nothing)."""
+    killed_before_write_delivered_once: int = 0
+    """Calls whose worker was killed before Salesforce wrote them, delivered by the retry
+    with exactly one call Task."""
     salesforce_faults_left_unconsumed: int = 0
     caller_errors: list[str] = field(default_factory=list)
     unexpected_errors: list[str] = field(default_factory=list)
@@ -197,7 +208,9 @@ class FaultRunReport:
             (
                 "worker killed mid-delivery",
                 f"{self.kills_mid_delivery}  ({self.kills_after_write} after Salesforce wrote"
-                " the records)",
+                f" the records: {self.killed_after_write_found_written} found written on the"
+                f" retry; {self.kills_mid_delivery - self.kills_after_write} before:"
+                f" {self.killed_before_write_delivered_once} written once by the retry)",
             ),
             ("summaries stored", str(self.summaries_stored)),
             (
@@ -266,6 +279,9 @@ class FaultRun:
         self.kills_after_write = 0
         self.expiries = 0
         self.touched_by_kill: set[str] = set()
+        self.killed_after_write: list[str] = []
+        self.killed_before_write: list[str] = []
+        self.kill_errors: list[str] = []
         self.database_url = f"sqlite:///{workdir / 'receptionist.db'}"
         self.started = time.monotonic()
         self.calls_seconds = 0.0
@@ -583,32 +599,38 @@ class FaultRun:
     async def _kill_worker(
         self, sf: CountingSalesforceStandin, worker: ChildProcess, store: Store
     ) -> None:
-        """SIGKILL the worker ``worker_kills`` times over the run, each time while its
-        composite request (the one that writes every record) hangs in Salesforce: every
-        other time *after* Salesforce has written the records, the worst moment for
-        duplicates. The worker is started again at once; the job's lease has to expire
-        before the new process takes it."""
+        """SIGKILL the worker ``worker_kills`` times over the run, each time in the middle
+        of the composite request that writes a call's records: the first, third, … time
+        right *after* Salesforce wrote them (the worst moment for duplicates), the others
+        before Salesforce carried the request out. The stand-in does the kill from the
+        thread serving that request (:meth:`CountingSalesforceStandin.arm_worker_kill`), so
+        the moment is exact, whatever the scheduling. The worker is started again at once;
+        the job's lease has to expire before the new process takes it."""
         plan = self.plan
-        abandoned: set[tuple[int, str, dt.datetime | None]] = set()  # by killed workers
         for number in range(plan.worker_kills):
             target = (number + 1) * plan.calls / (plan.worker_kills + 1)
             while self.calls_done < target and not self.calls_finished.is_set():
                 await asyncio.sleep(0.05)
-            kind = "timeout_after_processing" if number % 2 == 0 else "timeout"
-            served = sf.faults_served[kind]
-            sf.inject_fault(kind, path_contains="/composite")
-            deadline = time.monotonic() + 20
-            while sf.faults_served[kind] == served and time.monotonic() < deadline:
-                await asyncio.sleep(0.005)
-            worker.kill()
+            assert worker.process is not None
+            pid = worker.process.pid
+            armed = sf.arm_worker_kill(
+                after_write=number % 2 == 0, kill=lambda pid=pid: os.kill(pid, signal.SIGKILL)
+            )
+            # Calls still to come are delivered after this point, so a write does come.
+            if not await asyncio.to_thread(armed.done.wait, KILL_WAIT_SECONDS):
+                self.kill_errors.append(f"kill {number + 1}: no write reached Salesforce")
+                sf.disarm_worker_kill()
+                continue
+            worker.process.wait()
             self.kills += 1
-            leases = await asyncio.to_thread(_leases, store)
-            held, abandoned = leases - abandoned, leases
-            if sf.faults_served[kind] > served and held:
-                self.kills_mid_delivery += 1
-                self.touched_by_kill |= {sid for _, sid, _ in held}
-                if kind == "timeout_after_processing":
-                    self.kills_after_write += 1
+            self.kills_mid_delivery += 1
+            assert armed.call_sid is not None
+            self.touched_by_kill.add(armed.call_sid)
+            if armed.after_write:
+                self.kills_after_write += 1
+                self.killed_after_write.append(armed.call_sid)
+            else:
+                self.killed_before_write.append(armed.call_sid)
             worker.start()
 
     async def _drain(self, store: Store) -> None:
@@ -673,6 +695,15 @@ class FaultRun:
         report.duplicate_call_tasks = sum(n - 1 for n in per_call.values() if n > 1)
         report.duplicate_leads = sum(n - 1 for n in per_phone.values() if n > 1)
         report.lost = [sid for sid in sids if sid not in summaries or per_call[sid] == 0]
+        for sid in self.killed_after_write:
+            job = jobs.get(sid)
+            result = json.loads(job.result_json) if job and job.result_json else {}
+            if result.get("already_delivered"):
+                report.killed_after_write_found_written += 1
+        for sid in self.killed_before_write:
+            job = jobs.get(sid)
+            if job is not None and job.state == "delivered" and per_call[sid] == 1:
+                report.killed_before_write_delivered_once += 1
 
         touched = {c.call_sid for c in self.placed if c.duplicate_callbacks}
         touched |= {c.call_sid for c in self.placed if c.kind == "realtime_drop"}
@@ -682,9 +713,11 @@ class FaultRun:
 
         for call in self.placed:
             report.caller_errors += [f"{call.call_sid}: {e}" for e in call.caller_errors]
-        report.unexpected_errors = list(ai.internal_errors) + [
-            f"realtime session: {v}" for s in ai.sessions for v in s.violations
-        ]
+        report.unexpected_errors = (
+            list(ai.internal_errors)
+            + [f"realtime session: {v}" for s in ai.sessions for v in s.violations]
+            + self.kill_errors
+        )
         return report
 
 
@@ -702,13 +735,4 @@ def _jobs(store: Store, sids: list[str]) -> dict[str, OutboxJob]:
             job.call_sid: job
             for job in session.scalars(select(OutboxJob))
             if job.call_sid in wanted
-        }
-
-
-def _leases(store: Store) -> set[tuple[int, str, dt.datetime | None]]:
-    """(id, call sid, lease end) of every job some worker holds."""
-    with store.sessions() as session:
-        return {
-            (job.id, job.call_sid, job.locked_until)
-            for job in session.scalars(select(OutboxJob).where(OutboxJob.state == "delivering"))
         }

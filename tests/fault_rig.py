@@ -2,7 +2,11 @@
 instruments the run reads, and the product's own processes started and killed.
 
 - ``CountingSalesforceStandin`` counts the injected faults it actually served, by kind,
-  and the answers lost because the client died first (a worker killed mid-request);
+  and the answers lost because the client died first (a worker killed mid-request); and it
+  kills the delivery worker at an exact point of a delivery (:meth:`arm_worker_kill`):
+  while the composite request that writes a call's records is in Salesforce, either before
+  Salesforce carried it out or right after it wrote every record — from the thread serving
+  that request, so which of the two happened never depends on scheduling;
 - ``SharedClientTwilioStandin`` places calls exactly as ``TwilioStandin.place_call`` does,
   over one shared HTTP client;
 - ``ChildProcess`` runs ``receptionist worker``, or the app (``create_app(run_worker=False)``
@@ -13,20 +17,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.standins.salesforce import SalesforceStandin
+from tests.standins.salesforce_http import Response
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_call import CallPlan, CallRun
 from tests.standins.twilio_rest import LiveCall, new_sid
@@ -34,6 +43,36 @@ from tests.standins.twilio_script import CallerScript, CallResult
 
 BUSINESS_NUMBER = "+14155559999"
 PUBLIC_BASE_URL = "https://receptionist.example.com"
+
+
+@dataclass(slots=True)
+class WorkerKill:
+    """One armed kill of the delivery worker (``CountingSalesforceStandin.arm_worker_kill``)."""
+
+    after_write: bool
+    kill: Callable[[], None]
+    done: threading.Event = field(default_factory=threading.Event)
+    call_sid: str | None = None
+    """The call whose records the killed request was writing."""
+    write_attempts_let_through: int = 0
+    """Writes that failed on an injected fault before one succeeded (after_write only)."""
+
+
+def written_call_sid(method: str, path: str, raw: bytes) -> str | None:
+    """The CallSid whose call Task this request creates, if it is a write composite."""
+    if method != "POST" or not path.rstrip("/").endswith("/composite"):
+        return None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return None
+    for sub in body.get("compositeRequest") or []:
+        record = sub.get("body")
+        if "/sobjects/Task" in str(sub.get("url", "")) and isinstance(record, dict):
+            sid = record.get("CallObject") or record.get("Call_SID__c")
+            if sid:
+                return str(sid)
+    return None
 
 
 class CountingSalesforceStandin(SalesforceStandin):
@@ -44,6 +83,44 @@ class CountingSalesforceStandin(SalesforceStandin):
         self.faults_served: Counter[str] = Counter()
         self.requests_at_last_fault = 0
         self.answers_lost = 0
+        self._kill: WorkerKill | None = None
+
+    def arm_worker_kill(self, *, after_write: bool, kill: Callable[[], None]) -> WorkerKill:
+        """Call ``kill`` (which SIGKILLs the worker) on the next request that writes a
+        call's records, from the thread serving it: before Salesforce carries it out, or,
+        with ``after_write``, once Salesforce has written the call Task (a write that fails
+        on an injected fault is answered as usual and the kill waits for the next write).
+        The killed request gets no answer, as when a client dies mid-request."""
+        armed = WorkerKill(after_write, kill)
+        with self._lock:
+            assert self._kill is None, "one worker kill at a time"
+            self._kill = armed
+        return armed
+
+    def disarm_worker_kill(self) -> None:
+        with self._lock:
+            self._kill = None
+
+    def _data_request(
+        self, method: str, path: str, query: str, raw: bytes, headers: Any
+    ) -> Response:
+        sid = written_call_sid(method, path, raw)
+        with self._lock:
+            armed = self._kill if sid is not None else None
+            self._kill = None if armed is not None else self._kill
+        if armed is None:
+            return super()._data_request(method, path, query, raw, headers)
+        if armed.after_write:
+            response = super()._data_request(method, path, query, raw, headers)
+            if not any(t.get("CallObject") == sid for t in self.records("Task")):
+                armed.write_attempts_let_through += 1
+                with self._lock:
+                    self._kill = armed
+                return response
+        armed.call_sid = sid
+        armed.kill()
+        armed.done.set()
+        return Response(0, drop=True)
 
     def _take_fault(self, path: str, *, duplicates: bool) -> Any:
         fault = super()._take_fault(path, duplicates=duplicates)
