@@ -34,8 +34,8 @@ from tests.test_conversation_e2e import (
 BURST_PIPE_SPEECH = [
     "This is Maria Lopez",
     "A pipe just burst and my basement is flooding right now",
+    "12 Oak Street",
     "yes",
-    "as soon as possible",
 ]
 
 
