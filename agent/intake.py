@@ -148,6 +148,9 @@ _YES_RE = re.compile(
     r"este (?:n[uú]mero|mismo)|ese mismo|est[aá] bien)\b",
     re.I,
 )
+_ASKS_RE = re.compile(
+    r"\?|\b(?:how much|what (?:do|does|would|is|are)|do you|are you|can you tell)\b", re.I
+)
 _EMERGENCY_WORD_RE = re.compile(r"^\W*(?:emergency|emergencia)\W*$", re.I)
 
 
@@ -609,12 +612,12 @@ class Intake:
         ):
             values["urgency"] = reading.urgency or 2
             values["is_emergency"] = reading.urgency == 5
-        if reading.urgency == 1:
+        if reading.urgency == 1 or _ASKS_RE.search(text):
             answer = answer_from_faq(text, self._business.faq)
             answers = self._lang()["answers"]
             if answer is not None and self._state.language == "en":
                 self._say_next(Template(str(answers["faq"])).substitute(answer=answer))
-            else:
+            elif reading.urgency == 1:
                 self._say_next(str(answers["unknown"]))
 
     def _record_name(self, text: str) -> bool:
