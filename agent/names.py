@@ -95,7 +95,6 @@ _COMPANY_INTRO_RE = re.compile(
     r"(?:the\s+)?([^,.;!?]+)",
     re.IGNORECASE,
 )
-_TOKEN_RE = re.compile(r"[^\W\d_][\w'’.-]*|\d[\w-]*|[,.;!?]", re.UNICODE)
 # Outside an answer to "may I have your name?", only lead-ins that announce a name count
 # ("it's Tuesday", "I'm really cold" are not names).
 _STRICT_LEAD_RE = re.compile(
@@ -146,7 +145,7 @@ def read_name(text: str, *, spanish: bool = False, bare_allowed: bool = True) ->
         spanish = True
     if lead:
         body = body[lead.end() :]
-    tokens = _TOKEN_RE.findall(body)
+    tokens = _tokens(body)
     words: list[str] = []
     consumed = 0
     for token in tokens:
@@ -180,6 +179,22 @@ def read_name(text: str, *, spanish: bool = False, bare_allowed: bool = True) ->
     rest = re.sub(r"^[\s,.;!-]+", "", rest)
     first, last = _split(words, spanish=spanish)
     return NameReading(first, last, company, rest)
+
+
+def _tokens(body: str) -> list[str]:
+    """Whitespace-separated chunks, a trailing , . ; ! ? split off as its own token. A chunk
+    with anything else in it ("{!OwnerId}", "Robert');") is kept whole, so it is no name."""
+    tokens: list[str] = []
+    for chunk in body.split():
+        match = re.fullmatch(r"(.*?)([,;!?]+|(?<![A-Z])\.+|(?<=[A-Z])\.{2,})?", chunk, re.S)
+        word, tail = (match.group(1), match.group(2)) if match else (chunk, None)
+        if chunk.lower() in {"st.", "dr.", "mr.", "mrs.", "ms.", "jr.", "sr."}:
+            word, tail = chunk, None
+        if word:
+            tokens.append(word)
+        if tail:
+            tokens.append(tail[0])
+    return tokens
 
 
 def _after(body: str, words: list[str]) -> str:

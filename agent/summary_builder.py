@@ -79,14 +79,14 @@ def merged_urgency(learned: CallerDetails, reading: UrgencyReading) -> tuple[int
 
 
 def _without_repetition(need: str, details: str) -> str:
-    """``details`` without sentences that only repeat the need."""
+    """``details`` without the sentences that only repeat the need (the rest unchanged)."""
     key = " ".join(need.lower().strip(" .…").split())
     kept = []
-    for sentence in re.findall(r"[^.!?]+[.!?]*", details):
+    for sentence in re.split(r"(?<=[.!?])\s+", details.strip()):
         words = " ".join(sentence.lower().strip(" .!?").split())
         if words and (words == key or (len(key) > 12 and words in key)):
             continue
-        kept.append(sentence.strip())
+        kept.append(sentence)
     return " ".join(kept)
 
 

@@ -148,6 +148,7 @@ async def test_injection_through_the_scripted_intake_is_written_as_plain_data(
             MERGE_FIELD,  # still not a name: skipped
             f"{SOQL} my kitchen sink is leaking {MERGE_FIELD}",  # need
             "this week",  # urgency
+            "12 Oak Street",  # service address
             "yes this number",  # callback number
             PROMPT,  # callback time: the caller's words, nothing more
         ]
@@ -193,7 +194,9 @@ async def test_20_kb_answers_are_truncated_not_refused(
         public_base_url=PUBLIC_BASE_URL,
         from_=CALLER,
         to=BUSINESS_NUMBER,
-        script=CallerScript(speech=[HUGE, "Dana Reyes", HUGE, "this week", "yes", HUGE]),
+        script=CallerScript(
+            speech=[HUGE, "Dana Reyes", HUGE, "this week", "12 Oak Street", "yes", HUGE]
+        ),
         speed=8,
     )
     assert set(result.webhook_statuses) == {200}, result.webhook_statuses
