@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import phonenumbers
 
-__all__ = ["Screening", "screen_finished", "screen_inbound"]
+__all__ = ["Screening", "looks_like_robocall", "screen_finished", "screen_inbound"]
 
 Verdict = Literal["clean", "suspect", "spam"]
 
@@ -121,6 +121,13 @@ def screen_inbound(
     return result
 
 
+def looks_like_robocall(caller_texts: Sequence[str]) -> bool:
+    """Machine-like speech: a robocall script, not a person (so an "emergency notice"
+    robocall never wakes the on-call technician)."""
+    words = " ".join(t for t in caller_texts if t.strip())
+    return bool(_ROBOCALL_STRONG.search(words)) or len(_ROBOCALL_WEAK.findall(words)) >= 2
+
+
 def screen_finished(
     inbound: Screening,
     *,
@@ -134,9 +141,7 @@ def screen_finished(
     """
     result = inbound
     words = " ".join(t for t in caller_texts if t.strip())
-    strong = _ROBOCALL_STRONG.findall(words)
-    weak = _ROBOCALL_WEAK.findall(words)
-    if strong or len(weak) >= 2:
+    if looks_like_robocall(caller_texts):
         result = _escalate(result, "spam", "machine-like speech")
     if words:
         return result

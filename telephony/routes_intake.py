@@ -16,6 +16,7 @@ from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from agent.business import Business
 from agent.intake import Intake, IntakeStateError
+from agent.screening import looks_like_robocall
 from agent.summary import TranscriptTurn
 from crm.store import CallRecord
 from prompts import intake_script
@@ -73,6 +74,9 @@ async def _escalate_if_urgent(services: Services, call: CallRecord, intake: Inta
     on-call phone has been alerted (now or earlier, by any path)."""
     details = intake.details()
     if not (details.is_emergency or details.urgency == 5):
+        return False
+    if looks_like_robocall([text for who, text, _ in intake.turns() if who == "caller"]):
+        log.info("call %s: an 'emergency' in machine-like speech; no alert", call.call_sid)
         return False
     services.escalate(call.call_sid, details.need or "emergency reported in the intake")
     try:

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
+import httpx
+
 from agent.screening import Screening, screen_finished, screen_inbound
-from tests.conftest import CALLER, StartApp, wait_for
+from telephony.staff_auth import hash_password
+from tests.conftest import CALLER, ON_CALL_PHONE, StartApp, wait_for
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript
 from tests.test_conversation_e2e import (
@@ -92,8 +95,14 @@ async def test_a_blocklisted_number_is_refused_and_recorded(
 async def test_a_robocall_is_kept_for_staff_but_not_sent_to_the_crm(
     start_app: StartApp, twilio_standin: TwilioStandin
 ) -> None:
-    app = await start_app(**twilio_settings(twilio_standin))
-    result = await place_call(twilio_standin, app, CallerScript(speech=[ROBOCALL, ROBOCALL]))
+    """An "emergency notice" robocall: no on-call alert, no CRM record; the staff pages
+    show it as screened spam, with the reason."""
+    app = await start_app(
+        staff_password_hash=hash_password("pw", iterations=2_000),
+        **twilio_settings(twilio_standin),
+    )
+    robo = f"This is an emergency notice. {ROBOCALL}"
+    result = await place_call(twilio_standin, app, CallerScript(speech=[robo, robo]))
     store = app.services.store
     await wait_for(lambda: (c := store.get_call(result.call_sid)) and c.state != "active")
     call = store.get_call(result.call_sid)
@@ -102,6 +111,12 @@ async def test_a_robocall_is_kept_for_staff_but_not_sent_to_the_crm(
     assert store.get_summary(result.call_sid) is not None  # kept for the staff pages
     assert store.outbox_job(result.call_sid) is None
     assert local_crm(app) == {}
+    assert [m for m in twilio_standin.messages if m["To"] == ON_CALL_PHONE] == []
+    async with httpx.AsyncClient(base_url=app.url, auth=("staff", "pw")) as client:
+        listing = await client.get("/calls")
+        page = await client.get(f"/calls/{result.call_sid}")
+    assert "screened" in listing.text
+    assert "Spam screening: spam" in page.text and "machine-like speech" in page.text
 
 
 async def test_a_silent_unverified_call_is_spam(
