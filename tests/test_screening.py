@@ -6,9 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import httpx
+import pytest
 
 from agent.screening import Screening, screen_finished, screen_inbound
 from telephony.staff_auth import hash_password
