@@ -402,18 +402,22 @@ class Intake:
         state.say = self._with_preface(self._question(state.step, retry=True))
         self._add_agent_turn(state.say)
 
+    def _end_of_last_turn(self) -> float:
+        if not self._state.turns:
+            return 0.0
+        _, text, start = self._state.turns[-1]
+        return start + _seconds_to_say(text)
+
     def _add_agent_turn(self, text: str) -> None:
-        self._state.turns.append(("agent", text, round(self._state.last_at, 1)))
+        """We speak when the webhook arrives, and never before the caller finished."""
+        start = max(self._state.last_at, self._end_of_last_turn())
+        self._state.turns.append(("agent", text, round(start, 1)))
 
     def _add_caller_turn(self, text: str, arrived: float) -> None:
-        """The caller began speaking after our last line ended, and finished by ``arrived``."""
-        state = self._state
-        start = arrived - _seconds_to_say(text) - 1.0  # Twilio waits ~1 s of silence
-        last = next((t for t in reversed(state.turns) if t[0] == "agent"), None)
-        if last is not None:
-            start = max(start, last[2] + _seconds_to_say(last[1]))
-        start = min(max(0.0, start), arrived)
-        state.turns.append(("caller", text, round(start, 1)))
+        """The caller began speaking after our last line ended and had finished (plus the
+        ~1 s of silence Twilio waits for) when the webhook ``arrived``."""
+        start = max(arrived - _seconds_to_say(text) - 1.0, self._end_of_last_turn())
+        self._state.turns.append(("caller", text, round(max(0.0, start), 1)))
 
     # --- wording ---------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ import phonenumbers
 
 from agent.business import Business
 from agent.callbacks import callback_due
-from agent.caller_intents import short_line
+from agent.caller_intents import need_line, short_line
 from agent.details import CallerDetails
 from agent.keywords import details_from_keywords, find_keywords
 from agent.summary import CallSummary, TranscriptTurn
@@ -208,9 +208,12 @@ def build_summary(
             extraction="model" if model_details is not None else "deterministic",
             known_details=merged.details,
         )
-    need = short_line(
-        merged.need or findings.need_guess or f"Call from {caller_e164 or 'an unknown number'}"
-    )
+    language = merged.language or findings.language or "en"
+    need_text = merged.need or findings.need_guess
+    if learned.need is None and need_text and not language.startswith("en"):
+        # the caller's own words in another language: staff get an English line
+        need_text = need_line(" ".join(caller_texts), language=language)
+    need = short_line(need_text or f"Call from {caller_e164 or 'an unknown number'}")
     details = _without_repetition(need, merged.details or _fallback_details(caller_texts))
 
     return CallSummary(
@@ -236,7 +239,7 @@ def build_summary(
         call_date=now.astimezone(business.tz).date(),
         existing_customer=merged.existing_customer,
         new_project=bool(merged.new_project),
-        language=merged.language or findings.language or "en",
+        language=language,
         transcript=list(transcript),
         duration_seconds=max(0, duration_seconds),
         extraction="model" if model_details is not None else "deterministic",

@@ -255,3 +255,14 @@ def test_need_is_one_short_line() -> None:
     long_need = "Emergency repair " + "of the main water line " * 10
     summary = build(turns(("caller", "help")), model=CallerDetails(need=long_need, urgency=4))
     assert len(summary.need) <= 80 and "\n" not in summary.need
+
+
+def test_a_spanish_call_without_a_model_gets_an_english_need_and_keeps_the_words() -> None:
+    transcript = turns(
+        ("caller", "Se rompió una tubería en el sótano y hay agua por todas partes.")
+    )
+    summary = build(transcript)
+    assert summary.language == "es"
+    assert summary.need == "Burst pipe (basement) - caller spoke Spanish"
+    assert "tubería" in summary.details and summary.transcript == transcript
+    assert summary.is_emergency
