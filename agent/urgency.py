@@ -329,8 +329,8 @@ _RESOLVED = _rx(
     r" of|cleaned up|dried out|handled|under control)\b",
     r"\b(?:fixed|repaired|resolved) (?:it|that|the)\b|\btook care of (?:it|that)\b",
     r"\b(?:put|putting) (?:it|the fire) out\b|\bfire (?:is|was) out\b|\bwent out on its own\b",
-    r"\b(?:it|leak|water|flooding|the smell|smell|sparking|smoke) (?:has |finally |already )?"
-    r"(?:stopped|cleared|gone)\b(?! working)",
+    r"\b(?:it|leak|water|flooding|the smell|smell|sparking|smoke) (?:(?:has|is|finally|already"
+    r"|completely) )*(?:stopped|cleared|gone)\b(?! working)",
     r"\b(?:everything|all) (?:is |'s )?(?:fine|ok|okay|good) now\b|\bis (?:fine|ok|okay) now\b",
     r"\bya (?:lo )?(?:arreglaron|arreglamos|se arregl[oó])\b|\bya est[aá] (?:bien|arreglado)\b",
 )
@@ -416,13 +416,15 @@ def _clauses(texts: Iterable[str]) -> list[_Clause]:
     for text in texts:
         for sentence in _SENTENCE_RE.findall(_normal(text)):
             question = sentence.rstrip().endswith("?")
-            resolved = bool(_RESOLVED.search(sentence)) and not _negated_resolution(sentence)
+            resolved_from = _resolution_clause(sentence)
             shut = _WATER_SHUT_OFF.search(sentence)
             shut_off = shut is not None and not _negated(sentence, shut.start())
             past = False
             hypothetical = False
             pieces = _split_keep_offsets(sentence)
             for piece, offset in pieces:
+                # a resolution covers the clauses before it and its own ("a pipe burst but a
+                # plumber fixed it"), not the ones after ("the fire is out but there's smoke")
                 if not piece.strip():
                     continue
                 # A past marker rules its clause and the clauses it introduces, until a
@@ -442,7 +444,7 @@ def _clauses(texts: Iterable[str]) -> list[_Clause]:
                         sentence=sentence,
                         offset_in_sentence=offset,
                         past_segment=past,
-                        resolved=resolved,
+                        resolved=resolved_from is not None and offset <= resolved_from,
                         water_shut_off=shut_off,
                         question=question
                         or bool(_CAPABILITY_QUESTION.match(piece) or _ASKS_ABOUT_US.search(piece)),
@@ -454,9 +456,18 @@ def _clauses(texts: Iterable[str]) -> list[_Clause]:
     return out
 
 
-def _negated_resolution(sentence: str) -> bool:
-    match = _RESOLVED.search(sentence)
-    return match is not None and _negated(sentence, match.start())
+def _resolution_clause(sentence: str) -> int | None:
+    """Offset (in ``sentence``) of the last clause saying the problem is fixed or over."""
+    last = None
+    for offset in (o for _, o in _split_keep_offsets(sentence)):
+        piece = sentence[offset:]
+        clause_end = next(
+            (o for _, o in _split_keep_offsets(sentence) if o > offset), len(sentence)
+        )
+        match = _RESOLVED.search(piece[: clause_end - offset])
+        if match is not None and not _negated(piece, match.start()):
+            last = offset
+    return last
 
 
 def _split_keep_offsets(sentence: str) -> list[tuple[str, int]]:
@@ -527,11 +538,21 @@ def _degrees(clauses: Sequence[_Clause]) -> list[int]:
     return values
 
 
-def _resolved_later(clauses: Sequence[_Clause], index: int) -> bool:
-    """A later sentence says it is fixed/stopped ("A plumber already fixed it.")."""
+_REFERS_BACK = re.compile(r"\b(?:it|that|this|everything|all of it|lo|eso)\b", re.IGNORECASE)
+
+
+def _resolved_later(clauses: Sequence[_Clause], index: int, matched: str) -> bool:
+    """A later sentence says *it* is fixed or stopped ("A plumber already fixed it.") — or
+    names the same thing ("the gas is fixed"); "the faucet is fixed" leaves a gas smell."""
     sentence = clauses[index].sentence
-    later = [c for c in clauses[index + 1 :] if c.sentence != sentence]
-    return any(c.resolved for c in later)
+    words = set(_WORD_RE.findall(matched.lower()))
+    for clause in clauses[index + 1 :]:
+        if clause.sentence == sentence or not clause.resolved:
+            continue
+        said = set(_WORD_RE.findall(clause.text.lower()))
+        if _REFERS_BACK.search(clause.text) or words & said - {"the", "a", "is", "of"}:
+            return True
+    return False
 
 
 def read_urgency(texts: Sequence[str]) -> UrgencyReading:
@@ -542,7 +563,9 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
 
     def present(pattern: re.Pattern[str], **kw: bool) -> list[tuple[int, str]]:
         hits = [(i, m) for i, m in _present_matches(clauses, pattern, **kw)]
-        return [(i, m) for i, m in hits if not _resolved_later(clauses, i)]
+        if kw.get("allow_past"):
+            return hits
+        return [(i, m) for i, m in hits if not _resolved_later(clauses, i, m)]
 
     for name, pattern in (("gas", _GAS), ("carbon_monoxide", _CO), ("fire", _FIRE)):
         hits = present(pattern)
