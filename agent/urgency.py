@@ -27,6 +27,7 @@ The scale (DESIGN.md): 5 emergency now, 4 urgent today, 3 this week, 2 flexible 
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -302,6 +303,7 @@ _SCOPE_BREAKS = frozenset(
     | {"pero", "que", "ahora", "cause", "'cause", "plus", "also"}
 )
 _NEGATION_WINDOW = 5
+_LOOKBACK_CHARS = 150  # context read before a term: a few words, so a scan stays linear
 _WORD_RE = re.compile(r"[\w']+")
 _SENTENCE_RE = re.compile(r"[^.!?\n]+[.!?]*")
 _CLAUSE_SPLIT_RE = re.compile(
@@ -386,7 +388,7 @@ class _Clause:
 
 
 def _negated(clause: str, start: int) -> bool:
-    words: list[str] = _WORD_RE.findall(clause[max(0, start - 200) : start].lower())
+    words: list[str] = _WORD_RE.findall(clause[max(0, start - _LOOKBACK_CHARS) : start].lower())
     breaks = [i for i, word in enumerate(words) if word in _SCOPE_BREAKS]
     if breaks:
         words = words[breaks[-1] + 1 :]
@@ -459,12 +461,8 @@ def _clauses(texts: Iterable[str]) -> list[_Clause]:
 def _resolution_clause(sentence: str) -> int | None:
     """Offset (in ``sentence``) of the last clause saying the problem is fixed or over."""
     last = None
-    for offset in (o for _, o in _split_keep_offsets(sentence)):
-        piece = sentence[offset:]
-        clause_end = next(
-            (o for _, o in _split_keep_offsets(sentence) if o > offset), len(sentence)
-        )
-        match = _RESOLVED.search(piece[: clause_end - offset])
+    for piece, offset in _split_keep_offsets(sentence):
+        match = _RESOLVED.search(piece)
         if match is not None and not _negated(piece, match.start()):
             last = offset
     return last
@@ -487,11 +485,13 @@ def _split_keep_offsets(sentence: str) -> list[tuple[str, int]]:
 
 def _hypothetical(clause: _Clause, start: int) -> bool:
     # "worried it's a gas leak" is a hedge about now; "worried it could..." is not
-    return clause.hypothetical or bool(_HYPOTHETICAL_BEFORE.search(clause.text[:start].rstrip()))
+    before = clause.text[max(0, start - _LOOKBACK_CHARS) : start].rstrip()
+    return clause.hypothetical or bool(_HYPOTHETICAL_BEFORE.search(before))
 
 
 def _reported(clause: _Clause, start: int) -> bool:
-    sentence_before = clause.sentence[: clause.offset_in_sentence + start]
+    end = clause.offset_in_sentence + start
+    sentence_before = clause.sentence[max(0, end - 2 * _LOOKBACK_CHARS) : end]
     reports = list(_REPORTING.finditer(sentence_before))
     if not reports:
         return False
@@ -541,13 +541,16 @@ def _degrees(clauses: Sequence[_Clause]) -> list[int]:
 _REFERS_BACK = re.compile(r"\b(?:it|that|this|everything|all of it|lo|eso)\b", re.IGNORECASE)
 
 
-def _resolved_later(clauses: Sequence[_Clause], index: int, matched: str) -> bool:
+def _resolved_later(
+    clauses: Sequence[_Clause], resolved: Sequence[int], index: int, matched: str
+) -> bool:
     """A later sentence says *it* is fixed or stopped ("A plumber already fixed it.") — or
     names the same thing ("the gas is fixed"); "the faucet is fixed" leaves a gas smell."""
     sentence = clauses[index].sentence
     words = set(_WORD_RE.findall(matched.lower()))
-    for clause in clauses[index + 1 :]:
-        if clause.sentence == sentence or not clause.resolved:
+    for later in resolved[bisect.bisect_right(resolved, index) :]:
+        clause = clauses[later]
+        if clause.sentence == sentence:
             continue
         said = set(_WORD_RE.findall(clause.text.lower()))
         if _REFERS_BACK.search(clause.text) or words & said - {"the", "a", "is", "of"}:
@@ -558,6 +561,7 @@ def _resolved_later(clauses: Sequence[_Clause], index: int, matched: str) -> boo
 def read_urgency(texts: Sequence[str]) -> UrgencyReading:
     """Read urgency from the caller's words (only the caller's; see the module docstring)."""
     clauses = _clauses(texts)
+    resolved = [i for i, clause in enumerate(clauses) if clause.resolved]
     matched: list[str] = []
     hazards: list[Hazard] = []
 
@@ -565,7 +569,7 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
         hits = [(i, m) for i, m in _present_matches(clauses, pattern, **kw)]
         if kw.get("allow_past"):
             return hits
-        return [(i, m) for i, m in hits if not _resolved_later(clauses, i, m)]
+        return [(i, m) for i, m in hits if not _resolved_later(clauses, resolved, i, m)]
 
     for name, pattern in (("gas", _GAS), ("carbon_monoxide", _CO), ("fire", _FIRE)):
         hits = present(pattern)
