@@ -151,6 +151,12 @@ _YES_RE = re.compile(
 _ASKS_RE = re.compile(
     r"\?|\b(?:how much|what (?:do|does|would|is|are)|do you|are you|can you tell)\b", re.I
 )
+_SERVICE_WORDS_RE = re.compile(
+    r"\b(?:furnace|heater|heat|boiler|pipes?|toilet|sink|drain|faucet|shower|tub|ac|a/c|air"
+    r"|thermostat|outlets?|panel|breaker|wiring|lights?|roof|leak\w*|water|sewer|disposal"
+    r"|dishwasher|calentador|tuber[ií]a|inodoro|fregadero|aire|enchufe)\b",
+    re.IGNORECASE,
+)
 _EMERGENCY_WORD_RE = re.compile(r"^\W*(?:emergency|emergencia)\W*$", re.I)
 
 
@@ -634,7 +640,9 @@ class Intake:
             values["company"] = reading.company
         if not reading.found:
             rest = reading.rest
-            if rest and len(rest.split()) >= 3 and read_urgency([rest]).urgency is not None:
+            if rest and len(rest.split()) >= 3 and (
+                read_urgency([rest]).urgency is not None or _SERVICE_WORDS_RE.search(rest)
+            ):
                 self._record_need(rest)  # the need, said instead of the name
             return False
         values["first_name"] = (reading.first or "")[:80] or None
