@@ -97,7 +97,7 @@ _NOT_EXISTING = _rx(
 )
 _NEW_WORK = _rx(
     r"\binstall\w*\b|\breplac\w*\b|\bremodel\w*\b|\brenovat\w*\b|\baddition\b|\bupgrad\w*\b",
-    r"\badded\b",
+    r"\badded\b|\bswap\w*\b|\bswitch\w* (?:\w+ ){0,4}(?:to|for)\b|\bconvert\w*\b",
     r"\bquotes?\b|\bestimates?\b|\bbids?\b|\bnew (?!customer)(?:\w+ )?(?:water heater|furnace"
     r"|ac|a/c|unit|system|bathroom|kitchen|panel|toilet|faucet|boiler|heat pump|line|outlets?"
     r"|circuit|fixtures?|project)\b|\bproject\b|\badd (?:a|an|another|some)\b|\bput in (?:a|an)\b",

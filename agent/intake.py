@@ -640,8 +640,10 @@ class Intake:
             values["company"] = reading.company
         if not reading.found:
             rest = reading.rest
-            if rest and len(rest.split()) >= 3 and (
-                read_urgency([rest]).urgency is not None or _SERVICE_WORDS_RE.search(rest)
+            if (
+                rest
+                and len(rest.split()) >= 3
+                and (read_urgency([rest]).urgency is not None or _SERVICE_WORDS_RE.search(rest))
             ):
                 self._record_need(rest)  # the need, said instead of the name
             return False

@@ -175,7 +175,9 @@ _HOT = _rx(
 )
 _VULNERABLE = _rx(
     r"\belderly\b|\bsenior\b|\bgrand(?:ma|pa|mother|father|parents?)\b|\bnan\b|\bnana\b",
-    r"\b(?:[6-9]\d|1[01]\d)[- ]years?[- ]old\b|\bmy (?:mom|mother|dad|father) is (?:[7-9]\d)\b",
+    r"\b(?:[6-9]\d|1[01]\d)[- ]years?[- ]old\b",
+    r"\b(?:my|our) (?:mom|mother|dad|father|husband|wife|partner|grand\w+|aunt|uncle|tenant"
+    r"|neighbou?r|roommate) is (?:[7-9]\d|1[01]\d)\b(?! degrees)",
     r"\bnewborn\b|\binfant\b|\bbab(?:y|ies)\b|\btoddler\b|\bpregnant\b",
     r"\bdisabled\b|\bdisability\b|\boxygen\b|\bmedical (?:condition|equipment)\b",
     r"\bheart (?:condition|problems?)\b|\bdialysis\b|\bbedridden\b|\bhospice\b|\bcopd\b",

@@ -15,6 +15,7 @@ import argparse
 from tests.corpus import (
     call_cases,
     callback_cases,
+    heldout_call_cases,
     heldout_cases,
     name_cases,
     score_callbacks,
@@ -47,12 +48,15 @@ def main() -> None:
     callbacks = callback_cases()
     cb_accuracy, cb_misses = score_callbacks(callbacks)
     print(f"callbacks        n={len(callbacks):3}  accuracy {cb_accuracy:.3f}")
-    calls = score_calls(call_cases())
-    fields = "  ".join(f"{k} {v:.3f}" for k, v in calls.field_accuracy.items())
-    print(f"scripted calls   n={calls.calls:3}  all fields right {calls.all_fields:.3f}")
-    print(f"    per field: {fields}")
+    all_misses = misses + cb_misses
+    for title, cases in (("calls", call_cases()), ("held-out calls", heldout_call_cases())):
+        calls = score_calls(cases)
+        fields = "  ".join(f"{k} {v:.3f}" for k, v in calls.field_accuracy.items())
+        print(f"{title:16} n={calls.calls:3}  all fields right {calls.all_fields:.3f}")
+        print(f"    per field: {fields}")
+        all_misses += calls.misses
     if args.misses:
-        for miss in misses + cb_misses + calls.misses:
+        for miss in all_misses:
             print("    " + miss)
 
 

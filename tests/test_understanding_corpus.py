@@ -8,6 +8,7 @@ from __future__ import annotations
 from tests.corpus import (
     call_cases,
     callback_cases,
+    heldout_call_cases,
     name_cases,
     score_callbacks,
     score_calls,
@@ -42,7 +43,7 @@ def test_callback_accuracy() -> None:
 
 
 def test_whole_scripted_calls() -> None:
-    score = score_calls(call_cases())
+    score = score_calls(call_cases() + heldout_call_cases())
     assert score.all_fields >= 0.95, score.misses
     for field, accuracy in score.field_accuracy.items():
         assert accuracy >= 0.9, (field, score.misses)

@@ -92,9 +92,14 @@ def name_cases() -> list[NameCase]:
     return cases
 
 
-def call_cases() -> list[CallCase]:
-    data = json.loads((HERE / "calls.json").read_text(encoding="utf-8"))
+def call_cases(name: str = "calls.json") -> list[CallCase]:
+    data = json.loads((HERE / name).read_text(encoding="utf-8"))
     return [CallCase(**entry) for entry in data]
+
+
+def heldout_call_cases() -> list[CallCase]:
+    """Ten calls written after the intake was tuned on ``calls.json``, scored once first."""
+    return call_cases("calls_heldout.json")
 
 
 def heldout_cases() -> list[UrgencyCase]:
