@@ -82,6 +82,9 @@ _CO = _rx(
     r"|alarming|went off)))",
     r"\b(?:co|c\.o\.|carbon monoxide|monoxide) (?:alarm|detector|sensor)s? (?:\w+ ){0,3}"
     r"(?:going off|went off|sounding|blaring|alarming|beeping nonstop|keeps beeping)\b",
+    r"\b(?:co|carbon monoxide|monoxide) (?:alarm|detector|sensor)s? (?:[\w']+ ){0,6}(?:won'?t stop"
+    r" (?:beeping|going off|sounding)|\d+ ?ppm|reads? \d+)",
+    r"\b\d{2,4} ?ppm\b",
     r"\bmon[oó]xido de carbono\b",
     r"\balarma de (?:mon[oó]xido|co|gas) (?:est[aá] )?(?:sonando|suena)\b",
 )
@@ -91,7 +94,8 @@ _FIRE = _rx(
     r"\b(?:there'?s|there is|we have|i have|got) (?:a )?fire\b",
     r"\bon fire\b|\bcaught fire\b|\bcatching fire\b|\bin flames\b",
     r"\bflames?\b(?! (?:sensors?|rods?|retardant)\b)",
-    r"\bsmoke\b(?! (?:detectors?|alarms?|tests?|testing|free|shop)\b)(?!r)",
+    r"\bsmoke\b(?! (?:detectors?|alarms?|tests?|testing|free|shop)\b)(?!r)"
+    r"(?! (?:and|&|or|/) (?:carbon monoxide|co|heat) (?:detectors?|alarms?))",
     r"\bsmoke (?:detector|alarm)s? (?:\w+ ){0,2}(?:going off|went off|sounding|blaring)\b",
     r"\bsmok(?:ing|es)\b(?! (?:area|section))",
     r"\bspark(?:s|ing|ed)?\b(?! plugs?\b)",
@@ -140,7 +144,7 @@ _HEAT_FAILURE = _rx(
     r"|is out|went out|stopped working|quit|broke|is broken|not working|isn'?t working"
     r"|won'?t (?:turn on|start|come on|kick on|fire up|ignite|light)|is dead|went dead"
     r"|blowing cold|only blows cold|is off|packed in|gave out|gone out|crapped out|shut off"
-    r"|shuts off)\b",
+    r"|shuts off|has been out|has been off|has been down|been out)\b",
     r"\bheats? (?:is )?out\b",
     r"\bno (?:hot|warm) air\b",
     r"\bsin calefacci[oó]n\b|\bno (?:hay|tengo|tenemos) calefacci[oó]n\b",
@@ -152,7 +156,9 @@ _FREEZING = _rx(
     r"\bbelow (?:zero|freezing)\b|\bsingle digits\b|\bsub-?zero\b",
     r"\bsnow\w*\b|\bice storm\b|\bblizzard\b|\bpolar vortex\b|\bwind ?chill\b",
     r"\b(?:bitter(?:ly)?|so|really|very|extremely|brutally|ice) cold\b|\bminus \w+\b",
-    r"\bin the teens\b|\b(?:zero|five|ten|fifteen|twenty) degrees\b",
+    r"\bin the teens\b|\b(?:zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven"
+    r"|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|eighteen|nineteen|twenty"
+    r"|twenty-\w+|thirty) degrees\b",
     r"\bcongel\w*\b|\bhace (?:mucho )?fr[ií]o\b|\bhelad\w*\b|\bbajo cero\b|\bnev\w*\b",
 )
 _COOLING_FAILURE = _rx(
@@ -189,7 +195,8 @@ _DEGREES_RE = re.compile(r"\b(-?\d{1,3}) ?(?:degrees|°|grados)\b", re.IGNORECAS
 # --- other urgency signals -----------------------------------------------------------------
 
 _EMERGENCY_CLAIM = _rx(
-    r"\bemergenc(?:y|ies)\b(?! (?:generators?|lights?|lighting|exits?|kits?|funds?|brakes?"
+    r"\bemergenc(?:y|ies)\b(?! (?:[\w-]+ )?(?:generators?|lights?|lighting|exits?|kits?|funds?"
+    r"|brakes?|systems?|equipment|sensors?|alarms?"
     r"|rooms?|contacts?|shut-?offs?|shutoff valves?|valves?|plans?|numbers?|lines?|fees?"
     r"|rates?|pric\w+|charges?|surcharges?|costs?|pay|call-?out (?:fee|charge)|services?"
     r"|preparedness|supplies|radios?|backup|release|stop)\b)",
@@ -205,6 +212,7 @@ _URGENT = _rx(
     r"\bleak\w* (?:\w+ ){0,3}(?:ceiling|roof|pipe|from the|through the|under the|everywhere)\b",
     r"\bwater (?:is )?leaking\b|\bleaking water\b|\bactive leak\b",
     r"\boverflowing\b(?! (?:drain|tube|pipe))",
+    r"\b(?:is|are) backing up\b|\bonly (?:\w+ )?(?:toilet|bathroom)\b(?: \w+){0,4} won'?t flush\b",
     r"\b(?:toilet|sink|tub|drain|sewer|sewage)s? (?:\w+ ){0,2}(?:overflow\w*|backing up|backed"
     r" up|coming up)\b",
     r"\bsewage (?:\w+ ){0,3}(?:floor|basement|everywhere|coming)\b|\bsewer back-?up\b",
@@ -270,6 +278,8 @@ _INFO = _rx(
     r"\bsolo (?:tengo )?una pregunta\b|\bquer[ií]a (?:saber|preguntar)\b|\binformaci[oó]n\b",
     r"\b(?:i|we) (?:have|had|got) (?:a|one|some|another) (?:quick )?questions?\b",
     r"\bjust had a question\b|\bwhat should (?:i|we) do\b|\bwho (?:do|should) (?:i|we) call\b",
+    r"\b(?:your|the) (?:\w+ ){0,2}(?:fee|trip charge)s?\b|\bcharge for (?:a |the )?(?:visit"
+    r"|service call|estimate)s?\b|\bcobran por (?:la )?visita\b",
     r"\bhow late\b|\bare (?:you|y'all)(?: guys)? open\b|\bwhat (?:are )?your hours\b",
     r"\buna pregunta\b",
 )
@@ -310,7 +320,8 @@ _WORD_RE = re.compile(r"[\w']+")
 _SENTENCE_RE = re.compile(r"[^.!?\n]+[.!?]*")
 _CLAUSE_SPLIT_RE = re.compile(
     r"[,;:]|\s[-–—]\s|\b(?:but|pero|although|though|however|except|and now|and then"
-    r"|this time|right now|y ahora|ahora|and|y)\b",
+    r"|this time|right now|y ahora|ahora|y"
+    r"|and(?! (?:carbon monoxide|co|heat|smoke) (?:detectors?|alarms?)))\b",
     re.IGNORECASE,
 )
 _PAST = _rx(
@@ -411,6 +422,8 @@ _CONTRACTION_S_RE = re.compile(r"\b(?!let)(\w+)'s\b", re.IGNORECASE)
 def _normal(text: str) -> str:
     """Straight apostrophes, one space, and "'s" read as "is" ("heat's out" → "heat is out")."""
     text = " ".join(text.replace("\u2019", "'").replace("\u2018", "'").split())
+    text = re.sub(r"[¿¡]", "", text)
+    text = re.sub(r"\b(\w+)'s (been|got|gotten)\b", r"\1 has \2", text, flags=re.IGNORECASE)
     return _CONTRACTION_S_RE.sub(r"\1 is", text)
 
 
