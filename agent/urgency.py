@@ -63,6 +63,13 @@ def _rx(*patterns: str) -> re.Pattern[str]:
 
 # --- life-safety situations ----------------------------------------------------------------
 
+# A few words between two terms, none of them a negation ("water is not rising").
+_GAP = (
+    r"(?: (?!(?:not|no|never|nothing|isn'?t|wasn'?t|aren'?t|don'?t|doesn'?t|didn'?t|won'?t)\b)"
+    r"[\w']+){0,4}"
+)
+
+
 _GAS = _rx(
     r"\b(?:smell|reek|stink)(?:s|ing|ed)? (?:of |like )?(?:natural |propane )?gas\b"
     r"(?! (?:stove|bill|meter\b))",
@@ -74,6 +81,10 @@ _GAS = _rx(
     r"\bhiss\w* (?:\w+ ){0,5}(?:gas|meter|stove|gas line)\b",
     r"\b(?:huele|olor|oler) a gas\b",
     r"\bfuga de gas\b",
+    # either order, a few words apart: "an odor of gas", "gas ... you can smell it"
+    r"\b(?:smell\w*|odou?rs?|stink\w*|reek\w*|whiff|fumes)\b" + _GAP + r" (?:natural gas|gas"
+    r"|propane)\b(?! (?:stoves?|bills?|meters?|lines? installed|fireplaces?|grills?))",
+    r"\b(?:natural gas|propane|gas)\b" + _GAP + r" (?:smell\w*|odou?rs?|stink\w*|reek\w*)\b",
     r"\bse (?:est[aá] )?(?:sale|saliendo) el gas\b",
 )
 _CO = _rx(
@@ -103,6 +114,9 @@ _FIRE = _rx(
     r"\bburning (?:smell|odou?r|plastic|rubber)\b",
     r"\bsmell(?:s|ing)? (?:of |like )?(?:something )?(?:is )?(?:burning|burnt|burned)\b",
     r"\b(?:electrical|burnt|burned) smell\b",
+    r"\b(?:smell\w*|odou?rs?)\b" + _GAP + r" (?:burning|burnt|burned|scorched)\b",
+    r"\b(?:outlet|plug|switch|panel|breaker|cord|wall)s? (?:is |are |feels |feel )?(?:really |very"
+    r" |super )?hot\b(?! water)",
     r"\b(?:melted|melting|scorched|charred|blackened) (?:outlets?|wires?|wiring|plugs?|panel"
     r"|breakers?|switch\w*|cords?)\b",
     r"\b(?:outlet|panel|breaker|switch|wire|wires|wiring|cord|plug)s? (?:is |are )?(?:melting"
@@ -123,7 +137,10 @@ _FLOOD = _rx(
     r"\b(?:inches|inch|feet|foot) of water\b|\bankle[- ]deep\b",
     r"\b(?:burst|busted|bursted|broken|exploded|split|ruptured) (?:water )?(?:pipes?|mains?"
     r"|supply lines?|water lines?|hoses?)\b",
-    r"\b(?:pipe|line|hose)s? (?:\w+ ){0,2}(?:snapped|cracked open|came apart|broke off)\b",
+    r"\b(?:pipe|line|hose)s? (?:\w+ ){0,2}(?:snapped|cracked open|came apart|broke off|popped"
+    r" off|came off|blew off)\b",
+    r"\bwater\b" + _GAP + r" (?:pouring|gushing|spraying|everywhere|rising|filling up"
+    r"|flooding)\b",
     r"\b(?:is|are) (?:completely |totally )?under water\b",
     r"\b(?:pipe|main|water line|supply line|hose)s? (?:has |have |just |totally )?(?:burst"
     r"|busted|bursted|exploded|broke|split|ruptured|blew)\b",
@@ -146,7 +163,8 @@ _HEAT_FAILURE = _rx(
     r"|blowing cold|only blows cold|is off|packed in|gave out|gone out|crapped out|shut off"
     r"|shuts off|has been out|has been off|has been down|been out)\b",
     r"\bheats? (?:is )?out\b",
-    r"\bno (?:hot|warm) air\b",
+    r"\bno (?:hot|warm) air\b|\b(?:isn'?t|not|won'?t) heating\b|\bwon'?t heat\b",
+    r"\b(?:house|home|apartment|place) is (?:freezing|ice cold|an icebox)\b",
     r"\bsin calefacci[oó]n\b|\bno (?:hay|tengo|tenemos) calefacci[oó]n\b",
     r"\b(?:calefacci[oó]n|calefactor|caldera|horno|calentador de aire) no (?:funciona|prende"
     r"|enciende|sirve)\b",
@@ -383,6 +401,11 @@ _CALLBACK_TIME_RE = re.compile(
     r"|\bll[aá]m(?:e|en)(?:me|nos)\b|\bllamarme\b|\bme (?:pueden|puede) llamar\b",
     re.IGNORECASE,
 )
+_GONE_AFTER = re.compile(
+    r"^\W*(?:[\w']+ ){0,2}(?:is |are |has |have )?(?:not there|gone|no longer|went away"
+    r"|stopped|cleared|died down|under control|se fue|ya no)\b(?! working)",
+    re.IGNORECASE,
+)
 _CONTINUES_RE = re.compile(r"^\s*(?:and|or|y|o)\b", re.IGNORECASE)
 
 
@@ -523,12 +546,18 @@ def _present_matches(
     allow_past: bool = False,
     allow_question: bool = False,
     allow_hypothetical: bool = False,
+    hazard: bool = False,
 ) -> list[tuple[int, str]]:
-    """(clause index, matched text) for matches describing the caller's situation now."""
+    """(clause index, matched text) for matches describing the caller's situation now.
+
+    ``hazard``: also drop a danger said to be over right after it ("the gas smell is gone").
+    """
     found: list[tuple[int, str]] = []
     for index, clause in enumerate(clauses):
         for match in pattern.finditer(clause.text):
             if _negated(clause.text, match.start()):
+                continue
+            if hazard and _GONE_AFTER.match(clause.text[match.end() : match.end() + 60]):
                 continue
             if not allow_past and (clause.past_segment or clause.resolved):
                 continue
@@ -580,6 +609,9 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
     matched: list[str] = []
     hazards: list[Hazard] = []
 
+    def danger(pattern: re.Pattern[str]) -> list[tuple[int, str]]:
+        return present(pattern, hazard=True)
+
     def present(pattern: re.Pattern[str], **kw: bool) -> list[tuple[int, str]]:
         hits = [(i, m) for i, m in _present_matches(clauses, pattern, **kw)]
         if kw.get("allow_past"):
@@ -587,7 +619,7 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
         return [(i, m) for i, m in hits if not _resolved_later(clauses, resolved, i, m)]
 
     for name, pattern in (("gas", _GAS), ("carbon_monoxide", _CO), ("fire", _FIRE)):
-        hits = present(pattern)
+        hits = danger(pattern)
         if hits:
             hazards.append(name)
             matched.extend(m for _, m in hits)
@@ -597,7 +629,7 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
         hazards.append("carbon_monoxide")
         matched.extend(m for _, m in symptoms)
 
-    flood_hits = present(_FLOOD)
+    flood_hits = danger(_FLOOD)
     urgent_hits = present(_URGENT)
     if flood_hits:
         shut = any(clauses[i].water_shut_off for i, _ in flood_hits) or any(
