@@ -181,6 +181,7 @@ def test_safety_line_the_moment_danger_is_heard(business: Business) -> None:
     assert intake.done  # an emergency is called back as soon as possible: no time question
     details = intake.details()
     assert details.urgency == 5 and details.is_emergency
+    assert intake.urgency == 5 and intake.is_emergency  # what the on-call alert hook reads
     assert details.callback_window == "as soon as possible"
     assert "on-call" in intake.goodbye()
 
