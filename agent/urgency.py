@@ -632,12 +632,11 @@ def read_urgency(texts: Sequence[str]) -> UrgencyReading:
     flood_hits = danger(_FLOOD)
     urgent_hits = present(_URGENT)
     if flood_hits:
-        shut = any(clauses[i].water_shut_off for i, _ in flood_hits) or any(
-            c.water_shut_off and c.resolved is False for c in clauses if "shut" in c.text.lower()
-        )
+        # "I shut the main off": the water is contained — urgent today, no longer active
+        shut = any(clause.water_shut_off for clause in clauses)
         matched.extend(m for _, m in flood_hits)
         if shut:
-            urgent_hits.extend(flood_hits)  # contained: still urgent today, no longer active
+            urgent_hits.extend(flood_hits)
         else:
             hazards.append("flooding")
 
