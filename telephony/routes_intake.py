@@ -15,6 +15,7 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from agent.business import Business
+from agent.caller_intents import detect_language
 from agent.intake import Intake, IntakeStateError
 from agent.screening import looks_like_robocall
 from agent.summary import TranscriptTurn
@@ -148,9 +149,13 @@ async def resume(request: Request, services: ServicesDep, background: Background
     business = _business(services, call)
     if business is None:
         return twiml_response(twiml.hang_up())
-    intake = Intake(
-        business, call.caller_phone, known=known_details(call), resumed=True, at=_seconds_in(call)
-    )
+    known = known_details(call)
+    if known.language is None:  # a Spanish conversation continues in Spanish
+        said = " ".join(
+            str(t.get("text", "")) for t in call.transcript or [] if t.get("speaker") == "caller"
+        )
+        known = known.model_copy(update={"language": detect_language(said)})
+    intake = Intake(business, call.caller_phone, known=known, resumed=True, at=_seconds_in(call))
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
     # An emergency flagged before the drop: its alert is owed already; make sure it is out.

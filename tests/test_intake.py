@@ -361,3 +361,10 @@ def test_state_from_another_business_or_garbage_is_refused(business: Business) -
 )
 def test_urgency_from_words(words: str, urgency: int | None) -> None:
     assert urgency_from_words(words) == urgency
+
+
+def test_a_resumed_spanish_conversation_continues_in_spanish(business: Business) -> None:
+    known = CallerDetails(first_name="Ana", need="Fuga", urgency=4, language="es")
+    intake = Intake(business, CALLER, known=known, resumed=True)
+    prompt = intake.current()
+    assert prompt.language == "es-US" and prompt.say.startswith("Disculpe, se perdió la conexión")

@@ -12,13 +12,16 @@ from __future__ import annotations
 import datetime as dt
 
 from tests.conftest import BUSINESS_NUMBER, CALLER, StartApp
+from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
+from tests.standins.plugin_openai import MakeRealtimeStandin
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript
+from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
 from tests.test_conversation_e2e import (
     at,
     delivered,
     local_crm,
+    openai_settings,
     place_call,
     salesforce_settings,
     twilio_settings,
@@ -175,3 +178,38 @@ async def test_existing_customer_new_project_opens_an_opportunity_without_a_mode
     assert opportunity["AccountId"] == account_id
     assert opportunity["Name"] == "Quote To Add Central Air - 1200 Mission St"
     assert BUSINESS_NUMBER  # the call went to the configured business
+
+
+async def test_a_spanish_voice_call_that_drops_continues_in_spanish(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+) -> None:
+    """The Realtime connection drops after the caller spoke Spanish: the scripted intake
+    that takes over asks its remaining questions in Spanish (es-US, a Spanish voice)."""
+    turns = [
+        ScriptedTurn(
+            "Hola, me llamo Rosa Díaz y tengo una fuga de agua debajo del fregadero.",
+            reply="Gracias Rosa, anoté la fuga.",
+            reply_ms=800,
+            tool_calls=[
+                ToolCall(
+                    "record_caller_details",
+                    {"first_name": "Rosa", "last_name": "Díaz", "need": "Leak under the sink"},
+                )
+            ],
+        )
+    ]
+    ai: RealtimeStandin = await make_realtime_standin(turns=turns, extraction=None)
+    ai.drop_after_turns = 1
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    script = CallerScript(
+        steps=[ListenUntilAgentDone(), Say(ms=1000), ListenUntilAgentDone(), HangUp()],
+        speech=["hoy por favor", "calle Luna 15", "sí", "esta tarde"],
+    )
+    result = await place_call(twilio_standin, app, script)
+    assert result.gather_languages and set(result.gather_languages) == {"es-US"}
+    assert result.said[0].startswith("Disculpe, se perdió la conexión")
+    summary = await delivered(app, result.call_sid)
+    assert summary.language == "es" and summary.need == "Leak under the sink"
+    assert summary.service_address == "Calle Luna 15"
