@@ -11,6 +11,7 @@ fix; its figures are the honest estimate for new phrasing.
 from __future__ import annotations
 
 import argparse
+import time
 
 from tests.corpus import (
     call_cases,
@@ -18,6 +19,7 @@ from tests.corpus import (
     heldout_call_cases,
     heldout_cases,
     name_cases,
+    run_call,
     score_callbacks,
     score_calls,
     score_names,
@@ -58,6 +60,14 @@ def main() -> None:
     if args.misses:
         for miss in all_misses:
             print("    " + miss)
+    cases = call_cases()
+    answers = sum(len(c.answers) for c in cases)
+    started = time.perf_counter()
+    for _ in range(3):
+        for case in cases:
+            run_call(case)
+    per_answer = (time.perf_counter() - started) / (3 * answers) * 1000
+    print(f"cost             {per_answer:.2f} ms of CPU per scripted-intake answer (all readers)")
 
 
 if __name__ == "__main__":
