@@ -106,7 +106,7 @@ def test_full_english_call() -> None:
     assert findings == KeywordFindings(
         urgency=4,
         is_emergency=False,
-        matched_terms=findings.reading.matched,
+        matched_terms=("water heater is leaking",),
         reading=findings.reading,
         callback_requested=True,
         callback_window="tomorrow morning after 9",
