@@ -1,4 +1,5 @@
-"""build_summary: merging the sources; urgency only raised; injections inert."""
+"""build_summary: merging the sources; the model stands unless it missed a present danger;
+injections inert."""
 
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def test_missing_model_extraction_falls_back_to_keywords() -> None:
     assert summary.language == "en"
 
 
-def test_keywords_raise_urgency_over_a_low_model_rating() -> None:
+def test_a_present_flood_raises_a_low_model_rating() -> None:
     transcript = turns(
         ("caller", "Water is pouring through the kitchen ceiling, a pipe burst upstairs."),
     )
@@ -104,7 +105,7 @@ def test_keywords_raise_urgency_over_a_low_model_rating() -> None:
     assert summary.need == "Leak in kitchen ceiling"
 
 
-def test_keywords_never_lower_urgency() -> None:
+def test_the_reader_never_lowers_the_model_rating() -> None:
     transcript = turns(("caller", "It's not an emergency, I just want it looked at."))
     summary = build(transcript, model=CallerDetails(need="Inspection", urgency=4))
     assert summary.urgency == 4 and summary.rating == "Hot"
