@@ -206,8 +206,9 @@ class Services:
     async def finalize(self, call_sid: str, reason: str) -> None:
         """Finalize the call, then text the caller a confirmation where the business wants it."""
         summary = await self.finalizer.finalize(call_sid, reason=reason)
-        if summary is not None:
-            await self.confirm_to_caller(summary)
+        call = self.store.get_call(call_sid)
+        if summary is not None and not (call is not None and call.state == "screened"):
+            await self.confirm_to_caller(summary)  # never a text to a screened robocaller
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
@@ -218,6 +219,8 @@ class Services:
             return
         if business is None or not business.sms_to_caller or self.twilio is None:
             return
+        if not summary.callback_requested:
+            return  # "no need to call me back": no text promising a call
         to = summary.callback_phone or summary.caller_phone
         if not to.startswith("+"):
             return

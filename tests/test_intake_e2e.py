@@ -10,6 +10,7 @@ without any model; real turn offsets in the transcript.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 from tests.conftest import BUSINESS_NUMBER, CALLER, StartApp
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
@@ -19,6 +20,7 @@ from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
 from tests.test_conversation_e2e import (
     at,
+    businesses_file,
     delivered,
     local_crm,
     openai_settings,
@@ -135,9 +137,13 @@ async def test_spanish_spoken_first_and_the_safety_line_at_once(
 
 
 async def test_no_need_to_call_back_leaves_no_open_callback_task(
-    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: object
+    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
 ) -> None:
-    app = await start_app(**twilio_settings(twilio_standin))
+    """...and no confirmation text promising a call, though the business sends them."""
+    app = await start_app(
+        businesses_file=businesses_file(tmp_path, "sms_to_caller = true\n"),
+        **twilio_settings(twilio_standin),
+    )
     speech = ["Dana Reyes", "not urgent, I only have a question. No need to call me back."]
     result = await place_call(twilio_standin, app, CallerScript(speech=speech))
     assert result.errors == [] and result.ended_by == "app_hangup"
@@ -147,6 +153,7 @@ async def test_no_need_to_call_back_leaves_no_open_callback_task(
     assert summary.callback_requested is False
     records = local_crm(app)
     assert [task["Subject"] for task in records["Task"]] == [f"Call: {summary.need}"]
+    assert twilio_standin.messages == []
 
 
 async def test_existing_customer_new_project_opens_an_opportunity_without_a_model(

@@ -119,9 +119,14 @@ async def test_a_robocall_is_kept_for_staff_but_not_sent_to_the_crm(
 
 
 async def test_a_silent_unverified_call_is_spam(
-    start_app: StartApp, twilio_standin: TwilioStandin
+    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
 ) -> None:
-    app = await start_app(**twilio_settings(twilio_standin))
+    """Silence on a call that failed STIR/SHAKEN: spam — and, although the business texts
+    callers a confirmation and texts back missed calls, nothing is texted to it."""
+    extra = "sms_to_caller = true\nmissed_call_text_back = true\n"
+    app = await start_app(
+        businesses_file=businesses_file(tmp_path, extra), **twilio_settings(twilio_standin)
+    )
     script = CallerScript(speech=["", "", ""], stir_verstat="TN-Validation-Failed")
     result = await place_call(twilio_standin, app, script)
     store = app.services.store
@@ -132,6 +137,7 @@ async def test_a_silent_unverified_call_is_spam(
     assert screening["stir_verstat"] == "TN-Validation-Failed"
     assert "STIR/SHAKEN: TN-Validation-Failed" in screening["reasons"]
     assert local_crm(app) == {}
+    assert twilio_standin.messages == []
 
 
 async def test_a_business_can_still_send_spam_to_its_crm(
