@@ -65,3 +65,9 @@ class CrmWriter(Protocol):
     name: str
 
     def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult: ...
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """Update the records an earlier delivery of ``summary.call_sid`` wrote with its
+        amendment (``summary.amendment`` ≥ 1); idempotent per amendment. When nothing was
+        delivered yet, a plain delivery."""
+        ...

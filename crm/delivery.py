@@ -126,7 +126,11 @@ class DeliveryWorker:
         if summary is None:
             return self._finish(job, "dead", "no summary stored for this call")
         try:
-            result = self.writer.deliver(summary, self.profile_for(summary.business))
+            profile = self.profile_for(summary.business)
+            if summary.amendment:
+                result = self.writer.amend(summary, profile)
+            else:
+                result = self.writer.deliver(summary, profile)
         except CrmRateLimitedError as exc:
             delay = max(self.policy.rate_limit_delay, exc.retry_after or 0.0)
             return self._retry(job, exc, delay)

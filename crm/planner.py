@@ -121,13 +121,20 @@ class Lookup:
 
     contacts: tuple[FoundRecord, ...] = ()
     leads: tuple[FoundRecord, ...] = ()
+    open_callbacks: frozenset[str] = frozenset()
+    """Found records that already have an open callback Task (looked up for missed calls)."""
 
     def merged(self, other: Lookup) -> Lookup:
         seen = {r.id for r in (*self.contacts, *self.leads)}
         return Lookup(
             contacts=self.contacts + tuple(r for r in other.contacts if r.id not in seen),
             leads=self.leads + tuple(r for r in other.leads if r.id not in seen),
+            open_callbacks=self.open_callbacks | other.open_callbacks,
         )
+
+    @property
+    def record_ids(self) -> list[str]:
+        return [r.id for r in (*self.contacts, *self.leads)]
 
     @property
     def empty(self) -> bool:
@@ -300,6 +307,32 @@ def parse_query_records(sobject: str, result: Mapping[str, Any] | None) -> tuple
     return tuple(found)
 
 
+def call_task_soql(call_sid: str) -> str:
+    """The call's Task with the records it hangs off (an amendment updates them)."""
+    sid = escape_soql(call_sid)
+    return f"SELECT Id, WhoId, WhatId FROM Task WHERE CallObject = '{sid}'"  # noqa: S608
+
+
+def amendment_check_soql(call_sid: str, amendment: int) -> str:
+    """Finds the amended transcript if this amendment was written already."""
+    title = escape_soql(amendment_title(call_sid, amendment))
+    return f"SELECT Id FROM ContentVersion WHERE Title = '{title}'"  # noqa: S608
+
+
+def open_callback_soql(record_id: str) -> str:
+    """Finds an open callback Task on the record (an amendment adds none twice)."""
+    return open_callbacks_soql([record_id])
+
+
+def open_callbacks_soql(record_ids: Iterable[str]) -> str:
+    """The open callback Tasks on these records (a missed call adds none twice)."""
+    quoted = ", ".join(f"'{escape_soql(i)}'" for i in record_ids)
+    return (
+        "SELECT Id, WhoId FROM Task WHERE WhoId IN "  # noqa: S608 - ids are escaped
+        f"({quoted}) AND Subject LIKE 'Call back%' AND IsClosed = false"
+    )
+
+
 def delivered_check_soql(call_sid: str, schema: OrgSchema) -> str:
     """The query that finds this call's Task if an earlier delivery wrote it."""
     column = CALL_SID_FIELD if uses_call_sid_upsert(schema) else "CallObject"
@@ -357,6 +390,75 @@ def plan_delivery(
     return _Planner(summary, profile, schema, today).plan(lookup, duplicate_of)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveredCall:
+    """Where an earlier delivery of the call put it: its call Task and the record it is on."""
+
+    task_id: str
+    record_id: str
+    account_id: str | None = None
+
+
+def amendment_title(call_sid: str, amendment: int) -> str:
+    """The amended transcript's title; its existence marks the amendment as written."""
+    return f"Call transcript {call_sid} (amended {amendment})"
+
+
+def plan_amendment(
+    summary: CallSummary,
+    profile: CrmProfile,
+    delivered: DeliveredCall,
+    schema: OrgSchema,
+    *,
+    today: dt.date,
+    callback_already: bool,
+) -> Plan:
+    """The records an amendment updates: the call Task's summary (what the whole call
+    said), the whole transcript attached again to the same record, and a callback Task
+    when the later turns asked for one (``callback_already``: the first delivery had it)."""
+    planner = _Planner(summary, profile, schema, today)
+    planner.notes.append(
+        f"Amended: the caller went on after the call was first recorded ({summary.amendment})."
+    )
+    description = planner._call_description()
+    planner._add(
+        UpdateRecord(
+            "callTask",
+            "Task",
+            delivered.task_id,
+            {
+                "Description": description,
+                "CallDurationInSeconds": summary.duration_seconds,
+                "Priority": "High" if summary.urgency >= 4 else "Normal",
+            },
+        )
+    )
+    text = summary.transcript_text()
+    sid = summary.call_sid
+    planner._add(
+        CreateRecord(
+            "transcript",
+            "ContentVersion",
+            {
+                "Title": amendment_title(sid, summary.amendment),
+                "PathOnClient": f"transcript-{sid}-amended-{summary.amendment}.txt",
+                "VersionData": base64.b64encode((text or "(no transcript)").encode("utf-8")).decode(
+                    "ascii"
+                ),
+                "FirstPublishLocationId": delivered.record_id,
+            },
+        )
+    )
+    if summary.callback_requested and not callback_already:
+        planner._place_callback_task(delivered.record_id, delivered.account_id)
+    return Plan(
+        record_type_of(delivered.record_id),
+        delivered.record_id,
+        tuple(planner.actions),
+        tuple(planner.warnings),
+    )
+
+
 class _Planner:
     def __init__(
         self, summary: CallSummary, profile: CrmProfile, schema: OrgSchema, today: dt.date
@@ -404,11 +506,16 @@ class _Planner:
         return Plan(record_type, record, tuple(self.actions), tuple(self.warnings))
 
     def _missed_callback_already_open(self, lookup: Lookup) -> bool:
-        """Repeated hang-ups from one number the same day merge into one record: the Lead
-        the first one created (its Description dated today) already has the open callback."""
-        if not self.summary.missed_call or not lookup.leads or lookup.contacts:
+        """Repeated hang-ups from one number merge into one record: a missed call adds no
+        callback Task where one is open already (the adapters look that up for missed
+        calls), nor on a Lead a missed call created today (its Description is dated)."""
+        if not self.summary.missed_call or lookup.empty:
             return False
+        if lookup.contacts:
+            return choose(lookup.contacts, None).id in lookup.open_callbacks
         lead = choose(lookup.leads, self.summary.last_name)
+        if lead.id in lookup.open_callbacks:
+            return True
         return f"[{self.today.isoformat()}] {MISSED_CALL_NOTE}" in lead.text("Description")
 
     def _pick(self, sobject: str, candidates: tuple[FoundRecord, ...]) -> FoundRecord:

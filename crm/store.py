@@ -43,6 +43,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+AMENDMENT_PENDING = "_amendment_pending"
+"""Key in a call's details: turns arrived after finalization and await an amendment."""
+
+
 class Base(DeclarativeBase):
     """Declarative base shared by the store and the embedded local CRM."""
 
@@ -239,6 +243,15 @@ def _keep_bookkeeping(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[s
     return {**kept, **json.loads(json.dumps(new, default=str))}
 
 
+def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict[str, Any]) -> None:
+    """Turns (and details) for a finalized call, kept and marked for an amendment."""
+    call.transcript = [t.model_dump(mode="json") for t in transcript]
+    values = json.loads(json.dumps(details, default=str))
+    values[AMENDMENT_PENDING] = True
+    call.details = values
+    call.updated_at = utcnow()
+
+
 class Store:
     """Calls, summaries and the outbox over one engine. Every method is one transaction."""
 
@@ -295,9 +308,15 @@ class Store:
         transcript: list[TranscriptTurn],
         details: dict[str, Any],
     ) -> None:
-        """Write the transcript and captured details so far (crash recovery reads these)."""
+        """Write the transcript and captured details so far (crash recovery reads these).
+        On a call already finalized, turns beyond the summary's are kept for an amendment
+        (``save_late``), never dropped."""
         with self.sessions.begin() as session:
             call = session.get(CallRecord, call_sid)
+            if call is not None and call.state == "finalized":
+                if len(transcript) > len(call.transcript or []):
+                    _keep_late(call, transcript, details)
+                return
             if call is None or call.state != "active":
                 return
             call.transcript = [t.model_dump(mode="json") for t in transcript]
@@ -459,6 +478,49 @@ class Store:
             call.mode = "intake"
             call.intake_json = intake_json
             call.details = _keep_bookkeeping(call.details, details)
+
+    def save_late(
+        self,
+        call_sid: str,
+        transcript: list[TranscriptTurn],
+        details: dict[str, Any],
+        *,
+        intake_json: str | None = None,
+    ) -> bool:
+        """Keep turns that arrived after the call was finalized (never dropped); the call
+        is marked for an amendment. False when the call is not a finalized one."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is None or call.state != "finalized":
+                return False
+            _keep_late(call, transcript, details)
+            if intake_json is not None:
+                call.intake_json = intake_json
+            return True
+
+    def amend(self, summary: CallSummary) -> bool:
+        """Replace the call's summary with its amendment and queue its delivery: a job not
+        delivered yet simply delivers the amended summary; a delivered one is queued again
+        (the CRM updates the records it wrote). False when the call has no summary."""
+        with self.sessions.begin() as session:
+            record = session.get(SummaryRecord, summary.call_sid, with_for_update=True)
+            call = session.get(CallRecord, summary.call_sid)
+            if record is None or call is None:
+                return False
+            record.summary_json = summary.model_dump_json()
+            details = dict(call.details or {})
+            details.pop(AMENDMENT_PENDING, None)
+            call.details = details
+            job = session.scalars(
+                select(OutboxJob).where(OutboxJob.call_sid == summary.call_sid)
+            ).first()
+            if job is not None and job.state in ("delivered", "dead"):
+                job.state = "pending"
+                job.attempts = 0
+                job.next_attempt_at = utcnow()
+                job.locked_until = None
+                job.last_error = ""
+            return True
 
     def close_unsummarized(self, call_sid: str, reason: str) -> None:
         """The call needs no summary (the office picked up): nothing will finalize it."""

@@ -86,9 +86,21 @@ def create_app(
         services = Services.build(settings, crm=crm, clock=clock)
         app.state.services = services
         stop = asyncio.Event()
-        # Owed emergency alerts first (a crashed process may have left one unsent), then
-        # calls idle beyond the bound — never one another process is still serving.
-        await services.escalation.send_owed()
+        for business in services.businesses.businesses:
+            if business.office_phone and business.ring_timeout_seconds + 60 > (
+                settings.recovery_idle_seconds
+            ):
+                log.warning(
+                    "RECOVERY_IDLE_SECONDS=%g is too short for %s's ring_timeout_seconds=%d: "
+                    "a call still ringing the office could be recovered; set it above %d",
+                    settings.recovery_idle_seconds,
+                    business.number,
+                    business.ring_timeout_seconds,
+                    business.ring_timeout_seconds + 60,
+                )
+        # Calls idle beyond the bound — never one another process is still serving. Owed
+        # emergency alerts (a crashed process may have left one unsent) go out from the
+        # escalation loop's first sweep, at once, without holding up the start.
         await recover_idle_calls(services)
         background = [
             asyncio.create_task(services.escalation.run(stop)),

@@ -92,6 +92,7 @@ class BridgeContext:
     greeting_audio_for: Callable[[Business], bytes | None]
     hang_up: Callable[[str], Awaitable[None]] | None
     escalate: Callable[[str, str], object]
+    can_alert: bool
     transfer: Callable[[str, Business], Awaitable[object]] | None
     finalize: Callable[[str, str], Awaitable[Any]]
     live_calls: set[str]
@@ -181,6 +182,7 @@ class CallBridge:
             tools=tuple(TOOLS),
             greeting=self.business.greeting,
             warm_transfer=self.business.warm_transfer and self.ctx.transfer is not None,
+            on_call_alerts=bool(self.business.on_call_phone) and self.ctx.can_alert,
         )
         self.conversation = Conversation(config)
         opening = self.conversation.start(self.ctx.greeting_audio_for(self.business))

@@ -119,6 +119,8 @@ class Escalation:
             why = "no on-call phone" if business is not None else "no business"
             if self.twilio is None:
                 why = "Twilio REST not configured"
+            if call.alert_error == why:
+                return False  # said once already
             log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
             self.store.alert_failed(call_sid, why, retry_after=dt.timedelta(days=3650))
             return False
@@ -134,7 +136,8 @@ class Escalation:
             )
         except TwilioRestError as exc:
             log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
-            self.store.alert_failed(call_sid, str(exc), retry_after=self.retry_after)
+            error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
+            self.store.alert_failed(call_sid, error, retry_after=self.retry_after)
             return False
         self.store.alert_sent(call_sid)
         metrics.EMERGENCY_ALERTS.inc()

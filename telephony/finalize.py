@@ -21,7 +21,7 @@ from agent.extraction import extract_details
 from agent.screening import Screening, screen_finished
 from agent.summary import CallSummary, TranscriptTurn
 from agent.summary_builder import build_summary
-from crm.store import SCREENING_KEY, CallRecord, Store
+from crm.store import AMENDMENT_PENDING, SCREENING_KEY, CallRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -93,41 +93,10 @@ class CallFinalizer:
         call = self.store.get_call(call_sid)
         if call is None or call.state != "active":
             return None
+        summary = await self._summarize(call)
         business = self.business_for(call)
-        if business is None:
-            log.error(
-                "call %s: no business for %s; cannot build a summary",
-                call_sid,
-                call.business_number,
-            )
+        if summary is None or business is None:
             return None
-        transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
-        details = known_details(call)
-        now = self.clock()  # the business's "today" and "tomorrow" come from this
-        model_details = None
-        if self.openai_client is not None and transcript:
-            model_details = await extract_details(
-                self.openai_client(),
-                model=self.summary_model,
-                business_name=business.name,
-                transcript=transcript,
-                call_sid=call_sid,
-                today=now.astimezone(business.tz).date(),
-            )
-        summary = build_summary(
-            call_sid=call_sid,
-            business=business,
-            caller_phone=call.caller_phone,
-            transcript=transcript,
-            tool_details=details,
-            model_details=model_details,
-            now=now,
-            duration_seconds=(
-                call.duration_seconds
-                if call.duration_seconds is not None
-                else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
-            ),
-        )
         screening = screen_call(call, summary)
         if screening != Screening.from_json((call.details or {}).get(SCREENING_KEY)):
             self.store.note_screening(call_sid, screening.to_json())
@@ -151,6 +120,75 @@ class CallFinalizer:
         )
         self.on_finalized(summary)
         return summary
+
+    async def amend(self, call_sid: str) -> CallSummary | None:
+        """The amendment rule: turns that arrived after the call was finalized are kept
+        (``Store.save_late``); when the call really ends, the summary is rebuilt from the
+        whole call and replaces the stored one — delivered as is if the CRM has not been
+        written yet, else as an update of the same records (``amendment`` counts them)."""
+        lock = self._locks.setdefault(call_sid, asyncio.Lock())
+        try:
+            async with lock:
+                call = self.store.get_call(call_sid)
+                previous = self.store.get_summary(call_sid)
+                pending = call is not None and (call.details or {}).get(AMENDMENT_PENDING)
+                if call is None or previous is None or not pending:
+                    return None
+                summary = await self._summarize(call)
+                if summary is None:
+                    return None
+                summary = summary.model_copy(update={"amendment": previous.amendment + 1})
+                if not self.store.amend(summary):
+                    return None
+                log.info(
+                    "call %s amended (%d): %d turns",
+                    call_sid,
+                    summary.amendment,
+                    len(summary.transcript),
+                )
+                self.on_finalized(summary)
+                return summary
+        finally:
+            if not lock.locked():
+                self._locks.pop(call_sid, None)
+
+    async def _summarize(self, call: CallRecord) -> CallSummary | None:
+        call_sid = call.call_sid
+        business = self.business_for(call)
+        if business is None:
+            log.error(
+                "call %s: no business for %s; cannot build a summary",
+                call_sid,
+                call.business_number,
+            )
+            return None
+        transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
+        details = known_details(call)
+        now = self.clock()  # the business's "today" and "tomorrow" come from this
+        model_details = None
+        if self.openai_client is not None and transcript:
+            model_details = await extract_details(
+                self.openai_client(),
+                model=self.summary_model,
+                business_name=business.name,
+                transcript=transcript,
+                call_sid=call_sid,
+                today=now.astimezone(business.tz).date(),
+            )
+        return build_summary(
+            call_sid=call_sid,
+            business=business,
+            caller_phone=call.caller_phone,
+            transcript=transcript,
+            tool_details=details,
+            model_details=model_details,
+            now=now,
+            duration_seconds=(
+                call.duration_seconds
+                if call.duration_seconds is not None
+                else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
+            ),
+        )
 
     async def recover(self, *, idle_for: dt.timedelta | None) -> int:
         """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None)."""

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from agent.summary import TranscriptTurn
 from telephony.errors import TwilioRestError
 from telephony.services import Services
-from telephony.twilio_rest import LoggedCall
+from telephony.twilio_rest import LoggedCall, Voicemail
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,7 @@ async def reconcile(services: Services, *, since: dt.datetime | None = None) -> 
         report.errors.append("Twilio REST is not configured (TWILIO_ACCOUNT_SID/AUTH_TOKEN)")
         return report
     since = since or dt.datetime.now(dt.UTC) - DEFAULT_LOOKBACK
+    voicemails: dict[str, list[Voicemail]] | None = None
     for business in services.businesses.businesses:
         try:
             calls = await twilio.list_inbound_calls(to=business.number, since=since)
@@ -67,7 +68,14 @@ async def reconcile(services: Services, *, since: dt.datetime | None = None) -> 
             if services.store.get_call(logged.sid) is not None:
                 report.known += 1
                 continue
-            if await _record_unseen_call(services, logged, business.name, business.number):
+            if voicemails is None:  # fetched once per run, only when there is a call to record
+                try:
+                    voicemails = await twilio.voicemails_since(since)
+                except TwilioRestError as exc:
+                    log.error("reconcile: recordings unavailable (%s)", exc)
+                    voicemails = {}
+            left = voicemails.get(logged.sid, [])
+            if await _record_unseen_call(services, logged, business.name, business.number, left):
                 report.recorded.append(logged.sid)
     if report.recorded:
         log.warning("reconcile: recorded %d call(s) the service never saw", len(report.recorded))
@@ -75,7 +83,11 @@ async def reconcile(services: Services, *, since: dt.datetime | None = None) -> 
 
 
 async def _record_unseen_call(
-    services: Services, logged: LoggedCall, business_name: str, business_number: str
+    services: Services,
+    logged: LoggedCall,
+    business_name: str,
+    business_number: str,
+    voicemails: list[Voicemail],
 ) -> bool:
     store = services.store
     store.begin_call(
@@ -87,12 +99,6 @@ async def _record_unseen_call(
     )
     if logged.duration_seconds is not None:
         store.set_duration(logged.sid, logged.duration_seconds)
-    voicemails = []
-    if services.twilio is not None:
-        try:
-            voicemails = await services.twilio.voicemails(logged.sid)
-        except TwilioRestError as exc:
-            log.error("reconcile: recordings of %s unavailable (%s)", logged.sid, exc)
     transcript = [
         TranscriptTurn(speaker="caller", text=v.transcription, start=0.0)
         for v in voicemails

@@ -62,6 +62,9 @@ def _record(services: Services, call: CallRecord, intake: Intake) -> None:
             )
     details.update(intake.details().learned())
     details[INTAKE_TURNS_KEY] = len(turns)
+    if call.state == "finalized":  # a late turn: kept for the amendment, never dropped
+        services.store.save_late(call.call_sid, transcript, details, intake_json=intake.to_json())
+        return
     services.store.save_intake(call.call_sid, intake.to_json(), details)
     services.store.save_progress(call.call_sid, transcript, details)
 
@@ -103,6 +106,18 @@ def _goodbye(intake: Intake, *, alerted: bool) -> str:
         if text:
             return text.replace("$thanks", f"{thanks}, {first}" if first else thanks)
     return intake.goodbye()
+
+
+def _replace_last_agent_turn(services: Services, call_sid: str, said: str, instead: str) -> None:
+    call = services.store.get_call(call_sid)
+    if call is None:
+        return
+    transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
+    for turn in reversed(transcript):
+        if turn.speaker == "agent" and turn.text == said:
+            turn.text = instead
+            services.store.save_progress(call_sid, transcript, dict(call.details or {}))
+            return
 
 
 def _transfer_if_configured(
@@ -171,7 +186,9 @@ async def answer(request: Request, services: ServicesDep, background: Background
     """One ``<Gather>`` result: record it and ask the next question, or say goodbye."""
     params = await signed_form(request, services)
     call = services.store.get_call(params.get("CallSid", ""))
-    if call is None or call.state != "active" or not call.intake_json:
+    # A call finalized under a live caller (it looked idle to another process) goes on:
+    # its later answers are kept and amend the summary (see CallFinalizer.amend).
+    if call is None or call.state not in ("active", "finalized") or not call.intake_json:
         return twiml_response(twiml.hang_up())
     business = _business(services, call)
     if business is None:
@@ -204,7 +221,10 @@ async def answer(request: Request, services: ServicesDep, background: Background
         if transfer is not None:
             return transfer
     if intake.done:
+        goodbye = _goodbye(intake, alerted=alerted)
+        if goodbye != intake.goodbye():  # the transcript says what the caller really heard
+            _replace_last_agent_turn(services, call.call_sid, intake.goodbye(), goodbye)
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
-        return goodbye_response(intake, _goodbye(intake, alerted=alerted))
+        return goodbye_response(intake, goodbye)
     news = _escalation_words("alerted", intake) if alerted and not already else ""
     return gather_response(services, intake, news=news)

@@ -236,6 +236,18 @@ async def call_status(request: Request, services: ServicesDep) -> Response:
     call_sid = params.get("CallSid", "")
     status = params.get("CallStatus", "")
     duration = params.get("CallDuration", "")
+    business = services.business_for(params.get("To", ""))
+    if call_sid and status in FINAL_STATUSES and business is not None:
+        # A call that only ever produced this callback (its first webhook never reached
+        # us, or was lost with a process): recorded now, as a missed call — not left for
+        # reconcile to find, and never a Warm Lead.
+        services.store.begin_call(
+            call_sid,
+            business=business.name,
+            business_number=business.number,
+            caller_phone=params.get("From", ""),
+            mode="status",
+        )
     if call_sid and status in FINAL_STATUSES and duration.isdigit():
         services.store.set_duration(call_sid, int(duration))
     if call_sid and status in FINAL_STATUSES and call_sid not in services.live_calls:

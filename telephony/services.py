@@ -133,9 +133,17 @@ class Services:
             def openai_client() -> AsyncOpenAI:
                 return shared
 
+        escalation = Escalation(store=store, businesses=businesses, twilio=twilio)
+
         def on_finalized(summary: CallSummary) -> None:
             metrics.FINALIZED.inc()
+            if summary.missed_call and not summary.amendment:
+                metrics.MISSED_CALLS.inc()
             worker.wake.set()
+            if summary.is_emergency:
+                # Urgency 5 established only now (a call recovered after a crash, an
+                # emergency nobody flagged live): the alert is owed all the same — once.
+                escalation.record(summary.call_sid, summary.need)
 
         finalizer = CallFinalizer(
             store=store,
@@ -155,7 +163,7 @@ class Services:
             signatures=TwilioSignatures(settings.twilio_auth_token.get_secret_value()),
             twilio=twilio,
             finalizer=finalizer,
-            escalation=Escalation(store=store, businesses=businesses, twilio=twilio),
+            escalation=escalation,
             clock=clock,
             greetings=greetings,
             openai=client,
@@ -204,16 +212,19 @@ class Services:
             await self.twilio.hang_up(call_sid)
 
     async def finalize(self, call_sid: str, reason: str) -> None:
-        """Finalize the call, then text the caller a confirmation where the business wants it."""
+        """Finalize the call, then text the caller a confirmation where the business wants it.
+        A call finalized earlier whose later turns were kept is amended instead."""
         summary = await self.finalizer.finalize(call_sid, reason=reason)
-        call = self.store.get_call(call_sid)
-        if summary is not None and not (call is not None and call.state == "screened"):
-            await self.confirm_to_caller(summary)  # never a text to a screened robocaller
+        if summary is not None:
+            call = self.store.get_call(call_sid)
+            if not (call is not None and call.state == "screened"):
+                await self.confirm_to_caller(summary)  # never a text to a screened robocaller
+            return
+        await self.finalizer.amend(call_sid)
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
         if summary.missed_call:
-            metrics.MISSED_CALLS.inc()
             if business is not None:
                 await self.text_back_missed_call(summary, business)
             return
@@ -262,6 +273,7 @@ class Services:
             greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,
             escalate=self.escalate,
+            can_alert=self.twilio is not None,
             transfer=self.transfer if self.twilio is not None else None,
             finalize=self.finalize,
             live_calls=self.live_calls,

@@ -123,19 +123,20 @@ class TwilioActions:
         result: list[LoggedCall] = await self._run("call log", None, fetch)
         return result
 
-    async def voicemails(self, call_sid: str) -> list[Voicemail]:
-        """The recordings of one call, each with its transcription text if any."""
+    async def voicemails_since(self, since: dt.datetime) -> dict[str, list[Voicemail]]:
+        """Every recording made since ``since``, by CallSid (one paged list for all calls,
+        not one request per call), each with its transcription text if any."""
 
-        def fetch() -> list[Voicemail]:
-            found = []
-            for recording in self._client.recordings.list(call_sid=call_sid, page_size=20):
+        def fetch() -> dict[str, list[Voicemail]]:
+            found: dict[str, list[Voicemail]] = {}
+            for recording in self._client.recordings.list(date_created_after=since, page_size=100):
                 texts = [
                     str(t.transcription_text or "")
                     for t in self._client.recordings(recording.sid).transcriptions.list()
                     if t.status == "completed"
                 ]
                 uri = str(recording.uri or "").removesuffix(".json")
-                found.append(
+                found.setdefault(str(recording.call_sid), []).append(
                     Voicemail(
                         sid=str(recording.sid),
                         url=f"{TWILIO_DEFAULT_API}{uri}" if uri else "",
@@ -145,7 +146,7 @@ class TwilioActions:
                 )
             return found
 
-        result: list[Voicemail] = await self._run("recordings", call_sid, fetch)
+        result: dict[str, list[Voicemail]] = await self._run("recordings", None, fetch)
         return result
 
     async def send_sms(self, *, to: str, from_: str, body: str, call_sid: str | None = None) -> str:

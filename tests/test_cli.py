@@ -84,3 +84,16 @@ def test_invalid_businesses_file_stops_with_the_line(tmp_path: Path) -> None:
     result = run(["check"], env={"BUSINESSES_FILE": str(bad)}, cwd=tmp_path)
     assert result.returncode == 1
     assert "businesses.toml:4" in result.stdout and "timezone" in result.stdout
+
+
+def test_reconcile_setup_mistakes_are_one_line(tmp_path: Path) -> None:
+    """No Twilio credentials, or a --since it cannot read: one line naming the fix."""
+    result = run(["reconcile"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "reconcile needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (it reads Twilio's call log)"
+    )
+    bad = run(["reconcile", "--since", "yesterday"], cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "use a date (2025-03-04), a date-time, or 24h / 7d" in bad.stderr
+    assert "Traceback" not in result.stderr + bad.stderr

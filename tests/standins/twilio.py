@@ -142,6 +142,11 @@ class TwilioStandin:
                 )
         return sid
 
+    def fail_next_messages(self, count: int) -> None:
+        """The next ``count`` SMS requests fail with HTTP 500 (Twilio error 20500)."""
+        with self._state.lock:
+            self._state.failing_messages = count
+
     def rest_client_http(self) -> StandinTwilioHttpClient:
         """An HTTP client for ``twilio.rest.Client`` that talks to this stand-in."""
         return StandinTwilioHttpClient(self.api_base_url)

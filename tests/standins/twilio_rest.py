@@ -190,6 +190,8 @@ class RestState:
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     """(method, path, status) of every REST request, in order."""
     recordings: list[PastRecording] = field(default_factory=list)
+    failing_messages: int = 0
+    """The next this-many Messages requests fail with Twilio's 500 (code 20500)."""
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -433,9 +435,22 @@ def _recording_resource(state: RestState, recording: PastRecording) -> dict[str,
 
 
 def _list_recordings(request: Request, state: RestState) -> JSONResponse:
-    call_sid = request.query_params.get("CallSid")
+    query = request.query_params
+    call_sid = query.get("CallSid")
+    after = query.get("DateCreated>") or query.get("DateCreated>=")
+    before = query.get("DateCreated<") or query.get("DateCreated<=")
+    low = _parse_when(after, end_of_day=False) if after else None
+    high = _parse_when(before, end_of_day=True) if before else None
+    if (after and low is None) or (before and high is None):
+        return _error(400, 20001, "Invalid DateCreated filter")
     with state.lock:
-        recordings = [r for r in state.recordings if call_sid is None or r.call_sid == call_sid]
+        recordings = [
+            r
+            for r in state.recordings
+            if (call_sid is None or r.call_sid == call_sid)
+            and (low is None or r.created >= low)
+            and (high is None or r.created <= high)
+        ]
     recordings.sort(key=lambda r: (r.created, r.sid), reverse=True)
     return _page(
         request, "recordings", [(r.sid, _recording_resource(state, r)) for r in recordings]
@@ -536,6 +551,11 @@ def _call_update(form: dict[str, str]) -> CallUpdate | JSONResponse | None:
 
 
 async def _create_message(request: Request, state: RestState) -> JSONResponse:
+    with state.lock:
+        failing = state.failing_messages > 0
+        state.failing_messages -= 1 if failing else 0
+    if failing:
+        return _error(500, 20500, "Internal Server Error")
     form = await _form(request)
     if isinstance(form, JSONResponse):
         return form
