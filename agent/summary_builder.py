@@ -199,7 +199,7 @@ def build_summary(
         return _missed_call(
             call_sid=call_sid,
             business=business,
-            caller_phone=caller_e164 or caller_phone.strip()[:32],
+            caller_phone=caller_e164 or "",  # only a number is a caller ID
             known=caller_e164 is not None,
             transcript=transcript,
             caller_texts=caller_texts,
@@ -219,8 +219,8 @@ def build_summary(
     return CallSummary(
         call_sid=call_sid,
         business=business.name,
-        # an unparseable caller ID (blocked, "anonymous") is kept as Twilio sent it
-        caller_phone=caller_e164 or caller_phone.strip()[:32],
+        # only a number is a caller ID here; "anonymous", sip:/client: identities → ""
+        caller_phone=caller_e164 or "",
         first_name=merged.first_name,
         last_name=merged.last_name,
         company=merged.company,

@@ -265,17 +265,32 @@ def _returning(schema: OrgSchema) -> str:
 
 
 def phone_search_sosl(terms: Iterable[str], schema: OrgSchema) -> str | None:
-    """The SOSL phone lookup for ``terms``; None when there is nothing to search."""
-    escaped = [escape_sosl(t) for t in terms if t]
-    if not escaped:
+    """The SOSL phone lookup for ``terms``; None when there is nothing to search.
+
+    Only ASCII digit strings are searched (``lookup_phone_terms`` makes nothing else), so
+    no term can carry a word such as ``OR``/``AND``/``NOT`` or a wildcard into the query.
+    """
+    # SOSL refuses a one-character term; a phone term is longer anyway.
+    digits = [t for t in terms if len(t) >= 2 and t.isascii() and t.isdigit()]
+    if not digits:
         return None
-    return f"FIND {{{' OR '.join(escaped)}}} IN PHONE FIELDS RETURNING {_returning(schema)}"
+    return f"FIND {{{' OR '.join(digits)}}} IN PHONE FIELDS RETURNING {_returning(schema)}"
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL_RE = re.compile(rf"[^\s@]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 
 
 def email_search_sosl(email: str | None, schema: OrgSchema) -> str | None:
-    if not email or "@" not in email:
+    """The SOSL e-mail lookup: one address (no spaces, one ``@``, a host name after it) as
+    a quoted phrase with
+    every reserved character escaped, so ``OR``/``AND``/``NOT`` or wildcards in what a
+    caller spelled stay literal text. None when it is not an address."""
+    address = (email or "").strip()
+    if not _EMAIL_RE.fullmatch(address):
         return None
-    return f"FIND {{{escape_sosl(email.strip())}}} IN EMAIL FIELDS RETURNING {_returning(schema)}"
+    phrase = escape_sosl(address)
+    return f'FIND {{"{phrase}"}} IN EMAIL FIELDS RETURNING {_returning(schema)}'
 
 
 def ledger_phones(summary: CallSummary) -> list[str]:

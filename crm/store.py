@@ -7,15 +7,20 @@ same transaction, so a crash between the two cannot lose a call.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
     Connection,
@@ -25,10 +30,14 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     inspect,
+    make_url,
     or_,
     select,
     update,
@@ -37,6 +46,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from agent.summary import CallSummary, TranscriptTurn
+
+log = logging.getLogger(__name__)
 
 
 def utcnow() -> dt.datetime:
@@ -59,7 +70,14 @@ class CallRecord(Base):
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     business: Mapped[str] = mapped_column(String(255))
     business_number: Mapped[str] = mapped_column(String(32), default="")
+    # A valid E.164 number or "" (withheld, SIP, client...); ``caller_id`` is Twilio's
+    # ``From`` as sent (bounded), for staff.
     caller_phone: Mapped[str] = mapped_column(String(32), default="")
+    caller_id: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Set when a Media Stream is admitted: a call has one stream, ever, on any node.
+    stream_started_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     mode: Mapped[str] = mapped_column(String(16), default="realtime")
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -146,6 +164,23 @@ class OutboxJob(Base):
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 
 
+class OutboundSend(Base):
+    """One text or call the service placed on a caller's behalf, for rate limits shared by
+    every process on the database. ``destination_key`` is a keyed hash of the number, not
+    the number; rows older than a day are deleted by the retention purge."""
+
+    __tablename__ = "outbound_sends"
+    __table_args__ = (UniqueConstraint("call_sid", "purpose", name="uq_outbound_sends_call"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    business: Mapped[str] = mapped_column(String(255))
+    destination_key: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
@@ -183,10 +218,35 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _create_private_file(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600) before SQLite
+    creates it with the umask's mode; the -wal and -shm files SQLite makes beside it take
+    the same mode. An existing file is left as the operator set it (with a warning when
+    other users can read it)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the database file %s is readable by other users (mode %o): run chmod 600 on it",
+                path,
+                mode,
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys, and a new
+    database file is created 0600."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -199,6 +259,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 INITIAL_REVISION = "0001"
 # pg_advisory_xact_lock key serializing schema upgrades across processes ("rcpt").
 MIGRATION_LOCK_KEY = 0x72637074
+# ... and the outbound-send rate limit check across processes ("rcps").
+OUTBOUND_LOCK_KEY = 0x72637073
 
 
 def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
@@ -275,8 +337,13 @@ class Store:
         business_number: str,
         caller_phone: str,
         mode: str,
+        caller_id: str = "",
     ) -> None:
-        """Record a call as it starts; a repeated webhook for the same call changes nothing."""
+        """Record a call as it starts; a repeated webhook for the same call changes nothing.
+
+        ``caller_phone`` must be E.164 or empty (it is a ``String(32)``); ``caller_id`` is
+        Twilio's ``From`` as sent, of any length.
+        """
         with self.sessions.begin() as session:
             if session.get(CallRecord, call_sid) is not None:
                 return
@@ -285,16 +352,42 @@ class Store:
                     call_sid=call_sid,
                     business=business,
                     business_number=business_number,
-                    caller_phone=caller_phone,
+                    caller_phone=caller_phone[:32],
+                    caller_id=caller_id,
                     mode=mode,
                     transcript=[],
                     details={},
                 )
             )
 
+    def check_health(self) -> None:
+        """Read one row of every table the service writes; raises ``SQLAlchemyError`` when
+        the database is unreachable, corrupt or not migrated."""
+        with self.sessions() as session:
+            for model in (CallRecord, SummaryRecord, OutboxJob):
+                session.execute(select(model).limit(1)).first()
+
     def get_call(self, call_sid: str) -> CallRecord | None:
         with self.sessions() as session:
             return session.get(CallRecord, call_sid)
+
+    def claim_stream(self, call_sid: str, business_number: str) -> bool:
+        """Admit the call's one Media Stream: True for the first claim of a live Realtime
+        call of that business, False otherwise — one atomic UPDATE, so two processes
+        (or a replay racing the real stream) cannot both win."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(CallRecord)
+                .where(
+                    CallRecord.call_sid == call_sid,
+                    CallRecord.business_number == business_number,
+                    CallRecord.state == "active",
+                    CallRecord.mode == "realtime",
+                    CallRecord.stream_started_at.is_(None),
+                )
+                .values(stream_started_at=utcnow())
+            )
+            return result.rowcount == 1
 
     def set_mode(self, call_sid: str, mode: str) -> None:
         with self.sessions.begin() as session:
@@ -599,6 +692,79 @@ class Store:
             record = session.get(SummaryRecord, call_sid)
             return record.summary() if record else None
 
+    def claim_outbound(
+        self,
+        *,
+        kind: str,
+        business: str,
+        destination_key: str,
+        purpose: str,
+        call_sid: str | None,
+        now: dt.datetime,
+        window: dt.timedelta,
+        per_number: int,
+        per_business: int,
+    ) -> str | None:
+        """Record one outbound send and return ``None``, or return why it is refused
+        (nothing recorded): ``per_number`` sends of ``kind`` to ``destination_key`` and
+        ``per_business`` from ``business`` within ``window`` before ``now``, and one send
+        of ``purpose`` per ``call_sid``. Serialized across processes (SQLite's write lock,
+        a PostgreSQL advisory lock), so the limits hold for every node on the database."""
+        since = now - window
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif connection.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(OUTBOUND_LOCK_KEY)))
+            sends = OutboundSend
+            if call_sid is not None:
+                done = connection.execute(
+                    select(func.count())
+                    .select_from(sends)
+                    .where(sends.call_sid == call_sid, sends.purpose == purpose)
+                ).scalar_one()
+                if done:
+                    connection.rollback()
+                    return f"already sent a {purpose} for this call"
+            recent = (sends.kind == kind) & (sends.sent_at > since)
+            checks = (
+                (sends.destination_key == destination_key, per_number, "per-number"),
+                (sends.business == business, per_business, "per-business"),
+            )
+            for scope, limit, label in checks:
+                count = connection.execute(
+                    select(func.count()).select_from(sends).where(recent & scope)
+                ).scalar_one()
+                if count >= limit:
+                    connection.rollback()
+                    return f"{label} {kind} limit ({limit} an hour) reached"
+            connection.execute(
+                insert(OutboundSend).values(
+                    kind=kind,
+                    business=business,
+                    destination_key=destination_key,
+                    call_sid=call_sid,
+                    purpose=purpose,
+                    sent_at=now,
+                )
+            )
+            connection.commit()
+        return None
+
+    def forget_outbound(self, *, before: dt.datetime) -> int:
+        """Delete outbound-send rows older than ``before`` (they only serve rate limits)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(OutboundSend).where(OutboundSend.sent_at < before))
+            return int(result.rowcount or 0)
+
+    def forget_phone_ledger(self, *, before: dt.datetime) -> int:
+        """Delete CRM phone-ledger rows (they hold numbers) written before ``before``."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(PhoneLedgerEntry).where(PhoneLedgerEntry.written_at < before)
+            )
+            return int(result.rowcount or 0)
+
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
@@ -621,3 +787,86 @@ class StorePhoneLedger:
         self.store.remember_record(
             crm=self.crm, phones=phones, sobject=sobject, record_id=record_id, call_sid=call_sid
         )
+
+
+REDACTED = "(removed after the retention period)"
+
+
+def _redacted_summary(summary_json: str, call_sid: str, business: str) -> str:
+    """The summary without personal data: ids, business, urgency and outcome stay."""
+    try:
+        summary = CallSummary.model_validate_json(summary_json)
+    except ValidationError:  # unreadable: keep nothing of it rather than stop the purge
+        return CallSummary(
+            call_sid=call_sid, business=business or "unknown", need=REDACTED
+        ).model_dump_json()
+    kept = CallSummary(
+        call_sid=summary.call_sid,
+        business=summary.business,
+        need=REDACTED,
+        urgency=summary.urgency,
+        is_emergency=summary.is_emergency,
+        callback_requested=summary.callback_requested,
+        callback_due=summary.callback_due,
+        call_date=summary.call_date,
+        new_project=summary.new_project,
+        language=summary.language,
+        duration_seconds=summary.duration_seconds,
+        extraction=summary.extraction,
+    )
+    return kept.model_dump_json()
+
+
+def purge_personal_data(store: Store, *, delivered_before: dt.datetime, limit: int = 500) -> int:
+    """Remove the personal data of calls delivered to the CRM before ``delivered_before``:
+    transcript, details, caller numbers, intake state and the summary's contents. The call
+    row, its outcome and the outbox row stay (idempotency and the capture ledger need
+    them); the CRM keeps its own copy. Returns how many calls were purged (at most
+    ``limit`` per run; run it again until it returns 0)."""
+    with store.sessions.begin() as session:
+        sids = list(
+            session.scalars(
+                select(CallRecord.call_sid)
+                .join(OutboxJob, OutboxJob.call_sid == CallRecord.call_sid)
+                .where(
+                    OutboxJob.state == "delivered",
+                    OutboxJob.delivered_at < delivered_before,
+                    CallRecord.notes != PURGED_NOTE,
+                )
+                .limit(limit)
+            )
+        )
+        if not sids:
+            return 0
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid.in_(sids))
+            .values(
+                transcript=[],
+                details={},
+                caller_phone="",
+                caller_id="",
+                intake_json="",
+                emergency_reason="",
+                notes=PURGED_NOTE,
+            )
+        )
+        rows = session.execute(
+            select(SummaryRecord, CallRecord.business)
+            .join(CallRecord, CallRecord.call_sid == SummaryRecord.call_sid)
+            .where(SummaryRecord.call_sid.in_(sids))
+        ).all()
+        for record, business in rows:
+            record.summary_json = _redacted_summary(record.summary_json, record.call_sid, business)
+        # The CRM phone ledger holds numbers too; it is only read for a day after a write.
+        session.execute(
+            delete(PhoneLedgerEntry).where(
+                PhoneLedgerEntry.call_sid.in_(sids),
+                PhoneLedgerEntry.written_at
+                < min(delivered_before, utcnow() - dt.timedelta(days=1)),
+            )
+        )
+        return len(sids)
+
+
+PURGED_NOTE = "personal data purged"

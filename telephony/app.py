@@ -11,16 +11,35 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from crm.config import CrmWriter
-from telephony import routes_intake, routes_staff, routes_twilio
+from telephony import routes_intake, routes_staff, routes_twilio, twiml
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
 
 log = logging.getLogger(__name__)
+
+DATABASE_DOWN_MESSAGE = (
+    "Sorry, we cannot take your details right now because of a technical problem. "
+    "Please call back in a few minutes. Goodbye."
+)
+
+
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
+    """Apply the personal-data retention now and then every hour until ``stop``."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(services.purge_expired_personal_data)
+        except SQLAlchemyError as exc:
+            log.error("retention purge failed (%s); retrying later", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PURGE_INTERVAL_SECONDS)
 
 
 async def recover_idle_calls(services: Services) -> int:
@@ -108,6 +127,7 @@ def create_app(
         ]
         if services.twilio is not None and settings.reconcile_interval_seconds > 0:
             background.append(asyncio.create_task(reconcile_periodically(services, stop)))
+        background.append(asyncio.create_task(purge_periodically(services, stop)))
         worker = asyncio.create_task(services.worker.run(stop)) if run_worker else None
         greetings = asyncio.create_task(services.render_greetings())
         log.info(
@@ -129,8 +149,13 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await services.close()
 
+    docs = settings.api_docs_enabled  # the API description is off unless asked for
     app = FastAPI(
-        title="After-hours receptionist", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="After-hours receptionist",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.include_router(routes_twilio.router)
     app.include_router(routes_intake.router)
@@ -140,13 +165,24 @@ def create_app(
     async def refused(_request: Request, exc: TwilioRequestRefused) -> Response:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
 
+    @app.exception_handler(SQLAlchemyError)
+    async def database_failed(request: Request, exc: SQLAlchemyError) -> Response:
+        """The database cannot be reached: a caller still hears a message, never an error
+        (Twilio's call log keeps the call, and ``reconcile`` records it later)."""
+        log.error("%s: the database failed (%s)", request.url.path, type(exc).__name__)
+        if request.url.path.startswith("/twilio/") and request.url.path != "/twilio/status":
+            return Response(
+                content=twiml.say_and_hang_up(DATABASE_DOWN_MESSAGE), media_type="application/xml"
+            )
+        return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
+
     @app.get("/healthz")
     def healthz(services: ServicesDep) -> JSONResponse:
         try:
-            with services.store.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            services.store.check_health()
             database = "ok"
-        except Exception as exc:
+        except SQLAlchemyError as exc:
+            log.error("health check: the database failed (%s)", type(exc).__name__)
             database = f"error: {type(exc).__name__}"
         status = 200 if database == "ok" else 503
         return JSONResponse(

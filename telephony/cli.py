@@ -231,6 +231,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    from telephony.services import Services
+
+    settings = Settings()
+    services = Services.build(settings)
+    try:
+        purged = services.purge_expired_personal_data()
+    finally:
+        services.store.engine.dispose()
+    print(
+        f"removed the personal data of {purged} call(s) delivered over "
+        f"{settings.personal_data_retention_days} day(s) ago"
+    )
+    return 0
+
+
 def _since(value: str) -> dt.datetime:
     """``--since``: an ISO date or date-time (UTC unless it says otherwise), or hours ago
     as ``24h`` / days as ``7d``."""
@@ -318,6 +334,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="verify Twilio/OpenAI/Salesforce settings").set_defaults(
         func=cmd_check
     )
+    commands.add_parser(
+        "purge", help="remove local personal data past PERSONAL_DATA_RETENTION_DAYS"
+    ).set_defaults(func=cmd_purge)
+
     reconcile = commands.add_parser(
         "reconcile", help="record calls in Twilio's call log the service never saw"
     )

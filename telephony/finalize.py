@@ -16,6 +16,7 @@ from collections.abc import Callable
 from openai import AsyncOpenAI
 
 from agent.business import Business, BusinessDirectory
+from agent.caller_id import read_caller_id
 from agent.details import CallerDetails
 from agent.extraction import extract_details
 from agent.screening import Screening, screen_finished
@@ -32,6 +33,18 @@ def known_details(call: CallRecord) -> CallerDetails:
     return CallerDetails.model_validate(
         {k: v for k, v in stored.items() if k in CallerDetails.model_fields}
     )
+
+
+def note_missing_caller_id(summary: CallSummary, call: CallRecord) -> CallSummary:
+    """Say in the details why a call has no caller phone (withheld, SIP, app), so the CRM
+    record is honest about it; the raw identity stays in the database, not the CRM."""
+    if call.caller_phone or not call.caller_id or summary.missed_call:
+        return summary  # a missed call's details already say the number was withheld
+    note = f"No caller phone number: {read_caller_id(call.caller_id).describe()}."
+    if note in summary.details:
+        return summary
+    details = f"{summary.details} {note}".strip()
+    return summary.model_copy(update={"details": details[:32000]})
 
 
 def seconds_since_start(call: CallRecord, now: dt.datetime) -> float:
@@ -175,7 +188,7 @@ class CallFinalizer:
                 call_sid=call_sid,
                 today=now.astimezone(business.tz).date(),
             )
-        return build_summary(
+        summary = build_summary(
             call_sid=call_sid,
             business=business,
             caller_phone=call.caller_phone,
@@ -189,6 +202,7 @@ class CallFinalizer:
                 else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
             ),
         )
+        return note_missing_caller_id(summary, call)
 
     async def recover(self, *, idle_for: dt.timedelta | None) -> int:
         """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None)."""

@@ -9,6 +9,18 @@ STREAMS = Counter("receptionist_media_streams_total", "Media streams bridged to 
 WEBHOOKS_REJECTED = Counter(
     "receptionist_webhooks_rejected_total", "Twilio requests refused", ["reason"]
 )
+STREAMS_REFUSED = Counter(
+    "receptionist_media_streams_refused_total",
+    "Media stream starts refused (bad token, call not live, another business, second stream)",
+)
+OUTBOUND_REFUSED = Counter(
+    "receptionist_outbound_refused_total",
+    "Texts and calls not sent: destination not allowed or a rate limit reached",
+    ["kind", "reason"],
+)
+BINARY_FRAMES = Counter(
+    "receptionist_stream_binary_frames_total", "Binary websocket frames ignored on media streams"
+)
 STREAM_VIOLATIONS = Counter(
     "receptionist_stream_violations_total", "Malformed or unknown Media Streams frames ignored"
 )

@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from agent.caller_id import read_caller_id
 from agent.summary import TranscriptTurn
 from telephony.errors import TwilioRestError
 from telephony.services import Services
@@ -90,11 +91,13 @@ async def _record_unseen_call(
     voicemails: list[Voicemail],
 ) -> bool:
     store = services.store
+    caller_id = read_caller_id(logged.from_)  # sip:/client:/anonymous are not numbers
     store.begin_call(
         logged.sid,
         business=business_name,
         business_number=business_number,
-        caller_phone=logged.from_,
+        caller_phone=caller_id.e164 or "",
+        caller_id=caller_id.raw,
         mode="ledger",
     )
     if logged.duration_seconds is not None:

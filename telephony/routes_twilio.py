@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import urllib.parse
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
-from starlette.datastructures import FormData
 
 from agent.business import Business
+from agent.caller_id import read_caller_id
 from agent.intake import Intake
 from agent.screening import screen_inbound
 from telephony import metrics, twiml
@@ -44,19 +45,75 @@ class TwilioRequestRefused(Exception):
         self.status = status
 
 
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise TwilioRequestRefused("invalid Content-Length", 400)
+        if int(declared) > limit:
+            raise TwilioRequestRefused(f"request body over {limit} bytes", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TwilioRequestRefused(f"request body over {limit} bytes", 413)
+    return bytes(body)
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TwilioRequestRefused("the form body cannot be read", 400) from exc
+    return dict(pairs)
+
+
+def _refuse(request: Request, reason: str, why: str, status: int) -> TwilioRequestRefused:
+    metrics.WEBHOOKS_REJECTED.labels(reason=reason).inc()
+    log.warning("refused %s: %s", request.url.path, why)
+    return TwilioRequestRefused(why, status)
+
+
 async def signed_form(request: Request, services: Services) -> dict[str, str]:
-    """The POSTed form, after checking X-Twilio-Signature over our public URL."""
-    form: FormData = await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=64 * 1024)
-    params = {k: str(v) for k, v in form.multi_items()}
+    """The POSTed form, after checking X-Twilio-Signature over our public URL.
+
+    Nothing is spooled or parsed before the cheap checks: without a signature header the
+    body is never read; only ``application/x-www-form-urlencoded`` is accepted (Twilio
+    sends nothing else); the body is read into memory up to ``WEBHOOK_MAX_BYTES`` and
+    decoded as a plain query string (no multipart parser, no temporary files), and the
+    signature is verified before any value is used.
+    """
+    signature = request.headers.get("X-Twilio-Signature")
+    if not services.signatures.configured:
+        raise _refuse(request, "signature", "TWILIO_AUTH_TOKEN is not set", 503)
+    if not signature:
+        raise _refuse(request, "signature", "missing X-Twilio-Signature", 403)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    wrong_type = f"content type must be {FORM_CONTENT_TYPE}"
+    if media_type not in (FORM_CONTENT_TYPE, ""):
+        raise _refuse(request, "content_type", wrong_type, 415)
+    try:
+        body = await _bounded_body(request, services.settings.webhook_max_bytes)
+    except TwilioRequestRefused as exc:
+        raise _refuse(request, "body", exc.reason, exc.status) from None
+    if body and not media_type:  # only an empty POST may come without a content type
+        raise _refuse(request, "content_type", wrong_type, 415)
+    params = _parse_form(body)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     url = services.settings.public_url(path)
     try:
-        services.signatures.check(url, params, request.headers.get("X-Twilio-Signature"))
+        services.signatures.check(url, params, signature)
     except SignatureError as exc:
-        status = 503 if not services.signatures.configured else 403
-        metrics.WEBHOOKS_REJECTED.labels(reason="signature").inc()
-        log.warning("refused %s: %s", request.url.path, exc)
-        raise TwilioRequestRefused(str(exc), status) from exc
+        raise _refuse(request, "signature", str(exc), 403) from exc
     return params
 
 
@@ -70,7 +127,8 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
     params = await signed_form(request, services)
     call_sid = params.get("CallSid", "")
     to = params.get("To", "")
-    caller = params.get("From", "")
+    caller_id = read_caller_id(params.get("From"))
+    caller = caller_id.e164 or ""  # only a valid number is ever used as one
     business = services.business_for(to)
     if business is None or not call_sid:
         log.warning("call %s to an unknown number; answered with a message", call_sid or "?")
@@ -87,6 +145,7 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
         business=business.name,
         business_number=business.number,
         caller_phone=caller,
+        caller_id=caller_id.raw,
         mode="office" if ring_office else mode,
     )
     screening = screen_inbound(
@@ -223,7 +282,12 @@ def answer_with_receptionist(
     return twiml_response(
         twiml.connect_stream(
             stream_url=settings.public_ws_url("/twilio/stream"),
-            parameters={"business_number": business.number, "caller": caller, "call_sid": call_sid},
+            parameters={
+                "business_number": business.number,
+                "caller": caller,
+                "call_sid": call_sid,
+                "token": services.stream_token(call_sid, business),
+            },
             after_stream_url=settings.public_url("/twilio/intake/resume"),
         )
     )

@@ -20,14 +20,24 @@ from agent.summary import CallSummary
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker, RetryPolicy
 from crm.factory import build_crm
-from crm.store import Store
+from crm.store import Store, purge_personal_data
 from telephony import metrics
 from telephony.bridge import BridgeContext, RealtimeConnection
-from telephony.errors import TwilioRestError
+from telephony.errors import StreamRefused, TwilioRestError
 from telephony.escalation import Escalation
 from telephony.finalize import CallFinalizer
+from telephony.media_streams import StreamStarted
+from telephony.outbound import (
+    OutboundKind,
+    OutboundLimiter,
+    OutboundLimits,
+    confirmation_body,
+    sms_destination,
+    when_phrase,
+)
 from telephony.settings import Settings
 from telephony.signatures import TwilioSignatures
+from telephony.stream_tokens import StreamTokenError, StreamTokens
 from telephony.twilio_rest import TwilioActions
 
 log = logging.getLogger(__name__)
@@ -79,10 +89,12 @@ class Services:
     twilio: TwilioActions | None
     finalizer: CallFinalizer
     escalation: Escalation
+    outbound: OutboundLimiter
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
     openai: AsyncOpenAI | None = None
     live_calls: set[str] = field(default_factory=set)
+    stream_tokens: StreamTokens = field(default_factory=lambda: StreamTokens("", ttl_seconds=300))
 
     @classmethod
     def build(
@@ -133,7 +145,19 @@ class Services:
             def openai_client() -> AsyncOpenAI:
                 return shared
 
-        escalation = Escalation(store=store, businesses=businesses, twilio=twilio)
+        outbound = OutboundLimiter(
+            store,
+            OutboundLimits(
+                sms_per_number=settings.outbound_sms_per_number_per_hour,
+                sms_per_business=settings.outbound_sms_per_business_per_hour,
+                calls_per_number=settings.outbound_calls_per_number_per_hour,
+                calls_per_business=settings.outbound_calls_per_business_per_hour,
+            ),
+            secret=settings.twilio_auth_token.get_secret_value(),
+        )
+        escalation = Escalation(
+            store=store, businesses=businesses, twilio=twilio, limiter=outbound, clock=clock
+        )
 
         def on_finalized(summary: CallSummary) -> None:
             metrics.FINALIZED.inc()
@@ -164,9 +188,14 @@ class Services:
             twilio=twilio,
             finalizer=finalizer,
             escalation=escalation,
+            outbound=outbound,
             clock=clock,
             greetings=greetings,
             openai=client,
+            stream_tokens=StreamTokens(
+                settings.twilio_auth_token.get_secret_value(),
+                ttl_seconds=settings.stream_token_ttl_seconds,
+            ),
         )
 
     async def render_greetings(self) -> None:
@@ -198,6 +227,62 @@ class Services:
         if self.openai is not None:
             await self.openai.close()
         self.store.engine.dispose()
+
+    def admit_stream(self, started: StreamStarted) -> Business:
+        """The business of a Media Stream ``start``, or ``StreamRefused``: the token must be
+        ours for this CallSid and business and unexpired, and the call live, in Realtime
+        mode and never streamed before (one stream per call, claimed in the database, so
+        a replay to another node is refused too)."""
+        sid = started.call_sid
+        number = started.custom_parameters.get("business_number", "")
+        account = self.settings.twilio_account_sid
+        if account and started.account_sid != account:
+            raise StreamRefused("start names another Twilio account", call_sid=sid)
+        try:
+            self.stream_tokens.verify(
+                started.custom_parameters.get("token"), sid, number, now=self.clock().timestamp()
+            )
+        except StreamTokenError as exc:
+            raise StreamRefused(exc.reason, call_sid=sid) from None
+        business = self.business_for(number)
+        call = self.store.get_call(sid)
+        if business is None or call is None:
+            raise StreamRefused("unknown call", call_sid=sid)
+        if call.business_number != business.number:
+            raise StreamRefused("the call belongs to another business", call_sid=sid)
+        if call.state != "active" or call.mode != "realtime":
+            raise StreamRefused(
+                f"the call is not streaming ({call.state}, {call.mode})", call_sid=sid
+            )
+        if sid in self.live_calls or not self.store.claim_stream(sid, business.number):
+            raise StreamRefused("the call already had its media stream", call_sid=sid)
+        return business
+
+    def stream_token(self, call_sid: str, business: Business) -> str:
+        return self.stream_tokens.issue(call_sid, business.number, now=self.clock().timestamp())
+
+    def _allow(
+        self,
+        kind: OutboundKind,
+        *,
+        business: Business,
+        destination: str,
+        call_sid: str | None,
+        purpose: str,
+    ) -> bool:
+        refusal = self.outbound.acquire(
+            kind,
+            business=business.name,
+            destination=destination,
+            now=self.clock(),
+            call_sid=call_sid,
+            purpose=purpose,
+        )
+        if refusal is None:
+            return True
+        metrics.OUTBOUND_REFUSED.labels(kind=kind.value, reason="rate_limit").inc()
+        log.warning("call %s: %s not sent: %s", call_sid or "?", purpose, refusal)
+        return False
 
     def escalate(self, call_sid: str, reason: str) -> bool:
         """Urgency 5 is known for ``call_sid``: the on-call alert is owed (sent at once by
@@ -232,11 +317,22 @@ class Services:
             return
         if not summary.callback_requested:
             return  # "no need to call me back": no text promising a call
-        to = summary.callback_phone or summary.caller_phone
-        if not to.startswith("+"):
+        # Only a number allowed by the destination policy, in our own words, within limits.
+        to = sms_destination(summary.caller_phone, summary.callback_phone, business.region)
+        if to is None:
+            metrics.OUTBOUND_REFUSED.labels(kind="sms", reason="destination").inc()
+            log.info("call %s: no confirmation text (no number we may text)", summary.call_sid)
             return
-        when = summary.callback_window or "as soon as possible"
-        body = f"{business.name} got your request and will call you back {when}."
+        if not self._allow(
+            OutboundKind.SMS,
+            business=business,
+            destination=to,
+            call_sid=summary.call_sid,
+            purpose="confirmation",
+        ):
+            return
+        when = when_phrase(summary.callback_due, summary.call_date, urgent=summary.is_emergency)
+        body = confirmation_body(business.name, when)
         try:
             await self.twilio.send_sms(
                 to=to, from_=business.number, body=body, call_sid=summary.call_sid
@@ -249,8 +345,16 @@ class Services:
         no caller words in it."""
         if not business.missed_call_text_back or self.twilio is None:
             return
-        to = summary.caller_phone
-        if not (to.startswith("+") and to[1:].isdigit()) or to == business.number:
+        to = sms_destination(summary.caller_phone, None, business.region)
+        if to is None or to == business.number:
+            return
+        if not self._allow(
+            OutboundKind.SMS,
+            business=business,
+            destination=to,
+            call_sid=summary.call_sid,
+            purpose="missed-call text",
+        ):
             return
         body = (
             f"Sorry we missed your call to {business.name}. We'll call you back today "
@@ -263,12 +367,30 @@ class Services:
         except TwilioRestError as exc:
             log.error("call %s: missed-call text failed (%s)", summary.call_sid, exc)
 
+    def purge_expired_personal_data(self) -> int:
+        """Remove local personal data of calls delivered more than
+        ``PERSONAL_DATA_RETENTION_DAYS`` ago (the CRM keeps its copy); returns how many."""
+        days = self.settings.personal_data_retention_days
+        cutoff = self.clock() - dt.timedelta(days=days)
+        total = 0
+        while purged := purge_personal_data(self.store, delivered_before=cutoff):
+            total += purged
+        a_day_ago = self.clock() - dt.timedelta(days=1)
+        self.store.forget_outbound(before=a_day_ago)  # rate-limit rows: an hour is enough
+        # The CRM phone ledger holds numbers and is read for a day after each write.
+        self.store.forget_phone_ledger(before=min(cutoff, a_day_ago))
+        if total:
+            log.info(
+                "removed the personal data of %d call(s) delivered over %d days ago", total, days
+            )
+        return total
+
     def bridge_context(self) -> BridgeContext:
         settings = self.settings
         return BridgeContext(
             store=self.store,
             connect_realtime=self.connect_realtime if settings.openai_configured else None,
-            business_for=self.business_for,
+            admit_stream=self.admit_stream,
             instructions_for=self.instructions_for,
             greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,

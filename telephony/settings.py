@@ -58,6 +58,16 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: Annotated[float, Field(ge=0)] = 900.0
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
 
+    # Security limits (README "Security model").
+    webhook_max_bytes: Annotated[int, Field(ge=1024)] = 65536
+    stream_token_ttl_seconds: Annotated[int, Field(ge=10)] = 300
+    outbound_sms_per_number_per_hour: Annotated[int, Field(ge=1)] = 10
+    outbound_sms_per_business_per_hour: Annotated[int, Field(ge=1)] = 60
+    outbound_calls_per_number_per_hour: Annotated[int, Field(ge=1)] = 10
+    outbound_calls_per_business_per_hour: Annotated[int, Field(ge=1)] = 30
+    personal_data_retention_days: Annotated[int, Field(ge=0)] = 30
+    api_docs_enabled: bool = False
+
     @property
     def openai_configured(self) -> bool:
         return bool(self.openai_api_key.get_secret_value())

@@ -17,7 +17,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from telephony.errors import TwilioRestError
+from telephony.errors import TwilioRestError, scrub_numbers
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class TwilioActions:
             return await asyncio.wait_for(asyncio.to_thread(fn, **kwargs), self.timeout + 2)
         except TwilioRestException as exc:
             raise TwilioRestError(
-                f"Twilio refused {what}: {exc.msg}",
+                f"Twilio refused {what}: {scrub_numbers(str(exc.msg))}",
                 call_sid=call_sid,
                 status=exc.status,
                 code=exc.code,

@@ -458,7 +458,7 @@ def test_anonymous_caller_has_nothing_to_look_up() -> None:
 def test_sosl_and_soql_escaping() -> None:
     assert escape_sosl('a-b+c"d{e}\\f') == 'a\\-b\\+c\\"d\\{e\\}\\\\f'
     sosl = email_search_sosl("jane-doe+hvac@example.com", SCHEMA) or ""
-    assert sosl.startswith("FIND {jane\\-doe\\+hvac@example.com} IN EMAIL FIELDS RETURNING ")
+    assert sosl.startswith('FIND {"jane\\-doe\\+hvac@example.com"} IN EMAIL FIELDS RETURNING ')
     assert escape_soql("CA1' OR Id != '") == "CA1\\' OR Id != \\'"
     assert delivered_check_soql("CA1'x", SCHEMA) == (
         "SELECT Id, WhoId FROM Task WHERE CallObject = 'CA1\\'x'"

@@ -31,6 +31,7 @@ TABLES = {
     "outbox",
     "local_crm_records",
     "local_crm_deliveries",
+    "outbound_sends",
     "crm_phone_ledger",
 }
 
@@ -150,6 +151,7 @@ def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path:
         connection.commit()
     store.create_schema()
     assert current_revision(store.engine) == HEAD
+    assert schema_differences(store.engine) == []
     with store.sessions() as session:
         assert session.scalars(select(CallRecord.call_sid)).all() == ["CA" + "2" * 32]
 
