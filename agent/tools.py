@@ -150,11 +150,11 @@ TOOLS: list[dict[str, Any]] = [
         "pipe, gas smell, sparks or burning smell, smoke, carbon monoxide alarm, sewage "
         "backup, no heat in freezing weather).",
         {
-            "reason": _text("What is happening, in a few words.", 255) | {"minLength": 1},
+            "reason": _text("What is happening, in a few words.", 255),
             "service_address": _DETAIL_PROPERTIES["service_address"],
             "need": _DETAIL_PROPERTIES["need"],
         },
-        ["reason"],
+        [],
     ),
     _tool(
         "end_call",
@@ -174,12 +174,31 @@ class _CallbackArgs(BaseModel):
     callback_phone: str | None = Field(default=None, max_length=32)
 
 
-class _EmergencyArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+_EMERGENCY_LIMITS = {"reason": 255, "service_address": 500, "need": 255}
 
-    reason: str = Field(min_length=1, max_length=255)
-    service_address: str | None = Field(default=None, max_length=500)
-    need: str | None = Field(default=None, max_length=255)
+
+def _emergency(arguments_json: str) -> FlagEmergency:
+    """``flag_emergency`` is safety-critical and never refused: whatever the arguments look
+    like (missing or empty ``reason``, unknown keys, over-long text, even invalid JSON),
+    the emergency stands; usable text values are kept, trimmed to their limits."""
+    try:
+        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
+    except json.JSONDecodeError:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        arguments = {}
+    values: dict[str, str | None] = {}
+    for key, limit in _EMERGENCY_LIMITS.items():
+        raw = arguments.get(key)
+        text = " ".join(raw.split())[:limit] if isinstance(raw, str) else ""
+        values[key] = text or None
+    details = CallerDetails(
+        service_address=values["service_address"],
+        need=values["need"],
+        urgency=5,
+        is_emergency=True,
+    )
+    return FlagEmergency(values["reason"] or values["need"] or "emergency", details)
 
 
 class _EndCallArgs(BaseModel):
@@ -203,6 +222,8 @@ def parse_tool_call(name: str, arguments_json: str) -> ToolRequest:
     """The model's function call as a request; ``ToolArgumentsError`` if it cannot be used."""
     if name not in _TOOL_NAMES:
         raise ToolArgumentsError(f"there is no tool named {name[:64]!r}")
+    if name == "flag_emergency":
+        return _emergency(arguments_json)
     try:
         arguments = json.loads(arguments_json) if arguments_json.strip() else {}
     except json.JSONDecodeError:
@@ -218,25 +239,18 @@ def parse_tool_call(name: str, arguments_json: str) -> ToolRequest:
         if name == "request_callback":
             callback = _CallbackArgs.model_validate(arguments)
             return RequestCallback(callback.callback_window, callback.callback_phone)
-        if name == "flag_emergency":
-            emergency = _EmergencyArgs.model_validate(arguments)
-            details = CallerDetails(
-                service_address=emergency.service_address,
-                need=emergency.need,
-                urgency=5,
-                is_emergency=True,
-            )
-            return FlagEmergency(emergency.reason, details)
         end = _EndCallArgs.model_validate(arguments)
         return EndCall(end.reason or "model ended the call")
     except ValidationError as exc:
         raise ToolArgumentsError(_describe(name, exc)) from None
 
 
-def tool_result(request: ToolRequest, *, transferring: bool = False) -> str:
+def tool_result(request: ToolRequest, *, transferring: bool = False, alerting: bool = True) -> str:
     """The ``function_call_output`` text telling the model what happened and what to say.
 
     ``transferring`` (emergencies only): the call is being connected to the on-call phone.
+    ``alerting`` (emergencies only): an on-call phone can be texted; without one the model
+    must not tell the caller the on-call team was alerted.
     """
     if isinstance(request, RecordDetails):
         saved = ", ".join(request.details.learned()) or "nothing new"
@@ -251,6 +265,13 @@ def tool_result(request: ToolRequest, *, transferring: bool = False) -> str:
             return (
                 "Emergency flagged. The call is being connected to the on-call technician now: "
                 "tell the caller in one short sentence that you are putting them through."
+            )
+        if not alerting:
+            return (
+                "Emergency recorded as urgent for the team. Do not say anyone has been "
+                "alerted or will call back at once. If anyone is in danger (gas smell, fire, "
+                "sparks, smoke, carbon monoxide) tell them to leave the building and call 911 "
+                "first. Make sure you have their name, the address and the best callback number."
             )
         return (
             "Emergency flagged for the on-call team, who will call back as soon as possible. "

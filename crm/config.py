@@ -46,6 +46,18 @@ class DeliveryResult:
     api_requests: int = 0
     warnings: tuple[str, ...] = ()
     already_delivered: bool = False
+    instance_url: str = ""  # the Salesforce org's URL, for links to the records
+
+
+class PhoneLedger(Protocol):
+    """Records this service wrote to the CRM, by phone number (E.164): found again while
+    the CRM's search index has not caught up with them yet."""
+
+    def recent(self, phones: list[str]) -> list[tuple[str, str]]:
+        """(sObject, record id) written for any of ``phones`` recently, newest first."""
+        ...
+
+    def remember(self, phones: list[str], sobject: str, record_id: str, call_sid: str) -> None: ...
 
 
 class CrmWriter(Protocol):
@@ -54,3 +66,9 @@ class CrmWriter(Protocol):
     name: str
 
     def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult: ...
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """Update the records an earlier delivery of ``summary.call_sid`` wrote with its
+        amendment (``summary.amendment`` ≥ 1); idempotent per amendment. When nothing was
+        delivered yet, a plain delivery."""
+        ...

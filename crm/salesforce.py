@@ -19,6 +19,7 @@ Every data request carries a timeout; a 401 renews the token once and retries.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -42,7 +43,7 @@ from simple_salesforce.exceptions import (
 )
 
 from agent.summary import CallSummary
-from crm.config import CrmProfile, DeliveryResult, SalesforceConfig
+from crm.config import CrmProfile, DeliveryResult, PhoneLedger, SalesforceConfig
 from crm.errors import (
     CrmAuthError,
     CrmConfigurationError,
@@ -54,19 +55,28 @@ from crm.errors import (
 from crm.org_schema import OrgSchema, parse_describe
 from crm.planner import (
     CreateRecord,
+    DeliveredCall,
     FoundRecord,
     Lookup,
     Plan,
     Ref,
     UpdateRecord,
     UpsertRecord,
+    amendment_check_soql,
+    call_task_soql,
     delivered_check_soql,
     email_search_sosl,
+    ledger_phones,
     lookup_phone_terms,
+    open_callback_soql,
+    open_callbacks_soql,
+    parse_query_records,
     parse_search_result,
     phone_search_sosl,
+    plan_amendment,
     plan_delivery,
     record_type_of,
+    records_by_id_soql,
 )
 from crm.salesforce_auth import AccessToken, SalesforceAuth
 
@@ -145,9 +155,13 @@ class SalesforceCrm:
         schema_ttl: float = SCHEMA_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         schema: OrgSchema | None = None,
+        ledger: PhoneLedger | None = None,
     ):
-        """``schema``: a describe result to start from (treated as just loaded)."""
+        """``schema``: a describe result to start from (treated as just loaded).
+        ``ledger``: the records this service wrote by phone, found again while SOSL's
+        index lags (a repeat caller within minutes matches their first call's Lead)."""
         self.config = config
+        self.ledger = ledger
         self.session = session or TimeoutSession(config.timeout_seconds)
         self.auth = SalesforceAuth(config, self.session)
         self.schema_ttl = schema_ttl
@@ -163,11 +177,14 @@ class SalesforceCrm:
         """Write the call to the org; idempotent per ``summary.call_sid``."""
         ctx = _Delivery(call_sid=summary.call_sid)
         try:
-            return self._deliver(ctx, summary, profile)
+            result = self._deliver(ctx, summary, profile)
         except CrmError as exc:
             if exc.call_sid is None:
                 exc.call_sid = summary.call_sid
             raise
+        with self._lock:
+            instance_url = self._client[0].instance_url if self._client else ""
+        return dataclasses.replace(result, instance_url=instance_url)
 
     def _deliver(self, ctx: _Delivery, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
         schema = self.schema(ctx)
@@ -190,6 +207,13 @@ class SalesforceCrm:
         for _attempt in range(MAX_COMPOSITE_ATTEMPTS):
             outcome = self._send(ctx, plan)
             if isinstance(outcome, DeliveryResult):
+                if self.ledger is not None and outcome.record_type in ("Lead", "Contact"):
+                    self.ledger.remember(
+                        ledger_phones(summary),
+                        outcome.record_type,
+                        outcome.record_id,
+                        summary.call_sid,
+                    )
                 log.info(
                     "call %s delivered to %s %s in %d requests",
                     summary.call_sid,
@@ -205,6 +229,53 @@ class SalesforceCrm:
             else:
                 plan = outcome
         raise CrmRejectedError("the org kept rejecting fields of this call's records")
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """Write an amendment onto the records the call's first delivery created: the call
+        Task's summary, the whole transcript again, a callback Task if newly asked for."""
+        ctx = _Delivery(call_sid=summary.call_sid)
+        try:
+            schema = self.schema(ctx)
+            tasks = (self._query(ctx, call_task_soql(summary.call_sid)) or {}).get("records") or []
+            if not tasks or not tasks[0].get("WhoId"):
+                return self._deliver(ctx, summary, profile)
+            task = tasks[0]
+            check = amendment_check_soql(summary.call_sid, summary.amendment)
+            if (self._query(ctx, check) or {}).get("records"):
+                return DeliveryResult(
+                    record_type=record_type_of(str(task["WhoId"])),
+                    record_id=str(task["WhoId"]),
+                    api_requests=ctx.requests,
+                    already_delivered=True,
+                )
+            callbacks = (self._query(ctx, open_callback_soql(str(task["WhoId"]))) or {}).get(
+                "records"
+            )
+            delivered = DeliveredCall(
+                task_id=str(task["Id"]),
+                record_id=str(task["WhoId"]),
+                account_id=str(task["WhatId"]) if task.get("WhatId") else None,
+            )
+            plan = plan_amendment(
+                summary,
+                profile,
+                delivered,
+                schema,
+                today=summary.call_date or dt.date.today(),
+                callback_already=bool(callbacks),
+            )
+            for _attempt in range(MAX_COMPOSITE_ATTEMPTS):
+                outcome = self._send(ctx, plan)
+                if isinstance(outcome, DeliveryResult):
+                    return outcome
+                if not isinstance(outcome, Plan):
+                    break
+                plan = outcome  # re-sent without a field the org rejected
+            raise CrmRejectedError("the org rejected the amendment of this call's records")
+        except CrmError as exc:
+            if exc.call_sid is None:
+                exc.call_sid = summary.call_sid
+            raise
 
     # --- schema -----------------------------------------------------------------------
 
@@ -269,10 +340,47 @@ class SalesforceCrm:
         sosl = phone_search_sosl(lookup_phone_terms(summary), schema)
         if sosl:
             lookup = parse_search_result(self._request(ctx, lambda sf: sf.search(sosl)))
+        lookup = lookup.merged(self._ledger_lookup(ctx, summary, schema, lookup))
         email_sosl = email_search_sosl(summary.email, schema)
         if lookup.empty and email_sosl:
             lookup = parse_search_result(self._request(ctx, lambda sf: sf.search(email_sosl)))
+        if summary.missed_call and not lookup.empty:
+            # Another hang-up from a known number: is a callback already open on it?
+            tasks = (self._query(ctx, open_callbacks_soql(lookup.record_ids)) or {}).get(
+                "records"
+            ) or []
+            open_ids = frozenset(str(t.get("WhoId")) for t in tasks if t.get("WhoId"))
+            lookup = Lookup(lookup.contacts, lookup.leads, open_ids)
         return lookup
+
+    def _query(self, ctx: _Delivery, soql: str) -> Any:
+        return self._request(ctx, lambda sf: sf.query(soql))
+
+    def _ledger_lookup(
+        self, ctx: _Delivery, summary: CallSummary, schema: OrgSchema, found: Lookup
+    ) -> Lookup:
+        """Records we wrote for this caller that SOSL did not return (its index lags):
+        fetched by id with SOQL, which sees them at once — so still open, not converted or
+        deleted. No request at all when SOSL already returned them."""
+        if self.ledger is None:
+            return Lookup()
+        seen = {r.id for r in (*found.contacts, *found.leads)}
+        missing: dict[str, list[str]] = {}
+        for sobject, record_id in self.ledger.recent(ledger_phones(summary)):
+            if record_id not in seen:
+                missing.setdefault(sobject, []).append(record_id)
+        contacts: tuple[FoundRecord, ...] = ()
+        leads: tuple[FoundRecord, ...] = ()
+        for sobject, ids in missing.items():
+            soql = records_by_id_soql(sobject, ids, schema)
+            if soql is None:
+                continue
+            records = parse_query_records(sobject, self._query(ctx, soql))
+            if sobject == "Contact":
+                contacts = records
+            else:
+                leads = records
+        return Lookup(contacts=contacts, leads=leads)
 
     def _send(self, ctx: _Delivery, plan: Plan) -> DeliveryResult | FoundRecord | Plan:
         """One composite attempt: the result, a duplicate match, or the plan to re-send."""

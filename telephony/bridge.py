@@ -9,8 +9,16 @@ Failure paths:
 - Realtime unreachable at call start, or dropped mid-call: what was said is saved, the
   stream is closed, and Twilio moves on to the ``<Redirect>`` after ``<Connect>`` — the
   scripted intake picks up with an apology and skips what is already known.
-- Malformed or unknown Twilio frames: logged (no contents) and ignored.
+- Malformed, unknown or binary Twilio frames: logged (no contents), counted and ignored.
+- A ``start`` without a valid token for a live call of that business (replayed, forged,
+  finished, another business's, a second stream): closed with 1008 before any Realtime
+  session opens (``BridgeContext.admit_stream``).
 - Caller hangs up (``stop``) or the socket drops: the call is finalized from what was saved.
+- An unexpected error inside the bridge: what was said is saved and the call is finalized
+  (never left active and undelivered).
+- ``flag_emergency``: the alert is *recorded* at once (``escalate``) and sent by the
+  service's escalation loop, outside this call's task group — a takeover or a dropped
+  socket right after the flag cannot cancel it (``telephony.escalation``).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ from agent.realtime_core import (
 from agent.tools import TOOLS, FlagEmergency, RequestCallback
 from crm.store import Store
 from telephony import metrics
+from telephony.errors import StreamRefused, scrub_numbers
 from telephony.media_streams import (
     AudioReceived,
     DtmfReceived,
@@ -54,6 +63,12 @@ from telephony.media_streams import (
 )
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 30.0
+"""A quiet call still marks itself live this often (well inside ``RECOVERY_IDLE_SECONDS``)."""
+
+BRIDGE_FAILED = "bridge_failed"
+"""The call's note when the bridge failed: Twilio's follow-up request gets an apology."""
 
 
 class RealtimeConnection(Protocol):
@@ -81,12 +96,13 @@ class BridgeContext:
 
     store: Store
     connect_realtime: ConnectRealtime | None
-    business_for: Callable[[str], Business | None]
+    admit_stream: Callable[[StreamStarted], Business]
     instructions_for: Callable[[Business], str]
     greeting_audio_for: Callable[[Business], bytes | None]
     hang_up: Callable[[str], Awaitable[None]] | None
-    notify_emergency: Callable[[str, Business, FlagEmergency], Awaitable[None]]
-    transfer: Callable[[str, Business], Awaitable[None]] | None
+    escalate: Callable[[str, str], object]
+    can_alert: bool
+    transfer: Callable[[str, Business], Awaitable[object]] | None
     finalize: Callable[[str, str], Awaitable[Any]]
     live_calls: set[str]
     voice: str = "alloy"
@@ -126,19 +142,33 @@ class CallBridge:
         started = await self._await_start()
         if started is None:
             return
-        self.call_sid = started.call_sid
-        self._t0 = self._loop.time()
-        number = started.custom_parameters.get("business_number", "")
-        self.business = self.ctx.business_for(number)
-        call = await asyncio.to_thread(self.ctx.store.get_call, self.call_sid)
-        if self.business is None or call is None:
-            log.warning("stream for unknown call %s / number; closing", self.call_sid)
-            await self._close_stream()
+        # Marked live before the admission check (a database read, so in a thread) and
+        # unmarked if refused: a status callback in between must not finalize the call.
+        sid = started.call_sid
+        added = sid not in self.ctx.live_calls
+        self.ctx.live_calls.add(sid)
+        try:
+            self.business = await asyncio.to_thread(self.ctx.admit_stream, started)
+        except BaseException as exc:
+            if added:
+                self.ctx.live_calls.discard(sid)
+            if not isinstance(exc, StreamRefused):
+                raise
+            metrics.STREAMS_REFUSED.inc()
+            log.warning("refused a media stream for call %r: %s", sid[:40], exc.reason)
+            await self._close_stream(code=1008)
             return
+        self.call_sid = sid
+        self._t0 = self._loop.time()
         metrics.STREAMS.inc()
-        self.ctx.live_calls.add(self.call_sid)
         try:
             reason = await self._converse()
+        except Exception as exc:  # a bug or an unforeseen frame must not strand the call
+            log.exception("call %s: the bridge failed (%s)", self.call_sid, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                await self._save_progress()
+                await asyncio.to_thread(self.ctx.store.set_notes, self.call_sid, BRIDGE_FAILED)
+            reason = "bridge error"
         finally:
             self.ctx.live_calls.discard(self.call_sid)
         if reason == "takeover":
@@ -151,7 +181,7 @@ class CallBridge:
         try:
             async with asyncio.timeout(self.ctx.start_timeout):
                 while True:
-                    text = await self.ws.receive_text()
+                    text = await self._receive()
                     for event in self.stream.receive(text):
                         if isinstance(event, StreamStarted):
                             return event
@@ -174,6 +204,7 @@ class CallBridge:
             tools=tuple(TOOLS),
             greeting=self.business.greeting,
             warm_transfer=self.business.warm_transfer and self.ctx.transfer is not None,
+            on_call_alerts=bool(self.business.on_call_phone) and self.ctx.can_alert,
         )
         self.conversation = Conversation(config)
         opening = self.conversation.start(self.ctx.greeting_audio_for(self.business))
@@ -220,7 +251,7 @@ class CallBridge:
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
             async with asyncio.timeout(limit):
                 while conversation.audio_still_playing():
-                    for event in self.stream.receive(await self.ws.receive_text()):
+                    for event in self.stream.receive(await self._receive()):
                         if isinstance(event, MarkEchoed):
                             conversation.mark_echoed(event.name)
                         elif isinstance(event, StreamStopped):
@@ -230,7 +261,7 @@ class CallBridge:
         assert self.conversation is not None and self.model is not None
         while True:
             try:
-                text = await self.ws.receive_text()
+                text = await self._receive()
             except (WebSocketDisconnect, RuntimeError):
                 raise _CallOver("stream closed") from None
             for event in self.stream.receive(text):
@@ -265,9 +296,18 @@ class CallBridge:
                 await self._execute(self.conversation.server_event(event, self.now()))
 
     async def _save_progress_periodically(self) -> None:
+        quiet = 0.0
         while True:
             await asyncio.sleep(self.ctx.progress_interval)
-            await self._save_progress()
+            if await self._save_progress():
+                quiet = 0.0
+                continue
+            # Nothing new was said: no transcript write, but still a heartbeat now and then,
+            # so recovery (RECOVERY_IDLE_SECONDS) never takes a quiet live call for a dead one.
+            quiet += self.ctx.progress_interval
+            if quiet >= HEARTBEAT_SECONDS:
+                await asyncio.to_thread(self.ctx.store.touch, self.call_sid)
+                quiet = 0.0
 
     async def _limit_call_length(self) -> None:
         await asyncio.sleep(self.ctx.max_call_seconds)
@@ -290,7 +330,7 @@ class CallBridge:
                 await self._send_twilio(self.stream.clear())
                 metrics.BARGE_INS.inc()
             elif isinstance(action, RunTool):
-                self._run_tool(action)
+                await self._run_tool(action)
             elif isinstance(action, HangUp):
                 await self._hang_up()
             elif isinstance(action, ToolRefused):
@@ -299,6 +339,18 @@ class CallBridge:
                 )
             elif isinstance(action, ModelError):
                 log.warning("call %s: Realtime error %s", self.call_sid, action.code)
+
+    async def _receive(self) -> str | bytes:
+        """The next frame; a binary frame (Twilio sends none) is counted and handed to the
+        protocol core, which reports it as a violation (``receive_text`` would crash)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        metrics.BINARY_FRAMES.inc()
+        return bytes(message.get("bytes") or b"")
 
     async def _send_twilio(self, frame: str) -> None:
         try:
@@ -328,31 +380,32 @@ class CallBridge:
             log.error("call %s: sending to Realtime failed (%s)", self.call_sid, type(exc).__name__)
             raise _CallOver("takeover") from None
 
-    def _run_tool(self, action: RunTool) -> None:
+    async def _run_tool(self, action: RunTool) -> None:
         assert self.business is not None
         request = action.request
         log.info("call %s: tool %s", self.call_sid, type(request).__name__)
         group = self.group
-        if isinstance(request, FlagEmergency) and group is not None:
-            metrics.EMERGENCIES.inc()
-            notify = self.ctx.notify_emergency(self.call_sid, self.business, request)
-            group.create_task(self._guard(self._save_then(notify)))  # the alert reads the save
-            if self.business.warm_transfer and self.ctx.transfer is not None:
+        if isinstance(request, FlagEmergency):
+            # The alert text is built from the stored details: saved first (in a thread),
+            # then the alert is recorded as owed, in order, before the next model event.
+            await self._save_progress()
+            await asyncio.to_thread(self.ctx.escalate, self.call_sid, request.reason)
+            warm = self.business.warm_transfer and self.ctx.transfer is not None
+            if warm and group is not None and self.ctx.transfer is not None:
                 group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
-        elif isinstance(request, RequestCallback) and group is not None:
-            group.create_task(self._guard(self._save_progress()))
+        elif isinstance(request, RequestCallback):
+            await self._save_progress()
 
-    async def _save_then(self, work: Awaitable[None]) -> None:
-        await self._save_progress()
-        await work
-
-    async def _guard(self, work: Awaitable[None]) -> None:
+    async def _guard(self, work: Awaitable[object]) -> None:
         """Side effects never take the call down; failures are logged for staff."""
         try:
             await work
         except Exception as exc:
             log.error(
-                "call %s: tool side effect failed (%s: %s)", self.call_sid, type(exc).__name__, exc
+                "call %s: tool side effect failed (%s: %s)",
+                self.call_sid,
+                type(exc).__name__,
+                scrub_numbers(str(exc)),
             )
 
     async def _hang_up(self) -> None:
@@ -366,23 +419,24 @@ class CallBridge:
 
     # -- bookkeeping -----------------------------------------------------------------
 
-    async def _save_progress(self) -> None:
+    async def _save_progress(self) -> bool:
         """Save the transcript and details if they changed since the last save, in a thread
         (never a blocking database call on the event loop). Saves are serialized, so an
         older snapshot can never land after a newer one."""
         conversation = self.conversation
         if conversation is None:
-            return
+            return False
         async with self._save_lock:
             revision = conversation.revision
             if revision == self._saved_revision:
-                return
+                return False
             transcript = conversation.transcript()
             details = conversation.details.learned()
             await asyncio.to_thread(
                 self.ctx.store.save_progress, self.call_sid, transcript, details
             )
             self._saved_revision = revision
+            return True
 
     async def _takeover_note(self, why: str) -> None:
         log.warning("call %s: %s; the scripted intake takes over", self.call_sid, why)
@@ -394,6 +448,6 @@ class CallBridge:
             "call %s: ignored a Media Streams frame: %s", self.call_sid or "?", event.reason
         )
 
-    async def _close_stream(self) -> None:
+    async def _close_stream(self, code: int = 1000) -> None:
         with contextlib.suppress(Exception):
-            await self.ws.close()
+            await self.ws.close(code=code)

@@ -550,6 +550,9 @@ TUESDAY_9PM = "2025-03-05T05:00:00+00:00"
     [
         pytest.param(TUESDAY_10AM, "no-answer", True, True, id="open-office-no-answer"),
         pytest.param(TUESDAY_10AM, "completed", True, False, id="open-office-answered"),
+        # The office voicemail picks up: Twilio says the <Dial> completed, but nobody
+        # pressed 1 on the screening prompt, so the receptionist still takes the call.
+        pytest.param(TUESDAY_10AM, "voicemail", True, True, id="open-office-voicemail"),
         pytest.param(TUESDAY_9PM, "completed", False, True, id="closed"),
     ],
 )
@@ -577,6 +580,9 @@ async def test_opening_hours_ring_the_office_first(
     assert result.dialed == ([OFFICE_PHONE] if office_rung else [])
     if office_rung:
         assert 'timeout="15"' in result.twiml[0]
+        screened = any("press 1" in heard.lower() for heard in result.screening_heard)
+        assert screened == (dial_outcome != "no-answer")
+        assert result.bridged_to == ([] if receptionist_answers else [OFFICE_PHONE])
     store = app.services.store
     if receptionist_answers:
         assert any("your name" in s.lower() for s in result.said)
@@ -599,9 +605,11 @@ async def test_sms_confirmation_to_the_caller_when_the_business_wants_it(
     start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
 ) -> None:
     """sms_to_caller = true: after the call the caller gets one text from the business
-    number naming the business and the callback window."""
+    number naming the business and when it will call back — in the service's own words
+    ("tomorrow"), never the caller's ("tomorrow morning")."""
     app = await start_app(
         businesses_file=businesses_file(tmp_path, "sms_to_caller = true\n"),
+        clock=at("2026-03-03T20:00:00-08:00"),
         **twilio_settings(twilio_standin),
     )
     result = await place_call(twilio_standin, app, CallerScript(speech=list(INTAKE_SPEECH)))
@@ -610,8 +618,7 @@ async def test_sms_confirmation_to_the_caller_when_the_business_wants_it(
 
     (sms,) = twilio_standin.messages
     assert (sms["To"], sms["From"]) == (CALLER, BUSINESS_NUMBER)
-    assert "Bay Plumbing & Air" in sms["Body"]
-    assert "tomorrow morning" in sms["Body"]
+    assert sms["Body"] == "Bay Plumbing & Air got your request and will call you back tomorrow."
 
 
 WARM_TRANSFER = "warm_transfer = true\n"

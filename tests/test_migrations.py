@@ -25,7 +25,16 @@ from crm.store import Base, CallRecord, Store, _enable_wal, alembic_config, make
 from tests.test_postgres import fresh_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-TABLES = {"calls", "summaries", "outbox", "local_crm_records", "local_crm_deliveries"}
+TABLES = {
+    "calls",
+    "summaries",
+    "outbox",
+    "local_crm_records",
+    "local_crm_deliveries",
+    "outbound_sends",
+    "crm_phone_ledger",
+    "delivery_attempts",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -127,15 +136,24 @@ def test_processes_starting_at_once_all_come_up_on_one_migrated_schema(database_
 
 
 def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path: Path) -> None:
-    """A store made by ``Base.metadata.create_all`` (this schema, no ``alembic_version``)
-    is stamped with the initial revision; its calls survive."""
+    """A store made by ``Base.metadata.create_all`` before migrations existed (the initial
+    revision's schema, no ``alembic_version``) is stamped with the initial revision and
+    upgraded; its calls survive."""
     store = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}")
-    Base.metadata.create_all(store.engine)
-    store.begin_call(
-        "CA" + "2" * 32, business="B", business_number="+1", caller_phone="+2", mode="intake"
-    )
+    # The schema create_all made then is revision 0001's: build it, then forget the version.
+    with store.engine.connect() as connection:
+        command.upgrade(alembic_config(connection=connection), "0001")
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+        connection.exec_driver_sql(
+            "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode, state,"
+            " started_at, transcript, details, notes, intake_json, updated_at) VALUES"
+            " ('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active',"
+            " '2026-01-01 00:00:00', '[]', '{}', '', '', '2026-01-01 00:00:00')"
+        )
+        connection.commit()
     store.create_schema()
     assert current_revision(store.engine) == HEAD
+    assert schema_differences(store.engine) == []
     with store.sessions() as session:
         assert session.scalars(select(CallRecord.call_sid)).all() == ["CA" + "2" * 32]
 

@@ -2,7 +2,8 @@
 reject with Twilio's error code).
 
 Supported: ``<Say>``, ``<Play>``, ``<Pause>``, ``<Gather>`` (nesting Say/Play/Pause),
-``<Redirect>``, ``<Dial>`` (number text or ``<Number>``), ``<Hangup>``, ``<Reject>``,
+``<Redirect>``, ``<Dial>`` (number text or ``<Number>``, with its screening ``url``),
+``<Hangup>``, ``<Reject>``,
 ``<Connect><Stream>`` with ``<Parameter>``s.
 """
 
@@ -24,6 +25,8 @@ class TwimlError(Exception):
 @dataclass(frozen=True, slots=True)
 class SayVerb:
     text: str
+    voice: str = "man"  # Twilio's default voice
+    language: str = "en-US"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +48,8 @@ class GatherVerb:
     speech_timeout: str
     action_on_empty_result: bool
     prompts: tuple[SayVerb | PlayVerb | PauseVerb, ...]
+    language: str = "en-US"  # the speech recognition language
+    num_digits: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +64,10 @@ class DialVerb:
     action: str | None
     method: str
     timeout_s: int
+    screen_url: str | None = None
+    """``<Number url>``: TwiML run on the called party's leg after it answers, before the
+    two are connected (call screening / whisper)."""
+    screen_method: str = "POST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +119,11 @@ def parse_twiml(text: str) -> list[Verb]:
 def _verb(el: ET.Element) -> Verb:
     match el.tag:
         case "Say":
-            return SayVerb(text=(el.text or "").strip())
+            return SayVerb(
+                text=(el.text or "").strip(),
+                voice=el.get("voice", "man"),
+                language=el.get("language", "en-US"),
+            )
         case "Play":
             return PlayVerb(url=(el.text or "").strip())
         case "Pause":
@@ -152,15 +165,21 @@ def _gather(el: ET.Element) -> GatherVerb:
         speech_timeout=el.get("speechTimeout", "timeout"),
         action_on_empty_result=_bool_attr(el, "actionOnEmptyResult"),
         prompts=tuple(prompts),
+        language=el.get("language", "en-US"),
+        num_digits=_int_attr(el, "numDigits", 0) or None,
     )
 
 
 def _dial(el: ET.Element) -> DialVerb:
     number = (el.text or "").strip()
+    screen_url: str | None = None
+    screen_method = "POST"
     for child in el:
         if child.tag != "Number":
             raise TwimlError(_SCHEMA_VALIDATION, f"<Dial><{child.tag}> is not supported here")
         number = (child.text or "").strip()
+        screen_url = child.get("url")
+        screen_method = _method(child)
     if not number:
         raise TwimlError(_SCHEMA_VALIDATION, "<Dial> without a number")
     return DialVerb(
@@ -168,6 +187,8 @@ def _dial(el: ET.Element) -> DialVerb:
         action=el.get("action"),
         method=_method(el),
         timeout_s=_int_attr(el, "timeout", 30),
+        screen_url=screen_url,
+        screen_method=screen_method,
     )
 
 
