@@ -142,23 +142,16 @@ class CallBridge:
         started = await self._await_start()
         if started is None:
             return
-        # Marked live before the admission check (a database read, so in a thread) and
-        # unmarked if refused: a status callback in between must not finalize the call.
-        sid = started.call_sid
-        added = sid not in self.ctx.live_calls
-        self.ctx.live_calls.add(sid)
         try:
+            # A database read and claim: in a thread, like every database call here.
             self.business = await asyncio.to_thread(self.ctx.admit_stream, started)
-        except BaseException as exc:
-            if added:
-                self.ctx.live_calls.discard(sid)
-            if not isinstance(exc, StreamRefused):
-                raise
+        except StreamRefused as exc:
             metrics.STREAMS_REFUSED.inc()
-            log.warning("refused a media stream for call %r: %s", sid[:40], exc.reason)
+            log.warning("refused a media stream for call %r: %s", started.call_sid[:40], exc.reason)
             await self._close_stream(code=1008)
             return
-        self.call_sid = sid
+        self.call_sid = started.call_sid
+        self.ctx.live_calls.add(self.call_sid)  # no await between the admission and this
         self._t0 = self._loop.time()
         metrics.STREAMS.inc()
         try:

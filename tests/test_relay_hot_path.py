@@ -138,11 +138,12 @@ async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -
     context = BridgeContext(
         store=store,  # type: ignore[arg-type]
         connect_realtime=None,
-        business_for=lambda number: None,
+        admit_stream=_refuse,
         instructions_for=lambda business: "",
         greeting_audio_for=lambda business: None,
         hang_up=None,
-        notify_emergency=_never,
+        escalate=_refuse,
+        can_alert=False,
         transfer=None,
         finalize=_never,
         live_calls=set(),
@@ -150,8 +151,8 @@ async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -
     bridge = CallBridge(object(), context)  # type: ignore[arg-type]
     bridge.call_sid = CALL_SID
     conversation = bridge.conversation = Conversation(SessionConfig(instructions="x"))
-    await bridge._save_progress()
-    await bridge._save_progress()
+    assert await bridge._save_progress()
+    assert not await bridge._save_progress()
     assert len(store.saves) == 1  # nothing changed since the first save
     conversation.server_event(
         {
@@ -166,6 +167,10 @@ async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -
 
 
 async def _never(*args: object) -> None:
+    raise AssertionError("not expected in this test")
+
+
+def _refuse(*args: object) -> Any:
     raise AssertionError("not expected in this test")
 
 
