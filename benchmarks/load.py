@@ -250,7 +250,9 @@ async def run_step(
         **os.environ,
         "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
         "TWILIO_AUTH_TOKEN": AUTH_TOKEN,
-        "TWILIO_ACCOUNT_SID": "",
+        "TWILIO_ACCOUNT_SID": rig.account_sid,
+        "TWILIO_API_BASE_URL": "http://127.0.0.1:9",  # no REST call is expected on this path
+        "RECONCILE_INTERVAL_SECONDS": "0",
         "OPENAI_API_KEY": rig.api_key,
         "OPENAI_BASE_URL": rig.base_url,
         "DATABASE_URL": f"sqlite:///{workdir / f'{variant.name}-{calls}-{port}.db'}",
