@@ -70,6 +70,7 @@ class StreamSession:
         self._sequence = 0
         self._closing = False
         self._app_closed = asyncio.Event()
+        self._cleared = asyncio.Event()
         self._playing_run_ms = 0
         self._utterance_end_tick: int | None = None
         self._heard = bytearray()
@@ -120,7 +121,10 @@ class StreamSession:
                 await self._echo_mark(name)
             now = loop.time()
             caller = self._voice.tick(
-                agent_playing=bool(played.audio), playing_run_ms=self._playing_run_ms, now=now
+                agent_playing=bool(played.audio),
+                playing_run_ms=self._playing_run_ms,
+                now=now,
+                agent_queued=self._playback.queued_bytes > 0,
             )
             if caller.timed_out:
                 self._result.script_timeouts.append(caller.timed_out)
@@ -141,13 +145,34 @@ class StreamSession:
                         "dtmf": {"track": "inbound_track", "digit": caller.digit},
                     }
                 )
+            self._cleared.clear()
             await self._send_media(caller.frame, tick)
             if caller.utterance_ended:
                 self._utterance_end_tick = tick + 1
             tick += 1
+            if caller.await_clear_s is not None:
+                # The audio clock stands still until the app reacts; then it runs on from
+                # where it stopped (the wait is not caught up).
+                stopped = loop.time()
+                if not await self._wait_for_clear(caller.await_clear_s):
+                    self._result.script_timeouts.append("InterruptAgent: the app never cleared")
+                start += loop.time() - stopped
             # The app closing or a REST update is noticed at the next tick (<= 20 ms later).
             deadline = start + tick * FRAME_MS / 1000 / self._speed
             await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def _wait_for_clear(self, timeout_s: float) -> bool:
+        """Wait for the app's ``clear`` (True), the stream's end or ``timeout_s`` (False)."""
+        waits = [
+            asyncio.ensure_future(event.wait())
+            for event in (self._cleared, self._app_closed, self._call.wake)
+        ]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return self._cleared.is_set() or self._app_closed.is_set() or self._call.wake.is_set()
 
     def _on_played(self, played: bytes, stale_epochs: tuple[int, ...], tick: int) -> None:
         result = self._result
@@ -196,6 +221,7 @@ class StreamSession:
             result.cleared_audio_ms += dropped // audio.BYTES_PER_MS
             for name in marks:
                 await self._echo_mark(name)
+            self._cleared.set()
 
     async def _echo_mark(self, name: str) -> None:
         self._result.marks_echoed.append(name)
