@@ -91,6 +91,7 @@ async def test_call_end_to_end_to_local_crm(
     )
     result = await run_john_call(app, twilio_standin)
 
+    assert result.script_timeouts == []
     assert result.webhook_statuses[0] == 200
     assert result.played_audio_ms > 1000  # the caller heard the greeting and replies
     assert result.cleared_audio_ms > 0  # the interruption cleared queued audio
@@ -139,6 +140,7 @@ async def test_call_end_to_end_to_salesforce(
     )
     result = await run_john_call(app, twilio_standin)
 
+    assert result.script_timeouts == []
     # Barge-in: nothing queued before the clear reached the caller, and the truncate's
     # audio_end_ms is exactly a mark the caller echoed for that item, never past the audio sent.
     assert result.cleared_audio_ms > 0
