@@ -223,6 +223,7 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
         )
     ]
     ai: RealtimeStandin = await make_realtime_standin(turns=turns, extraction=None)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     ai.drop_after_turns = 1
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,

@@ -178,6 +178,7 @@ async def realtime_app(
     **overrides: Any,
 ) -> tuple[RunningApp, RealtimeStandin]:
     ai = await make_realtime_standin(turns=turns, extraction=extraction)
+    twilio.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(**twilio_settings(twilio), **openai_settings(ai), **overrides)
     return app, ai
 

@@ -96,6 +96,7 @@ async def deployment(
     salesforce_standin: SalesforceStandin,
 ) -> Deployment:
     ai = await make_realtime_standin(turns=TURNS, extraction=None)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     db_path = tmp_path / "receptionist.db"
     env = {
         "PATH": os.environ.get("PATH", ""),

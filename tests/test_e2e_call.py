@@ -82,6 +82,7 @@ async def test_call_end_to_end_to_local_crm(
     start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin
 ) -> None:  # type: ignore[no-untyped-def]
     ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,
@@ -128,6 +129,7 @@ async def test_call_end_to_end_to_salesforce(
     Salesforce with name, E.164 phone, need, Rating and LeadSource, the transcript attached,
     and the call and its summary in the database."""
     ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,

@@ -88,6 +88,7 @@ async def test_with_the_model_connected_it_does_not_greet_a_second_time(
     start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin
 ) -> None:  # type: ignore[no-untyped-def]
     ai: RealtimeStandin = await make_realtime_standin()
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,

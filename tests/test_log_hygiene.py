@@ -127,6 +127,7 @@ async def test_a_full_call_logs_no_transcript_and_no_secret(
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", org.ca_bundle)
         monkeypatch.setenv("SSL_CERT_FILE", org.ca_bundle)
         async with TwilioStandin(auth_token=TWILIO_TOKEN) as twilio:
+            twilio.agent_busy = ai.responding  # the caller waits for whole answers
             app = await start_app(
                 twilio_account_sid=twilio.account_sid,
                 twilio_auth_token=TWILIO_TOKEN,

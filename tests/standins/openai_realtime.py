@@ -184,6 +184,12 @@ class RealtimeStandin:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
+    def responding(self) -> bool:
+        """A response is being generated on an open session, or events of one are not yet
+        written to the socket (for ``TwilioStandin.agent_busy``: once this is False, all of
+        the answer is on its way to the app)."""
+        return any(c.session.active is not None or c.unsent > 0 for c in list(self._connections))
+
     def release_audio(self) -> None:
         """Lift `audio_hold_ms`: held responses carry on generating."""
         self.audio_hold_ms = None
@@ -375,6 +381,8 @@ class _Connection:
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.wake = asyncio.Event()
         self.dropping = False
+        self.unsent = 0
+        """Events queued for the socket and not yet written."""
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -451,6 +459,7 @@ class _Connection:
                 self.standin.internal_errors.append(str(bug))
                 continue
             self.log.server_events.append(event)
+            self.unsent += 1
             self.outbox.put_nowait(event)
 
     async def _write(self) -> None:
@@ -469,6 +478,8 @@ class _Connection:
                 await self.websocket.send_text(json.dumps(event))
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return
+            finally:
+                self.unsent -= 1
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -80,6 +81,12 @@ class TwilioStandin:
         self._state = RestState(account_sid=account_sid, auth_token=auth_token)
         self._server = ThreadedAsgiServer(build_rest_app(self._state))
         self.api_base_url = ""
+        self.agent_busy: Callable[[], object] | None = None
+        """Whether the model behind the app is still producing its answer (e.g.
+        ``RealtimeStandin.responding``). The caller cannot understand speech, so it cannot
+        tell a pause in the agent's audio from the end of its answer; with this set,
+        `ListenUntilAgentDone` counts no quiet while the model is still answering, and a
+        slow machine cannot make the caller speak over the agent."""
 
     # -- recorded REST traffic (appended from the REST thread) ----------------------
 
@@ -164,6 +171,7 @@ class TwilioStandin:
             duplicate_status_callback=duplicate_status_callback,
             speed=speed,
             give_up_after_s=give_up_after_s,
+            agent_busy=self.agent_busy,
         )
         async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
             return await CallRun(plan, call, http).run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import enum
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -72,6 +73,8 @@ class CallPlan:
     duplicate_status_callback: bool
     speed: float
     give_up_after_s: float
+    agent_busy: Callable[[], object] | None = None
+    """See `TwilioStandin.agent_busy`."""
 
 
 class CallRun:
@@ -224,6 +227,7 @@ class CallRun:
                     result=self.result,
                     speed=self._plan.speed,
                     give_up_after_s=self._plan.give_up_after_s,
+                    agent_busy=self._plan.agent_busy,
                 )
                 end = await session.run()
         except InvalidStatus as exc:

@@ -205,10 +205,17 @@ class CallerVoice:
         self._current = None
 
     def tick(
-        self, *, agent_playing: bool, playing_run_ms: int, now: float, agent_queued: bool = False
+        self,
+        *,
+        agent_playing: bool,
+        playing_run_ms: int,
+        now: float,
+        agent_queued: bool = False,
+        agent_busy: bool = False,
     ) -> CallerTick:
-        """What the caller sends this tick, given what it heard during the tick and whether
-        more agent audio is queued behind it."""
+        """What the caller sends this tick, given what it heard during the tick, whether
+        more agent audio is queued behind it, and whether the model is still answering
+        (see `TwilioStandin.agent_busy`)."""
         timed_out: str | None = None
         while True:
             state = self._current
@@ -252,7 +259,8 @@ class CallerVoice:
                     state.heard_agent = True
                     state.quiet_ms = 0
                 elif state.heard_agent:
-                    state.quiet_ms += FRAME_MS
+                    # A pause while the model is still answering is not the end of it.
+                    state.quiet_ms = 0 if agent_busy else state.quiet_ms + FRAME_MS
                 if state.heard_agent and state.quiet_ms >= step.quiet_ms:
                     self._current = None
                     continue

@@ -30,8 +30,9 @@ class Pause:
 @dataclass(frozen=True, slots=True)
 class ListenUntilAgentDone:
     """Wait until agent audio has started playing and then nothing has played for
-    ``quiet_ms`` (audio time). Gives up after ``timeout_s`` of wall time, recording the
-    timeout in `CallResult.script_timeouts`."""
+    ``quiet_ms`` (audio time) — counted only while the model is not still answering, when
+    the test told the stand-in how to know (`TwilioStandin.agent_busy`). Gives up after
+    ``timeout_s`` of wall time, recording the timeout in `CallResult.script_timeouts`."""
 
     quiet_ms: int = 700
     timeout_s: float = 15

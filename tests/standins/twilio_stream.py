@@ -1,10 +1,11 @@
 """One bidirectional Media Stream from the caller's side, over a real websocket.
 
 The shell around `twilio_media`: it sends ``connected`` and ``start``, then every 20 ms of
-audio time (``speed`` × faster than real time) plays 20 ms of queued agent audio and sends
-one inbound ``media`` frame; a reader task applies the app's media/mark/clear as they
-arrive. The stream ends when the caller hangs up (``stop`` then close), the app closes the
-socket, or a REST update takes the call elsewhere (``stop`` then close, as Twilio does).
+audio time (``speed`` × faster than real time; a tick the machine made late is not caught
+up) plays 20 ms of queued agent audio and sends one inbound ``media`` frame; a reader
+task applies the app's media/mark/clear as they arrive. The stream ends when the caller
+hangs up (``stop`` then close), the app closes the socket, or a REST update takes the call
+elsewhere (``stop`` then close, as Twilio does).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,6 +59,7 @@ class StreamSession:
         result: CallResult,
         speed: float,
         give_up_after_s: float,
+        agent_busy: Callable[[], object] | None = None,
     ) -> None:
         self._ws = ws
         self._id = identity
@@ -65,6 +68,7 @@ class StreamSession:
         self._result = result
         self._speed = speed
         self._give_up_after_s = give_up_after_s
+        self._agent_busy = agent_busy
         self._playback = Playback()
         self._send_lock = asyncio.Lock()
         self._sequence = 0
@@ -125,6 +129,7 @@ class StreamSession:
                 playing_run_ms=self._playing_run_ms,
                 now=now,
                 agent_queued=self._playback.queued_bytes > 0,
+                agent_busy=self._agent_busy is not None and bool(self._agent_busy()),
             )
             if caller.timed_out:
                 self._result.script_timeouts.append(caller.timed_out)
@@ -159,6 +164,11 @@ class StreamSession:
                 start += loop.time() - stopped
             # The app closing or a REST update is noticed at the next tick (<= 20 ms later).
             deadline = start + tick * FRAME_MS / 1000 / self._speed
+            late = loop.time() - deadline
+            if late > 0:
+                # A late tick is not caught up with a burst of ticks: after a stall of the
+                # machine, the caller's audio clock never runs ahead of the app's loop.
+                start += late
             await asyncio.sleep(max(0.0, deadline - loop.time()))
 
     async def _wait_for_clear(self, timeout_s: float) -> bool:
