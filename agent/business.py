@@ -165,6 +165,8 @@ class Business(BaseModel):
     company_name: str | None = None
     warm_transfer: bool = False
     sms_to_caller: bool = False
+    # A caller who hangs up before leaving details gets one text to their caller ID.
+    missed_call_text_back: bool = False
     # Twilio <Dial timeout> accepts 5..600 seconds.
     ring_timeout_seconds: int = Field(default=20, ge=5, le=600)
     salesforce_fields: dict[str, dict[str, str]] = Field(default_factory=dict)

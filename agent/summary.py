@@ -63,6 +63,9 @@ class CallSummary(BaseModel):
     transcript: list[TranscriptTurn] = Field(default_factory=list)
     duration_seconds: int = Field(default=0, ge=0)
     extraction: Literal["model", "deterministic", "tools"] = "deterministic"
+    # The caller hung up before giving anything usable (no name, no need): recorded as a
+    # missed call (Rating Cold, a callback Task due today), never as a Warm Lead.
+    missed_call: bool = False
 
     @field_validator("urgency", mode="before")
     @classmethod

@@ -27,7 +27,9 @@ from agent.details import CallerDetails
 from agent.keywords import details_from_keywords, find_keywords
 from agent.summary import CallSummary, TranscriptTurn
 
-__all__ = ["build_summary", "to_e164"]
+__all__ = ["build_summary", "is_missed_call", "to_e164"]
+
+MISSED_NEED = "Missed call"
 
 _DETAILS_FALLBACK_CHARS = 1000
 
@@ -50,6 +52,79 @@ def _fallback_details(caller_texts: list[str]) -> str:
     if len(text) <= _DETAILS_FALLBACK_CHARS:
         return text
     return text[: _DETAILS_FALLBACK_CHARS - 3].rstrip() + "..."
+
+
+def is_missed_call(
+    details: CallerDetails,
+    need_guess: str | None,
+    *,
+    is_emergency: bool,
+    caller_id: str | None = None,
+    region: str = "US",
+) -> bool:
+    """DESIGN.md: a call that ended before the caller gave anything usable — no name and
+    no need (nor an address, email, company, callback time or other number to call, nor
+    an emergency). The caller ID as "callback number" does not count: the scripted intake
+    fills it in for a silent caller."""
+    other_number = (
+        details.callback_phone
+        and (to_e164(details.callback_phone, region=region) or details.callback_phone) != caller_id
+    )
+    usable = (
+        details.first_name,
+        details.last_name,
+        details.need,
+        need_guess,
+        details.service_address,
+        details.email,
+        details.company,
+        details.callback_window,
+        other_number,
+    )
+    return not is_emergency and not any(usable)
+
+
+def _missed_call(
+    *,
+    call_sid: str,
+    business: Business,
+    caller_phone: str,
+    known: bool,
+    transcript: list[TranscriptTurn],
+    caller_texts: list[str],
+    now: dt.datetime,
+    duration_seconds: int,
+    extraction: str,
+    known_details: str | None = None,
+) -> CallSummary:
+    """A missed call: Cold (urgency 1), a callback due today when the number is known."""
+    today = now.astimezone(business.tz).date()
+    said = _fallback_details(caller_texts)
+    lines = ["The caller hung up before leaving their name or what they needed."]
+    if not known:
+        lines.append("The number was withheld, so no callback is possible.")
+    if said:
+        lines.append(f"They said: {said}")
+    if known_details:  # e.g. the voicemail recording's link, from the capture ledger
+        lines.append(known_details)
+    return CallSummary.model_validate(
+        {
+            "call_sid": call_sid,
+            "business": business.name,
+            "caller_phone": caller_phone,
+            "need": MISSED_NEED,
+            "details": " ".join(lines),
+            "urgency": 1,
+            "callback_requested": known,
+            "callback_window": "today" if known else None,
+            "callback_due": today if known else None,
+            "call_date": today,
+            "transcript": list(transcript),
+            "duration_seconds": max(0, duration_seconds),
+            "extraction": extraction,
+            "missed_call": True,
+        }
+    )
 
 
 def build_summary(
@@ -83,6 +158,25 @@ def build_summary(
     callback_phone = to_e164(merged.callback_phone, region=region) or merged.callback_phone
     window = merged.callback_window
     callback_requested = bool(merged.callback_requested) or window is not None
+    if is_missed_call(
+        merged,
+        findings.need_guess,
+        is_emergency=is_emergency,
+        caller_id=caller_e164,
+        region=region,
+    ):
+        return _missed_call(
+            call_sid=call_sid,
+            business=business,
+            caller_phone=caller_e164 or caller_phone.strip()[:32],
+            known=caller_e164 is not None,
+            transcript=transcript,
+            caller_texts=caller_texts,
+            now=now,
+            duration_seconds=duration_seconds,
+            extraction="model" if model_details is not None else "deterministic",
+            known_details=merged.details,
+        )
     need = merged.need or findings.need_guess or f"Call from {caller_e164 or 'an unknown number'}"
 
     return CallSummary(

@@ -150,11 +150,11 @@ TOOLS: list[dict[str, Any]] = [
         "pipe, gas smell, sparks or burning smell, smoke, carbon monoxide alarm, sewage "
         "backup, no heat in freezing weather).",
         {
-            "reason": _text("What is happening, in a few words.", 255) | {"minLength": 1},
+            "reason": _text("What is happening, in a few words.", 255),
             "service_address": _DETAIL_PROPERTIES["service_address"],
             "need": _DETAIL_PROPERTIES["need"],
         },
-        ["reason"],
+        [],
     ),
     _tool(
         "end_call",
@@ -174,12 +174,31 @@ class _CallbackArgs(BaseModel):
     callback_phone: str | None = Field(default=None, max_length=32)
 
 
-class _EmergencyArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+_EMERGENCY_LIMITS = {"reason": 255, "service_address": 500, "need": 255}
 
-    reason: str = Field(min_length=1, max_length=255)
-    service_address: str | None = Field(default=None, max_length=500)
-    need: str | None = Field(default=None, max_length=255)
+
+def _emergency(arguments_json: str) -> FlagEmergency:
+    """``flag_emergency`` is safety-critical and never refused: whatever the arguments look
+    like (missing or empty ``reason``, unknown keys, over-long text, even invalid JSON),
+    the emergency stands; usable text values are kept, trimmed to their limits."""
+    try:
+        arguments = json.loads(arguments_json) if arguments_json.strip() else {}
+    except json.JSONDecodeError:
+        arguments = {}
+    if not isinstance(arguments, dict):
+        arguments = {}
+    values: dict[str, str | None] = {}
+    for key, limit in _EMERGENCY_LIMITS.items():
+        raw = arguments.get(key)
+        text = " ".join(raw.split())[:limit] if isinstance(raw, str) else ""
+        values[key] = text or None
+    details = CallerDetails(
+        service_address=values["service_address"],
+        need=values["need"],
+        urgency=5,
+        is_emergency=True,
+    )
+    return FlagEmergency(values["reason"] or values["need"] or "emergency", details)
 
 
 class _EndCallArgs(BaseModel):
@@ -203,6 +222,8 @@ def parse_tool_call(name: str, arguments_json: str) -> ToolRequest:
     """The model's function call as a request; ``ToolArgumentsError`` if it cannot be used."""
     if name not in _TOOL_NAMES:
         raise ToolArgumentsError(f"there is no tool named {name[:64]!r}")
+    if name == "flag_emergency":
+        return _emergency(arguments_json)
     try:
         arguments = json.loads(arguments_json) if arguments_json.strip() else {}
     except json.JSONDecodeError:
@@ -218,15 +239,6 @@ def parse_tool_call(name: str, arguments_json: str) -> ToolRequest:
         if name == "request_callback":
             callback = _CallbackArgs.model_validate(arguments)
             return RequestCallback(callback.callback_window, callback.callback_phone)
-        if name == "flag_emergency":
-            emergency = _EmergencyArgs.model_validate(arguments)
-            details = CallerDetails(
-                service_address=emergency.service_address,
-                need=emergency.need,
-                urgency=5,
-                is_emergency=True,
-            )
-            return FlagEmergency(emergency.reason, details)
         end = _EndCallArgs.model_validate(arguments)
         return EndCall(end.reason or "model ended the call")
     except ValidationError as exc:

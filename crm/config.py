@@ -48,6 +48,17 @@ class DeliveryResult:
     already_delivered: bool = False
 
 
+class PhoneLedger(Protocol):
+    """Records this service wrote to the CRM, by phone number (E.164): found again while
+    the CRM's search index has not caught up with them yet."""
+
+    def recent(self, phones: list[str]) -> list[tuple[str, str]]:
+        """(sObject, record id) written for any of ``phones`` recently, newest first."""
+        ...
+
+    def remember(self, phones: list[str], sobject: str, record_id: str, call_sid: str) -> None: ...
+
+
 class CrmWriter(Protocol):
     """A CRM that takes call summaries. ``deliver`` is blocking and idempotent per call_sid."""
 

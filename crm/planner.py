@@ -33,6 +33,7 @@ from crm.org_schema import OrgSchema, apply_overrides, fit_fields
 
 RATING_ORDER: Mapping[str, int] = {"Cold": 1, "Warm": 2, "Hot": 3}
 NO_LAST_NAME = "(not given)"
+MISSED_CALL_NOTE = "Missed call"
 OPPORTUNITY_CLOSE_DAYS = 30
 CALL_SID_FIELD = "Call_SID__c"
 URGENCY_FIELD = "Urgency_Level__c"
@@ -195,6 +196,28 @@ def to_e164(raw: str | None, default_region: str = "US") -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+def valid_email(raw: str | None) -> str | None:
+    """``raw`` when it is an address Salesforce's Email field accepts (one ``@``, a dotted
+    domain, no spaces, at most 80 characters); None otherwise — never sent to be rejected."""
+    if not raw:
+        return None
+    email = raw.strip()
+    if len(email) > 80 or ".." in email or not _EMAIL.match(email):
+        return None
+    return email
+
+
+def dialable(number: str | None) -> str | None:
+    """A phone number fit for a record's Phone field: E.164 only — never "anonymous",
+    a cut-off ``sip:`` URI or other caller-ID junk."""
+    return number if number and number.startswith("+") and number[1:].isdigit() else None
+
+
 def caller_region(summary: CallSummary) -> str:
     number = parse_phone(summary.caller_phone)
     region = phonenumbers.region_code_for_number(number) if number else None
@@ -246,6 +269,35 @@ def email_search_sosl(email: str | None, schema: OrgSchema) -> str | None:
     if not email or "@" not in email:
         return None
     return f"FIND {{{escape_sosl(email.strip())}}} IN EMAIL FIELDS RETURNING {_returning(schema)}"
+
+
+def ledger_phones(summary: CallSummary) -> list[str]:
+    """The caller's numbers as E.164, the keys of the phone ledger."""
+    numbers = (dialable(to_e164(summary.caller_phone)), dialable(callback_number(summary)))
+    return list(dict.fromkeys(n for n in numbers if n is not None))
+
+
+def records_by_id_soql(sobject: str, ids: Iterable[str], schema: OrgSchema) -> str | None:
+    """The exact SOQL fetch of records the phone ledger knows but SOSL did not return yet
+    (the search index lags): the same fields as the SOSL lookup; converted Leads excluded."""
+    wanted = [i for i in ids if re.fullmatch(r"[A-Za-z0-9]{15,18}", i)]
+    if not wanted or sobject not in ("Lead", "Contact"):
+        return None
+    returning = _returning(schema)
+    start = returning.index(f"{sobject}(") + len(sobject) + 1
+    fields = returning[start : returning.index(")", start)].split(" WHERE ")[0]
+    quoted = ", ".join(f"'{escape_soql(i)}'" for i in wanted)
+    where = f"Id IN ({quoted})" + (" AND IsConverted = false" if sobject == "Lead" else "")
+    return f"SELECT {fields} FROM {sobject} WHERE {where}"  # noqa: S608 - escaped ids
+
+
+def parse_query_records(sobject: str, result: Mapping[str, Any] | None) -> tuple[FoundRecord, ...]:
+    """FoundRecords from a SOQL response (``{"records": [...]}``)."""
+    found = []
+    for raw in (result or {}).get("records") or []:
+        fields = {k: v for k, v in raw.items() if k != "attributes"}
+        found.append(FoundRecord(sobject=sobject, id=str(raw["Id"]), fields=fields))
+    return tuple(found)
 
 
 def delivered_check_soql(call_sid: str, schema: OrgSchema) -> str:
@@ -322,6 +374,8 @@ class _Planner:
     def plan(self, lookup: Lookup, duplicate_of: FoundRecord | None) -> Plan:
         account_id: str | None = None
         record: str | Ref
+        if self.summary.missed_call:
+            self.notes.append(MISSED_CALL_NOTE)
         if duplicate_of is not None:
             record_type, record = duplicate_of.sobject, duplicate_of.id
             account_id = duplicate_of.text("AccountId") or None
@@ -345,9 +399,17 @@ class _Planner:
             self._create_lead()
         self._log_call(record, account_id)
         self._attach_transcript(record)
-        if self.summary.callback_requested:
+        if self.summary.callback_requested and not self._missed_callback_already_open(lookup):
             self._place_callback_task(record, account_id)
         return Plan(record_type, record, tuple(self.actions), tuple(self.warnings))
+
+    def _missed_callback_already_open(self, lookup: Lookup) -> bool:
+        """Repeated hang-ups from one number the same day merge into one record: the Lead
+        the first one created (its Description dated today) already has the open callback."""
+        if not self.summary.missed_call or not lookup.leads or lookup.contacts:
+            return False
+        lead = choose(lookup.leads, self.summary.last_name)
+        return f"[{self.today.isoformat()}] {MISSED_CALL_NOTE}" in lead.text("Description")
 
     def _pick(self, sobject: str, candidates: tuple[FoundRecord, ...]) -> FoundRecord:
         chosen = choose(candidates, self.summary.last_name)
@@ -362,14 +424,17 @@ class _Planner:
 
     def _create_lead(self) -> None:
         s = self.summary
+        description = self._lead_description()
+        if s.missed_call:  # dated, so a second hang-up today finds and merges into it
+            description = f"[{self.today.isoformat()}] {description}"
         values: dict[str, Any] = {
             "FirstName": s.first_name,
             "LastName": s.last_name or NO_LAST_NAME,
             "Company": self._company(),
-            "Phone": callback_number(s),
-            "Email": s.email,
+            "Phone": dialable(callback_number(s)),
+            "Email": valid_email(s.email),
             "Street": s.service_address,
-            "Description": self._lead_description(),
+            "Description": description,
             "LeadSource": self._lead_source(),
             "Status": self._picklist_default("Lead", "Status"),
             "Rating": s.rating,
@@ -388,8 +453,8 @@ class _Planner:
             previous = lead.fields.get(URGENCY_FIELD)
             if not isinstance(previous, int | float) or s.urgency > previous:
                 values[URGENCY_FIELD] = s.urgency
-        if s.email and not lead.text("Email"):
-            values["Email"] = s.email
+        if valid_email(s.email) and not lead.text("Email"):
+            values["Email"] = valid_email(s.email)
         values["Description"] = self._appended(
             lead.text("Description"), f"[{self.today.isoformat()}] {self._lead_description()}"
         )
@@ -416,8 +481,13 @@ class _Planner:
 
     def _log_call(self, record: str | Ref, account_id: str | None) -> None:
         s = self.summary
+        subject = f"Call: {s.need or 'inbound call'}"
+        if s.missed_call:
+            subject = (
+                f"{MISSED_CALL_NOTE} from {dialable(callback_number(s)) or 'a withheld number'}"
+            )
         values: dict[str, Any] = {
-            "Subject": f"Call: {s.need or 'inbound call'}",
+            "Subject": subject,
             "TaskSubtype": "Call",
             "CallType": "Inbound",
             "CallDurationInSeconds": s.duration_seconds,
@@ -487,6 +557,9 @@ class _Planner:
 
     def _lead_description(self) -> str:
         s = self.summary
+        if s.missed_call:
+            number = dialable(callback_number(s)) or "a withheld number"
+            return f"{MISSED_CALL_NOTE} from {number}. {s.details}".strip()
         parts = []
         if s.is_emergency:
             parts.append("EMERGENCY")
@@ -524,8 +597,10 @@ class _Planner:
         lines.append(f"Urgency: {s.urgency}/5 ({s.rating}){emergency}")
         if s.service_address:
             lines.append(f"Address: {s.service_address}")
-        if s.email:
+        if valid_email(s.email):
             lines.append(f"Email: {s.email}")
+        elif s.email:
+            lines.append("Email: what the caller gave is not a valid address (not saved)")
         if s.callback_requested:
             due = s.callback_due.isoformat() if s.callback_due else self.today.isoformat()
             lines.append(

@@ -42,7 +42,7 @@ from simple_salesforce.exceptions import (
 )
 
 from agent.summary import CallSummary
-from crm.config import CrmProfile, DeliveryResult, SalesforceConfig
+from crm.config import CrmProfile, DeliveryResult, PhoneLedger, SalesforceConfig
 from crm.errors import (
     CrmAuthError,
     CrmConfigurationError,
@@ -62,11 +62,14 @@ from crm.planner import (
     UpsertRecord,
     delivered_check_soql,
     email_search_sosl,
+    ledger_phones,
     lookup_phone_terms,
+    parse_query_records,
     parse_search_result,
     phone_search_sosl,
     plan_delivery,
     record_type_of,
+    records_by_id_soql,
 )
 from crm.salesforce_auth import AccessToken, SalesforceAuth
 
@@ -145,9 +148,13 @@ class SalesforceCrm:
         schema_ttl: float = SCHEMA_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
         schema: OrgSchema | None = None,
+        ledger: PhoneLedger | None = None,
     ):
-        """``schema``: a describe result to start from (treated as just loaded)."""
+        """``schema``: a describe result to start from (treated as just loaded).
+        ``ledger``: the records this service wrote by phone, found again while SOSL's
+        index lags (a repeat caller within minutes matches their first call's Lead)."""
         self.config = config
+        self.ledger = ledger
         self.session = session or TimeoutSession(config.timeout_seconds)
         self.auth = SalesforceAuth(config, self.session)
         self.schema_ttl = schema_ttl
@@ -190,6 +197,13 @@ class SalesforceCrm:
         for _attempt in range(MAX_COMPOSITE_ATTEMPTS):
             outcome = self._send(ctx, plan)
             if isinstance(outcome, DeliveryResult):
+                if self.ledger is not None and outcome.record_type in ("Lead", "Contact"):
+                    self.ledger.remember(
+                        ledger_phones(summary),
+                        outcome.record_type,
+                        outcome.record_id,
+                        summary.call_sid,
+                    )
                 log.info(
                     "call %s delivered to %s %s in %d requests",
                     summary.call_sid,
@@ -269,10 +283,40 @@ class SalesforceCrm:
         sosl = phone_search_sosl(lookup_phone_terms(summary), schema)
         if sosl:
             lookup = parse_search_result(self._request(ctx, lambda sf: sf.search(sosl)))
+        lookup = lookup.merged(self._ledger_lookup(ctx, summary, schema, lookup))
         email_sosl = email_search_sosl(summary.email, schema)
         if lookup.empty and email_sosl:
             lookup = parse_search_result(self._request(ctx, lambda sf: sf.search(email_sosl)))
         return lookup
+
+    def _query(self, ctx: _Delivery, soql: str) -> Any:
+        return self._request(ctx, lambda sf: sf.query(soql))
+
+    def _ledger_lookup(
+        self, ctx: _Delivery, summary: CallSummary, schema: OrgSchema, found: Lookup
+    ) -> Lookup:
+        """Records we wrote for this caller that SOSL did not return (its index lags):
+        fetched by id with SOQL, which sees them at once — so still open, not converted or
+        deleted. No request at all when SOSL already returned them."""
+        if self.ledger is None:
+            return Lookup()
+        seen = {r.id for r in (*found.contacts, *found.leads)}
+        missing: dict[str, list[str]] = {}
+        for sobject, record_id in self.ledger.recent(ledger_phones(summary)):
+            if record_id not in seen:
+                missing.setdefault(sobject, []).append(record_id)
+        contacts: tuple[FoundRecord, ...] = ()
+        leads: tuple[FoundRecord, ...] = ()
+        for sobject, ids in missing.items():
+            soql = records_by_id_soql(sobject, ids, schema)
+            if soql is None:
+                continue
+            records = parse_query_records(sobject, self._query(ctx, soql))
+            if sobject == "Contact":
+                contacts = records
+            else:
+                leads = records
+        return Lookup(contacts=contacts, leads=leads)
 
     def _send(self, ctx: _Delivery, plan: Plan) -> DeliveryResult | FoundRecord | Plan:
         """One composite attempt: the result, a duplicate match, or the plan to re-send."""

@@ -219,11 +219,12 @@ class SalesforceAuth:
 def jwt_audience(login_url: str) -> str:
     """The JWT ``aud``. Salesforce documents only https://login.salesforce.com and
     https://test.salesforce.com as audiences, so a My Domain URL maps to the one of its
-    kind (sandbox or production); any other host (a stand-in, a proxy) gets its own URL."""
+    kind (sandbox or production; scratch orgs, ``*.scratch.my.salesforce.com``, are
+    sandbox-kind); any other host (a stand-in, a proxy) gets its own URL."""
     url = login_url.rstrip("/")
     host = (urlsplit(url).hostname or "").lower()
     if host.endswith(".salesforce.com"):
-        sandbox = host == "test.salesforce.com" or ".sandbox." in host
+        sandbox = host == "test.salesforce.com" or ".sandbox." in host or ".scratch." in host
         return "https://test.salesforce.com" if sandbox else "https://login.salesforce.com"
     return url
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,9 @@ from sqlalchemy import (
     event,
     func,
     inspect,
+    or_,
     select,
+    update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -63,6 +67,24 @@ class CallRecord(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    # The emergency alert (see telephony.escalation): recorded before it is sent, sent
+    # once by whichever process claims it first.
+    emergency_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True, index=True
+    )
+    emergency_reason: Mapped[str] = mapped_column(Text, default="")
+    alert_sent_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    alert_claimed_until: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    alert_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    alert_error: Mapped[str] = mapped_column(Text, default="")
+    transferred_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
+    duration_seconds: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class SummaryRecord(Base):
@@ -78,6 +100,21 @@ class SummaryRecord(Base):
 
     def summary(self) -> CallSummary:
         return CallSummary.model_validate_json(self.summary_json)
+
+
+class PhoneLedgerEntry(Base):
+    """A CRM record we wrote for a phone number: found again before the CRM's search index
+    sees it (Salesforce indexes new records for SOSL asynchronously)."""
+
+    __tablename__ = "crm_phone_ledger"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    crm: Mapped[str] = mapped_column(String(32))
+    phone: Mapped[str] = mapped_column(String(32), index=True)
+    sobject: Mapped[str] = mapped_column(String(64))
+    record_id: Mapped[str] = mapped_column(String(18))
+    call_sid: Mapped[str] = mapped_column(String(64), default="")
+    written_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class OutboxJob(Base):
@@ -102,13 +139,35 @@ class OutboxJob(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
+    _enable_wal(cursor)
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once (the mode is stored in the file).
+
+    Two processes opening a new database at the same moment can both try the switch; the
+    loser gets "database is locked" at once — SQLite skips the busy handler there, since
+    waiting could deadlock — so it retries until the other has finished the switch."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            mode = str(cursor.execute("PRAGMA journal_mode").fetchone()[0]).lower()
+            if mode not in ("wal", "memory"):
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 def normalize_database_url(url: str) -> str:
@@ -234,6 +293,136 @@ class Store:
                 return
             call.transcript = [t.model_dump(mode="json") for t in transcript]
             call.details = json.loads(json.dumps(details, default=str))
+            call.updated_at = utcnow()  # a heartbeat even when nothing new was said
+
+    def touch(self, call_sid: str) -> None:
+        """The call is still being served (recovery leaves calls with a recent heartbeat)."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(CallRecord)
+                .where(CallRecord.call_sid == call_sid, CallRecord.state == "active")
+                .values(updated_at=utcnow())
+            )
+
+    def set_duration(self, call_sid: str, seconds: int) -> None:
+        """Twilio's ``CallDuration`` for the call, when a status callback reports it."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(CallRecord)
+                .where(CallRecord.call_sid == call_sid)
+                .values(duration_seconds=max(0, seconds))
+            )
+
+    # -- the emergency alert -----------------------------------------------------------
+
+    def record_emergency(self, call_sid: str, reason: str) -> bool:
+        """Mark the call as an emergency whose alert is owed; True the first time only."""
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(CallRecord)
+                .where(CallRecord.call_sid == call_sid, CallRecord.emergency_at.is_(None))
+                .values(emergency_at=utcnow(), emergency_reason=reason[:255])
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def claim_alert(self, call_sid: str, *, lease: dt.timedelta) -> bool:
+        """Take the right to send the call's alert for ``lease``; False when it was sent
+        already or another process holds an unexpired claim."""
+        now = utcnow()
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(CallRecord)
+                .where(
+                    CallRecord.call_sid == call_sid,
+                    CallRecord.emergency_at.is_not(None),
+                    CallRecord.alert_sent_at.is_(None),
+                    or_(
+                        CallRecord.alert_claimed_until.is_(None),
+                        CallRecord.alert_claimed_until < now,
+                    ),
+                )
+                .values(
+                    alert_claimed_until=now + lease,
+                    alert_attempts=CallRecord.alert_attempts + 1,
+                )
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    def alert_sent(self, call_sid: str) -> None:
+        with self.sessions.begin() as session:
+            session.execute(
+                update(CallRecord)
+                .where(CallRecord.call_sid == call_sid)
+                .values(alert_sent_at=utcnow(), alert_claimed_until=None, alert_error="")
+            )
+
+    def alert_failed(self, call_sid: str, error: str, *, retry_after: dt.timedelta) -> None:
+        """Keep the alert owed; the claim now expires after ``retry_after``."""
+        with self.sessions.begin() as session:
+            session.execute(
+                update(CallRecord)
+                .where(CallRecord.call_sid == call_sid)
+                .values(alert_claimed_until=utcnow() + retry_after, alert_error=error[:500])
+            )
+
+    def unsent_alerts(self, *, max_attempts: int) -> list[str]:
+        """Calls whose alert is owed and not claimed by anyone right now."""
+        now = utcnow()
+        query = select(CallRecord.call_sid).where(
+            CallRecord.emergency_at.is_not(None),
+            CallRecord.alert_sent_at.is_(None),
+            CallRecord.alert_attempts < max_attempts,
+            or_(CallRecord.alert_claimed_until.is_(None), CallRecord.alert_claimed_until < now),
+        )
+        with self.sessions() as session:
+            return list(session.scalars(query.order_by(CallRecord.emergency_at)))
+
+    def claim_transfer(self, call_sid: str) -> bool:
+        """The warm transfer happens once per call; True for the one caller that may do it."""
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(CallRecord)
+                .where(CallRecord.call_sid == call_sid, CallRecord.transferred_at.is_(None))
+                .values(transferred_at=utcnow())
+            )
+            return bool(getattr(result, "rowcount", 0))
+
+    # -- the phone ledger --------------------------------------------------------------
+
+    def remember_record(
+        self, *, crm: str, phones: list[str], sobject: str, record_id: str, call_sid: str
+    ) -> None:
+        """Note that ``record_id`` was written for these phone numbers (E.164 or digits)."""
+        with self.sessions.begin() as session:
+            for phone in dict.fromkeys(p for p in phones if p):
+                session.add(
+                    PhoneLedgerEntry(
+                        crm=crm,
+                        phone=phone[:32],
+                        sobject=sobject,
+                        record_id=record_id,
+                        call_sid=call_sid,
+                    )
+                )
+
+    def records_for_phones(
+        self, *, crm: str, phones: list[str], since: dt.datetime
+    ) -> list[tuple[str, str]]:
+        """(sobject, record id) written for any of ``phones`` since ``since``, newest first."""
+        if not phones:
+            return []
+        query = (
+            select(PhoneLedgerEntry.sobject, PhoneLedgerEntry.record_id)
+            .where(
+                PhoneLedgerEntry.crm == crm,
+                PhoneLedgerEntry.phone.in_(phones),
+                PhoneLedgerEntry.written_at >= since,
+            )
+            .order_by(PhoneLedgerEntry.written_at.desc(), PhoneLedgerEntry.id.desc())
+        )
+        with self.sessions() as session:
+            rows = session.execute(query).all()
+        return list(dict.fromkeys((str(r[0]), str(r[1])) for r in rows))
 
     def save_intake(self, call_sid: str, intake_json: str, details: dict[str, Any]) -> None:
         """Keep the scripted intake's state between Twilio's webhooks."""
@@ -254,6 +443,12 @@ class Store:
                 call.ended_at = utcnow()
                 call.notes = reason
 
+    def set_notes(self, call_sid: str, notes: str) -> None:
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None:
+                call.notes = notes[:500]
+
     def mark_ended_by_agent(self, call_sid: str) -> None:
         """The agent hung up: whatever TwiML follows the stream must not restart the call."""
         with self.sessions.begin() as session:
@@ -262,7 +457,8 @@ class Store:
                 call.notes = "ended_by_agent"
 
     def active_calls(self, *, idle_for: dt.timedelta | None = None) -> list[CallRecord]:
-        """Calls not finalized yet; with ``idle_for``, only those with no progress for that long."""
+        """Calls not finalized yet; with ``idle_for``, only those with no progress (no
+        webhook, no saved turn, no bridge heartbeat) for that long."""
         query = select(CallRecord).where(CallRecord.state == "active")
         if idle_for is not None:
             query = query.where(CallRecord.updated_at < utcnow() - idle_for)
@@ -315,3 +511,22 @@ class Store:
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+
+class StorePhoneLedger:
+    """The ``PhoneLedger`` of one CRM kept in the store's database (``crm_phone_ledger``)."""
+
+    def __init__(self, store: Store, crm: str, *, window: dt.timedelta = dt.timedelta(days=1)):
+        self.store = store
+        self.crm = crm
+        self.window = window
+
+    def recent(self, phones: list[str]) -> list[tuple[str, str]]:
+        return self.store.records_for_phones(
+            crm=self.crm, phones=phones, since=utcnow() - self.window
+        )
+
+    def remember(self, phones: list[str], sobject: str, record_id: str, call_sid: str) -> None:
+        self.store.remember_record(
+            crm=self.crm, phones=phones, sobject=sobject, record_id=record_id, call_sid=call_sid
+        )

@@ -11,6 +11,11 @@ Failure paths:
   scripted intake picks up with an apology and skips what is already known.
 - Malformed or unknown Twilio frames: logged (no contents) and ignored.
 - Caller hangs up (``stop``) or the socket drops: the call is finalized from what was saved.
+- An unexpected error inside the bridge: what was said is saved and the call is finalized
+  (never left active and undelivered).
+- ``flag_emergency``: the alert is *recorded* at once (``escalate``) and sent by the
+  service's escalation loop, outside this call's task group — a takeover or a dropped
+  socket right after the flag cannot cancel it (``telephony.escalation``).
 """
 
 from __future__ import annotations
@@ -53,6 +58,9 @@ from telephony.media_streams import (
 
 log = logging.getLogger(__name__)
 
+BRIDGE_FAILED = "bridge_failed"
+"""The call's note when the bridge failed: Twilio's follow-up request gets an apology."""
+
 
 class RealtimeConnection(Protocol):
     """The part of openai's ``AsyncRealtimeConnection`` the bridge uses."""
@@ -83,8 +91,8 @@ class BridgeContext:
     instructions_for: Callable[[Business], str]
     greeting_audio_for: Callable[[Business], bytes | None]
     hang_up: Callable[[str], Awaitable[None]] | None
-    notify_emergency: Callable[[str, Business, FlagEmergency], Awaitable[None]]
-    transfer: Callable[[str, Business], Awaitable[None]] | None
+    escalate: Callable[[str, str], object]
+    transfer: Callable[[str, Business], Awaitable[object]] | None
     finalize: Callable[[str, str], Awaitable[Any]]
     live_calls: set[str]
     voice: str = "alloy"
@@ -132,6 +140,12 @@ class CallBridge:
         self.ctx.live_calls.add(self.call_sid)
         try:
             reason = await self._converse()
+        except Exception as exc:  # a bug or an unforeseen frame must not strand the call
+            log.exception("call %s: the bridge failed (%s)", self.call_sid, type(exc).__name__)
+            with contextlib.suppress(Exception):
+                self._save_progress()
+                self.ctx.store.set_notes(self.call_sid, BRIDGE_FAILED)
+            reason = "bridge error"
         finally:
             self.ctx.live_calls.discard(self.call_sid)
         if reason == "takeover":
@@ -309,17 +323,16 @@ class CallBridge:
         request = action.request
         log.info("call %s: tool %s", self.call_sid, type(request).__name__)
         group = self.group
-        if isinstance(request, FlagEmergency) and group is not None:
-            metrics.EMERGENCIES.inc()
-            self._save_progress()
-            notify = self.ctx.notify_emergency(self.call_sid, self.business, request)
-            group.create_task(self._guard(notify))
-            if self.business.warm_transfer and self.ctx.transfer is not None:
+        if isinstance(request, FlagEmergency):
+            self._save_progress()  # the alert text is built from the stored details
+            self.ctx.escalate(self.call_sid, request.reason)
+            warm = self.business.warm_transfer and self.ctx.transfer is not None
+            if warm and group is not None and self.ctx.transfer is not None:
                 group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
         elif isinstance(request, RequestCallback):
             self._save_progress()
 
-    async def _guard(self, work: Awaitable[None]) -> None:
+    async def _guard(self, work: Awaitable[object]) -> None:
         """Side effects never take the call down; failures are logged for staff."""
         try:
             await work

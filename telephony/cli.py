@@ -1,10 +1,11 @@
-"""``receptionist``: serve, demo, call, worker, check, hash-password."""
+"""``receptionist``: serve, demo, call, worker, check, reconcile, hash-password."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import getpass
 import json
 import logging
@@ -230,6 +231,57 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _since(value: str) -> dt.datetime:
+    """``--since``: an ISO date or date-time (UTC unless it says otherwise), or hours ago
+    as ``24h`` / days as ``7d``."""
+    text = value.strip()
+    if text[:-1].isdigit() and text[-1:] in {"h", "d"}:
+        amount = int(text[:-1])
+        delta = dt.timedelta(hours=amount) if text.endswith("h") else dt.timedelta(days=amount)
+        return dt.datetime.now(dt.UTC) - delta
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since {value!r}: use a date (2025-03-04), a date-time, or 24h / 7d"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def cmd_reconcile(args: argparse.Namespace) -> int:
+    from telephony.reconcile import reconcile
+    from telephony.services import Services
+
+    settings = Settings()
+    if not settings.twilio_configured:
+        print(
+            "reconcile needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (it reads Twilio's call log)",
+            file=sys.stderr,
+        )
+        return 2
+    services = Services.build(settings)
+
+    async def run() -> int:
+        try:
+            report = await reconcile(services, since=args.since)
+            print(
+                f"{report.listed} call(s) in Twilio's log; {report.known} already recorded; "
+                f"{report.unfinished} still in progress; {len(report.recorded)} recorded now"
+            )
+            for call_sid in report.recorded:
+                print(f"  recorded {call_sid}")
+            for error in report.errors:
+                print(f"  ERROR {error}", file=sys.stderr)
+            # Deliver what was just recorded before exiting (the service would too).
+            for outcome in services.worker.drain():
+                print(f"  {outcome.call_sid}: {outcome.state}")
+            return 1 if report.errors else 0
+        finally:
+            await services.close()
+
+    return asyncio.run(run())
+
+
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from telephony.staff_auth import hash_password
 
@@ -266,6 +318,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("check", help="verify Twilio/OpenAI/Salesforce settings").set_defaults(
         func=cmd_check
     )
+    reconcile = commands.add_parser(
+        "reconcile", help="record calls in Twilio's call log the service never saw"
+    )
+    reconcile.add_argument(
+        "--since",
+        type=_since,
+        default=None,
+        help="how far back: a date, a date-time, or 24h / 7d (default: 24h)",
+    )
+    reconcile.set_defaults(func=cmd_reconcile)
     commands.add_parser("hash-password", help="hash a staff password").set_defaults(
         func=cmd_hash_password
     )

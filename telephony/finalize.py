@@ -110,7 +110,11 @@ class CallFinalizer:
             tool_details=details,
             model_details=model_details,
             now=now,
-            duration_seconds=int(seconds_since_start(call, dt.datetime.now(dt.UTC))),
+            duration_seconds=(
+                call.duration_seconds
+                if call.duration_seconds is not None
+                else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
+            ),
         )
         if not self.store.finalize(summary, crm=self.crm_name):
             return None

@@ -17,4 +17,8 @@ REALTIME_FAILURES = Counter(
 )
 BARGE_INS = Counter("receptionist_barge_ins_total", "Times a caller interrupted the agent")
 EMERGENCIES = Counter("receptionist_emergencies_total", "Emergencies flagged during calls")
+EMERGENCY_ALERTS = Counter(
+    "receptionist_emergency_alerts_total", "Emergency texts sent to on-call phones"
+)
+MISSED_CALLS = Counter("receptionist_missed_calls_total", "Calls recorded as missed calls")
 FINALIZED = Counter("receptionist_calls_finalized_total", "Calls finalized into a summary")

@@ -8,6 +8,7 @@ conversation already learned.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 
@@ -17,7 +18,9 @@ from agent.business import Business
 from agent.intake import Intake, IntakeStateError
 from agent.summary import TranscriptTurn
 from crm.store import CallRecord
+from prompts import intake_script
 from telephony import twiml
+from telephony.bridge import BRIDGE_FAILED
 from telephony.finalize import known_details, seconds_since_start
 from telephony.routes_twilio import ServicesDep, signed_form, twiml_response
 from telephony.services import Services
@@ -49,6 +52,59 @@ def _record(services: Services, call: CallRecord, intake: Intake) -> None:
     services.store.save_progress(call.call_sid, transcript, details)
 
 
+ALERT_WAIT_SECONDS = 5.0
+
+
+async def _escalate_if_urgent(services: Services, call: CallRecord, intake: Intake) -> bool:
+    """Urgency 5 heard in the intake: record the alert (durable) and send it now, so the
+    on-call phone is texted while the caller is still answering questions. True when the
+    on-call phone has been alerted (now or earlier, by any path)."""
+    details = intake.details()
+    if not (details.is_emergency or details.urgency == 5):
+        return False
+    services.escalate(call.call_sid, details.need or "emergency reported in the intake")
+    try:
+        async with asyncio.timeout(ALERT_WAIT_SECONDS):
+            return await services.escalation.send(call.call_sid)
+    except TimeoutError:
+        return services.escalation.alerted(call.call_sid)
+
+
+def _escalation_words(key: str) -> str:
+    words: dict[str, str] = intake_script().get("escalation", {})
+    return str(words.get(key, ""))
+
+
+def _goodbye(intake: Intake, *, alerted: bool) -> str:
+    """The intake's goodbye, except that an emergency whose alert could not be sent is
+    never told the on-call team was alerted."""
+    if intake.details().is_emergency and not alerted:
+        thanks = intake.details().first_name
+        text = _escalation_words("not_alerted_goodbye")
+        if text:
+            return text.replace("$thanks", f"Thank you, {thanks}" if thanks else "Thank you")
+    return intake.goodbye()
+
+
+def _transfer_if_configured(
+    services: Services, call: CallRecord, business: Business, alerted: bool
+) -> Response | None:
+    """``warm_transfer``: an emergency caller in the intake is connected to the on-call
+    phone at once (the alert text has gone out first), once per call."""
+    if not (business.warm_transfer and business.on_call_phone and services.twilio):
+        return None
+    if not services.store.claim_transfer(call.call_sid):
+        return None
+    log.info("call %s: emergency in the intake; transferring to the on-call phone", call.call_sid)
+    return twiml_response(
+        twiml.transfer(
+            number=business.on_call_phone,
+            message=_escalation_words("transfer") or "Connecting you to our on-call technician.",
+            caller_id=business.number,
+        )
+    )
+
+
 def _gather(services: Services, intake: Intake, preface: str | None = None) -> Response:
     prompt = intake.current()
     return twiml_response(
@@ -70,17 +126,29 @@ async def resume(request: Request, services: ServicesDep, background: Background
     """Reached when the Media Stream ends while the caller is still on the line."""
     params = await signed_form(request, services)
     call = services.store.get_call(params.get("CallSid", ""))
-    if call is None or call.state != "active" or call.notes == "ended_by_agent":
+    if call is None or call.notes == "ended_by_agent":
         return twiml_response(twiml.hang_up())
+    if call.state != "active":
+        if call.notes != BRIDGE_FAILED:
+            return twiml_response(twiml.hang_up())
+        # finalized after a bridge failure while the caller is still on: never silence
+        return twiml_response(
+            twiml.say_and_hang_up(
+                "Sorry, we had a technical problem. The team has what you told us and will "
+                "call you back. Goodbye."
+            )
+        )
     business = _business(services, call)
     if business is None:
         return twiml_response(twiml.hang_up())
     intake = Intake(business, call.caller_phone, known=known_details(call), resumed=True)
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
+    # An emergency flagged before the drop: its alert is owed already; make sure it is out.
+    alerted = await _escalate_if_urgent(services, call, intake)
     if intake.done:  # the conversation had already learned everything
         background.add_task(services.finalize, call.call_sid, "intake after drop")
-        return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
+        return twiml_response(twiml.say_and_hang_up(_goodbye(intake, alerted=alerted)))
     return _gather(services, intake)
 
 
@@ -113,7 +181,14 @@ async def answer(request: Request, services: ServicesDep, background: Background
     if not intake.done:
         intake.answer(speech, confidence=conf)
     _record(services, call, intake)
+    already = call.alert_sent_at is not None
+    alerted = await _escalate_if_urgent(services, call, intake)
+    if alerted:
+        transfer = _transfer_if_configured(services, call, business, alerted)
+        if transfer is not None:
+            return transfer
     if intake.done:
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
-        return twiml_response(twiml.say_and_hang_up(intake.goodbye()))
-    return _gather(services, intake)
+        return twiml_response(twiml.say_and_hang_up(_goodbye(intake, alerted=alerted)))
+    preface = _escalation_words("alerted") if alerted and not already else None
+    return _gather(services, intake, preface=preface or None)

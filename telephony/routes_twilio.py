@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from starlette.datastructures import FormData
@@ -94,9 +95,50 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
                 number=business.office_phone,
                 timeout=business.ring_timeout_seconds,
                 action=services.settings.public_url("/twilio/voice/after-dial"),
+                screen_url=services.settings.public_url(
+                    f"/twilio/voice/screen?{urlencode({'call': call_sid})}"
+                ),
             )
         )
+
     return answer_with_receptionist(services, business, call_sid, caller)
+
+
+OFFICE_ACCEPTED = "office accepted"
+
+
+@router.post("/voice/screen")
+async def screen_office_leg(request: Request, services: ServicesDep) -> Response:
+    """The office leg answered: ask whoever it is to press 1 (``<Number url>``)."""
+    await signed_form(request, services)
+    parent = request.query_params.get("call", "")
+    call = services.store.get_call(parent)
+    if call is None or call.state != "active":
+        return twiml_response(twiml.hang_up())
+    business = services.business_for(call.business_number)
+    return twiml_response(
+        twiml.screen_office(
+            business_name=business.name if business else "the business",
+            accept_url=services.settings.public_url(
+                f"/twilio/voice/screen/accept?{urlencode({'call': parent})}"
+            ),
+        )
+    )
+
+
+@router.post("/voice/screen/accept")
+async def office_accepts(request: Request, services: ServicesDep) -> Response:
+    """The office pressed a key: 1 takes the call (recorded, so the ``<Dial>`` action knows
+    a person answered); anything else sends the caller to the receptionist."""
+    params = await signed_form(request, services)
+    parent = request.query_params.get("call", "")
+    accepted = params.get("Digits") == "1" and services.store.get_call(parent) is not None
+    if accepted:
+        # Closed now (not when the <Dial> ends): a long office conversation is not an
+        # idle call for recovery to pick up.
+        services.store.close_unsummarized(parent, OFFICE_ACCEPTED)
+        log.info("call %s: the office took the call", parent)
+    return twiml_response(twiml.accept_office(accepted))
 
 
 @router.post("/voice/after-dial")
@@ -107,12 +149,15 @@ async def after_office_dial(request: Request, services: ServicesDep) -> Response
     call = services.store.get_call(call_sid)
     business = services.business_for(params.get("To", ""))
     if call is None or business is None or call.state != "active":
+        # Closed by the screening: a person at the office took the call and it is over.
         return twiml_response(twiml.hang_up())
-    if params.get("DialCallStatus") == "completed":
-        services.store.close_unsummarized(call_sid, "answered by the office")
-        log.info("call %s answered by the office", call_sid)
-        return twiml_response(twiml.hang_up())
-    log.info("call %s: the office did not answer (%s)", call_sid, params.get("DialCallStatus"))
+    # DialCallStatus "completed" is no proof: a voicemail that picks up completes the
+    # <Dial> too. Only a person who pressed 1 on the screening prompt took the call.
+    log.info(
+        "call %s: nobody at the office took the call (%s)",
+        call_sid,
+        params.get("DialCallStatus"),
+    )
     return answer_with_receptionist(services, business, call_sid, call.caller_phone)
 
 
@@ -152,6 +197,9 @@ async def call_status(request: Request, services: ServicesDep) -> Response:
     params = await signed_form(request, services)
     call_sid = params.get("CallSid", "")
     status = params.get("CallStatus", "")
+    duration = params.get("CallDuration", "")
+    if call_sid and status in FINAL_STATUSES and duration.isdigit():
+        services.store.set_duration(call_sid, int(duration))
     if call_sid and status in FINAL_STATUSES and call_sid not in services.live_calls:
         await services.finalize(call_sid, f"status callback ({status})")
     return Response(status_code=204)

@@ -17,14 +17,14 @@ from agent.business import (
 )
 from agent.greeting import GreetingAudio
 from agent.summary import CallSummary
-from agent.tools import FlagEmergency
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker, RetryPolicy
 from crm.factory import build_crm
 from crm.store import Store
-from telephony import metrics, twiml
+from telephony import metrics
 from telephony.bridge import BridgeContext, RealtimeConnection
 from telephony.errors import TwilioRestError
+from telephony.escalation import Escalation
 from telephony.finalize import CallFinalizer
 from telephony.settings import Settings
 from telephony.signatures import TwilioSignatures
@@ -78,8 +78,10 @@ class Services:
     signatures: TwilioSignatures
     twilio: TwilioActions | None
     finalizer: CallFinalizer
+    escalation: Escalation
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
+    openai: AsyncOpenAI | None = None
     live_calls: set[str] = field(default_factory=set)
 
     @classmethod
@@ -114,18 +116,22 @@ class Services:
             )
         openai_client = None
         greetings = None
+        client: AsyncOpenAI | None = None
         if settings.openai_configured:
+            # One client per process (its connection pool is shared by every call); the
+            # app's lifespan closes it at shutdown.
             client = AsyncOpenAI(
                 api_key=settings.openai_api_key.get_secret_value(),
                 base_url=settings.openai_base_url,
                 max_retries=1,
             )
+            shared = client
             greetings = GreetingAudio(
                 client, model=settings.openai_tts_model, voice=settings.openai_voice
             )
 
             def openai_client() -> AsyncOpenAI:
-                return client
+                return shared
 
         def on_finalized(summary: CallSummary) -> None:
             metrics.FINALIZED.inc()
@@ -149,8 +155,10 @@ class Services:
             signatures=TwilioSignatures(settings.twilio_auth_token.get_secret_value()),
             twilio=twilio,
             finalizer=finalizer,
+            escalation=Escalation(store=store, businesses=businesses, twilio=twilio),
             clock=clock,
             greetings=greetings,
+            openai=client,
         )
 
     async def render_greetings(self) -> None:
@@ -172,48 +180,24 @@ class Services:
     # -- what the bridge needs -------------------------------------------------------
 
     async def connect_realtime(self) -> RealtimeConnection:
-        client = AsyncOpenAI(
-            api_key=self.settings.openai_api_key.get_secret_value(),
-            base_url=self.settings.openai_base_url,
-        )
-        manager = client.realtime.connect(model=self.settings.openai_realtime_model)
+        if self.openai is None:
+            raise RuntimeError("OpenAI is not configured")
+        manager = self.openai.realtime.connect(model=self.settings.openai_realtime_model)
         return await manager.enter()
 
-    async def notify_emergency(
-        self, call_sid: str, business: Business, flag: FlagEmergency
-    ) -> None:
-        """Text the on-call phone at once: name, number, address, need."""
-        if not business.on_call_phone:
-            log.warning(
-                "call %s: emergency flagged but %s has no on-call phone", call_sid, business.name
-            )
-            return
-        if self.twilio is None:
-            log.error("call %s: emergency flagged but Twilio REST is not configured", call_sid)
-            return
-        call = self.store.get_call(call_sid)
-        details = dict(call.details) if call else {}
-        details.update(flag.details.learned())
-        name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
-        number = details.get("callback_phone") or (call.caller_phone if call else "")
-        body = (
-            f"EMERGENCY call for {business.name}: {name or 'caller (name not given)'}, "
-            f"{number}, {details.get('service_address') or 'address not given'}. "
-            f"{details.get('need') or flag.reason}"
-        )
-        await self.twilio.send_sms(
-            to=business.on_call_phone, from_=business.number, body=body, call_sid=call_sid
-        )
+    async def close(self) -> None:
+        """Release what the process holds open (the OpenAI client's connection pool)."""
+        if self.openai is not None:
+            await self.openai.close()
+        self.store.engine.dispose()
 
-    async def transfer(self, call_sid: str, business: Business) -> None:
-        if self.twilio is None or not business.on_call_phone:
-            return
-        document = twiml.transfer(
-            number=business.on_call_phone,
-            message="I'm connecting you to our on-call technician now. Please stay on the line.",
-            caller_id=business.number,
-        )
-        await self.twilio.redirect(call_sid, document)
+    def escalate(self, call_sid: str, reason: str) -> bool:
+        """Urgency 5 is known for ``call_sid``: the on-call alert is owed (sent at once by
+        the escalation loop, exactly once across every path and process)."""
+        return self.escalation.record(call_sid, reason)
+
+    async def transfer(self, call_sid: str, business: Business) -> bool:
+        return await self.escalation.transfer(call_sid, business)
 
     async def hang_up(self, call_sid: str) -> None:
         if self.twilio is not None:
@@ -227,6 +211,11 @@ class Services:
 
     async def confirm_to_caller(self, summary: CallSummary) -> None:
         business = next((b for b in self.businesses.businesses if b.name == summary.business), None)
+        if summary.missed_call:
+            metrics.MISSED_CALLS.inc()
+            if business is not None:
+                await self.text_back_missed_call(summary, business)
+            return
         if business is None or not business.sms_to_caller or self.twilio is None:
             return
         to = summary.callback_phone or summary.caller_phone
@@ -241,6 +230,25 @@ class Services:
         except TwilioRestError as exc:
             log.error("call %s: confirmation SMS failed (%s)", summary.call_sid, exc)
 
+    async def text_back_missed_call(self, summary: CallSummary, business: Business) -> None:
+        """``missed_call_text_back``: one text to the caller ID (never another number), with
+        no caller words in it."""
+        if not business.missed_call_text_back or self.twilio is None:
+            return
+        to = summary.caller_phone
+        if not (to.startswith("+") and to[1:].isdigit()) or to == business.number:
+            return
+        body = (
+            f"Sorry we missed your call to {business.name}. We'll call you back today "
+            f"on this number. If it's an emergency, call {business.number} again."
+        )
+        try:
+            await self.twilio.send_sms(
+                to=to, from_=business.number, body=body, call_sid=summary.call_sid
+            )
+        except TwilioRestError as exc:
+            log.error("call %s: missed-call text failed (%s)", summary.call_sid, exc)
+
     def bridge_context(self) -> BridgeContext:
         settings = self.settings
         return BridgeContext(
@@ -250,7 +258,7 @@ class Services:
             instructions_for=self.instructions_for,
             greeting_audio_for=self.greeting_audio_for,
             hang_up=self.hang_up if self.twilio is not None else None,
-            notify_emergency=self.notify_emergency,
+            escalate=self.escalate,
             transfer=self.transfer if self.twilio is not None else None,
             finalize=self.finalize,
             live_calls=self.live_calls,

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     delivery_lease_seconds: Annotated[float, Field(gt=0)] = 120.0
 
     max_call_seconds: Annotated[int, Field(ge=30)] = 1800
+    recovery_idle_seconds: Annotated[float, Field(gt=0)] = 300.0
+    reconcile_interval_seconds: Annotated[float, Field(ge=0)] = 900.0
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
 
     @property

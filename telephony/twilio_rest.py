@@ -7,7 +7,9 @@ The twilio client is blocking; every action runs in a worker thread with a timeo
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from twilio.base.exceptions import TwilioException, TwilioRestException
@@ -33,6 +35,37 @@ class _RebasedHttpClient(TwilioHttpClient):  # type: ignore[misc]
         if url.startswith(TWILIO_DEFAULT_API):
             url = self._base_url + url[len(TWILIO_DEFAULT_API) :]
         return super().request(method, url, *args, **kwargs)
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedCall:
+    """One inbound call as Twilio's call log (the Calls list) reports it."""
+
+    sid: str
+    from_: str
+    to: str
+    status: str
+    direction: str
+    duration_seconds: int | None
+    start_time: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Voicemail:
+    """A recording made on a call (a ``<Record>`` in the fallback TwiML), with its
+    transcription text when Twilio made one."""
+
+    sid: str
+    url: str
+    duration_seconds: int | None
+    transcription: str
+
+
+def _int_or_none(value: object) -> int | None:
+    try:
+        return int(str(value))
+    except (TypeError, ValueError):
+        return None
 
 
 class TwilioActions:
@@ -67,6 +100,53 @@ class TwilioActions:
     async def redirect(self, call_sid: str, twiml: str) -> None:
         await self._run("call update", call_sid, self._client.calls(call_sid).update, twiml=twiml)
         log.info("call %s moved to new TwiML through the REST API", call_sid)
+
+    async def list_inbound_calls(self, *, to: str, since: dt.datetime) -> list[LoggedCall]:
+        """Every call to ``to`` started since ``since`` (the library follows Twilio's
+        ``next_page_uri`` paging to the end)."""
+
+        def fetch() -> list[LoggedCall]:
+            calls = self._client.calls.list(to=to, start_time_after=since, page_size=100)
+            return [
+                LoggedCall(
+                    sid=str(c.sid),
+                    from_=str(c._from or ""),
+                    to=str(c.to or ""),
+                    status=str(c.status or ""),
+                    direction=str(c.direction or ""),
+                    duration_seconds=_int_or_none(c.duration),
+                    start_time=c.start_time,
+                )
+                for c in calls
+            ]
+
+        result: list[LoggedCall] = await self._run("call log", None, fetch)
+        return result
+
+    async def voicemails(self, call_sid: str) -> list[Voicemail]:
+        """The recordings of one call, each with its transcription text if any."""
+
+        def fetch() -> list[Voicemail]:
+            found = []
+            for recording in self._client.recordings.list(call_sid=call_sid, page_size=20):
+                texts = [
+                    str(t.transcription_text or "")
+                    for t in self._client.recordings(recording.sid).transcriptions.list()
+                    if t.status == "completed"
+                ]
+                uri = str(recording.uri or "").removesuffix(".json")
+                found.append(
+                    Voicemail(
+                        sid=str(recording.sid),
+                        url=f"{TWILIO_DEFAULT_API}{uri}" if uri else "",
+                        duration_seconds=_int_or_none(recording.duration),
+                        transcription=" ".join(t for t in texts if t),
+                    )
+                )
+            return found
+
+        result: list[Voicemail] = await self._run("recordings", call_sid, fetch)
+        return result
 
     async def send_sms(self, *, to: str, from_: str, body: str, call_sid: str | None = None) -> str:
         message = await self._run(

@@ -64,20 +64,56 @@ def gather_speech(
         timeout=6,
         language=language,
         action_on_empty_result=True,
+        # A keyword argument, so VoiceResponse serialises it; set as an attribute it was not.
+        hints=hints or None,
     )
-    if hints:
-        gather.hints = hints
     gather.say(xml_safe(prompt), voice=VOICE)
     response.append(gather)
     response.redirect(action, method="POST")
     return str(response)
 
 
-def dial_business(*, number: str, timeout: int, action: str, caller_id: str | None = None) -> str:
-    """Ring the business first during opening hours; Twilio posts ``action`` when it ends."""
+def dial_business(
+    *,
+    number: str,
+    timeout: int,
+    action: str,
+    screen_url: str,
+    caller_id: str | None = None,
+) -> str:
+    """Ring the business first during opening hours; Twilio posts ``action`` when it ends.
+
+    The office leg is screened (``<Number url>``): whoever answers first hears "press 1 to
+    take this call"; a voicemail presses nothing, so it never counts as answered."""
     response = VoiceResponse()
-    dial = response.dial(timeout=timeout, action=action, method="POST", caller_id=caller_id)
-    dial.number(number)
+    dial = response.dial(
+        timeout=timeout,
+        action=action,
+        method="POST",
+        caller_id=caller_id,
+        answer_on_bridge=True,  # the caller hears ringing while the office is screened
+    )
+    dial.number(number, url=screen_url, method="POST")
+    return str(response)
+
+
+def screen_office(*, business_name: str, accept_url: str) -> str:
+    """The whisper on the office leg: a person presses 1 to take the call; anything else
+    (a voicemail greeting, silence) hangs the office leg up and the receptionist answers."""
+    response = VoiceResponse()
+    gather = Gather(input="dtmf", num_digits=1, timeout=6, action=accept_url, method="POST")
+    gather.say(xml_safe(f"Call for {business_name}. Press 1 to take this call."), voice=VOICE)
+    response.append(gather)
+    response.hangup()
+    return str(response)
+
+
+def accept_office(accepted: bool) -> str:
+    """After the office pressed a key: an empty document connects the legs; a hangup
+    releases the caller to the receptionist."""
+    response = VoiceResponse()
+    if not accepted:
+        response.hangup()
     return str(response)
 
 

@@ -70,6 +70,14 @@ class RunningApp:
     url: str
     app: FastAPI
     settings: Settings
+    server: uvicorn.Server | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def stop(self) -> None:
+        """Shut this service down (its lifespan ends) as a restart or a deploy would."""
+        if self.server is not None and self.task is not None and not self.task.done():
+            self.server.should_exit = True
+            await self.task
 
     @property
     def services(self) -> Services:
@@ -112,9 +120,10 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
                 await task
                 raise RuntimeError("the service did not start")
             await asyncio.sleep(0.02)
-        return RunningApp(f"http://127.0.0.1:{port}", app, settings)
+        return RunningApp(f"http://127.0.0.1:{port}", app, settings, server, task)
 
     yield start
     for server, task in servers:
         server.should_exit = True
-        await task
+        if not task.done():
+            await task

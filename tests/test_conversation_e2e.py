@@ -555,6 +555,9 @@ TUESDAY_9PM = "2025-03-05T05:00:00+00:00"
     [
         pytest.param(TUESDAY_10AM, "no-answer", True, True, id="open-office-no-answer"),
         pytest.param(TUESDAY_10AM, "completed", True, False, id="open-office-answered"),
+        # The office voicemail picks up: Twilio says the <Dial> completed, but nobody
+        # pressed 1 on the screening prompt, so the receptionist still takes the call.
+        pytest.param(TUESDAY_10AM, "voicemail", True, True, id="open-office-voicemail"),
         pytest.param(TUESDAY_9PM, "completed", False, True, id="closed"),
     ],
 )
@@ -582,6 +585,9 @@ async def test_opening_hours_ring_the_office_first(
     assert result.dialed == ([OFFICE_PHONE] if office_rung else [])
     if office_rung:
         assert 'timeout="15"' in result.twiml[0]
+        screened = any("press 1" in heard.lower() for heard in result.screening_heard)
+        assert screened == (dial_outcome != "no-answer")
+        assert result.bridged_to == ([] if receptionist_answers else [OFFICE_PHONE])
     store = app.services.store
     if receptionist_answers:
         assert any("your name" in s.lower() for s in result.said)

@@ -6,8 +6,9 @@ environment, like a deployment: the Twilio stand-in places a Realtime call, the 
 gives their name (the scripted model saves it with ``record_caller_details``), the bridge
 writes that progress to SQLite, and the process is killed with no chance to clean up. The
 restarted process (same port, same database) finalizes the orphaned call from what was
-stored and delivers it: one Lead with the caller's name. A status callback arriving after
-that (twice, as Twilio may retry) creates nothing more.
+stored once it has been idle for ``RECOVERY_IDLE_SECONDS``, and delivers it: one Lead with
+the caller's name. A status callback arriving after that (twice, as Twilio may retry)
+creates nothing more.
 
 What a user would notice if this failed: a caller who gave their details during a deploy
 or a crash is never called back.
@@ -115,6 +116,8 @@ async def deployment(
         "REQUESTS_CA_BUNDLE": salesforce_standin.ca_bundle,
         "SSL_CERT_FILE": salesforce_standin.ca_bundle,
         "DELIVERY_RETRY_BASE_SECONDS": "0.2",
+        # Calls untouched for this long are a dead process's: recovered (tests: short).
+        "RECOVERY_IDLE_SECONDS": "3",
     }
     return Deployment(port=free_port(), env=env, db_path=db_path)
 
@@ -245,7 +248,7 @@ async def test_sigkill_mid_call_then_restart_delivers_the_call_to_salesforce(
 
     restarted = await start_service()
     await wait_for(lambda: len(salesforce_standin.records("Lead")) == 1, timeout=30)
-    assert restarted.logged("finalized 1 call(s) left active by a previous process")
+    assert restarted.logged("finalized 1 call(s) idle for over")
     (lead,) = salesforce_standin.records("Lead")
     assert (lead["FirstName"], lead["LastName"]) == ("Dana", "Reyes")
     assert lead["Phone"] == CALLER

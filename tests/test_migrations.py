@@ -27,13 +27,21 @@ from crm.store import (
     Base,
     CallRecord,
     Store,
+    _enable_wal,
     alembic_config,
     make_engine,
 )
 from tests.test_postgres import fresh_database, psycopg, wait_until
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
-TABLES = {"calls", "summaries", "outbox", "local_crm_records", "local_crm_deliveries"}
+TABLES = {
+    "calls",
+    "summaries",
+    "outbox",
+    "local_crm_records",
+    "local_crm_deliveries",
+    "crm_phone_ledger",
+}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -190,10 +198,17 @@ def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path:
     """A store made by ``Base.metadata.create_all`` (this schema, no ``alembic_version``)
     is stamped with the initial revision; its calls survive."""
     store = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}")
-    Base.metadata.create_all(store.engine)
-    store.begin_call(
-        "CA" + "2" * 32, business="B", business_number="+1", caller_phone="+2", mode="intake"
-    )
+    # The schema create_all made then is revision 0001's: build it, then forget the version.
+    with store.engine.connect() as connection:
+        command.upgrade(alembic_config(connection=connection), "0001")
+        connection.exec_driver_sql("DROP TABLE alembic_version")
+        connection.exec_driver_sql(
+            "INSERT INTO calls (call_sid, business, business_number, caller_phone, mode, state,"
+            " started_at, transcript, details, notes, intake_json, updated_at) VALUES"
+            " ('CA22222222222222222222222222222222', 'B', '+1', '+2', 'intake', 'active',"
+            " '2026-01-01 00:00:00', '[]', '{}', '', '', '2026-01-01 00:00:00')"
+        )
+        connection.commit()
     store.create_schema()
     assert current_revision(store.engine) == HEAD
     with store.sessions() as session:
@@ -225,3 +240,33 @@ def test_the_initial_revision_downgrades_to_an_empty_database_and_back(store: St
     assert current_revision(store.engine) is None
     store.create_schema()
     assert schema_differences(store.engine) == []
+
+
+class _SwitchLosesOnce:
+    """A DB-API cursor whose first switch to WAL loses the race to another process, as
+    SQLite reports it: "database is locked" at once, without waiting."""
+
+    def __init__(self) -> None:
+        self.mode = "delete"
+        self.switch_attempts = 0
+        self._row: tuple[str] = ("",)
+
+    def execute(self, sql: str) -> _SwitchLosesOnce:
+        if sql == "PRAGMA journal_mode=WAL":
+            self.switch_attempts += 1
+            if self.switch_attempts == 1:
+                self.mode = "wal"  # the other process switched it meanwhile
+                raise sqlite3.OperationalError("database is locked")
+            self.mode = "wal"
+        self._row = (self.mode,)
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return self._row
+
+
+def test_a_process_losing_the_switch_to_wal_retries_instead_of_failing() -> None:
+    cursor = _SwitchLosesOnce()
+    _enable_wal(cursor)
+    # It tried once, lost, read the mode again and found the file already in WAL.
+    assert (cursor.switch_attempts, cursor.mode) == (1, "wal")

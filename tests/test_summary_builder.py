@@ -149,14 +149,25 @@ def test_injection_attempts_are_inert(injection: str) -> None:
     assert summary.need == "I want a quote for a fence"
 
 
-def test_need_falls_back_to_the_caller_number() -> None:
+def test_a_caller_who_gave_nothing_usable_is_a_missed_call() -> None:
+    """No name, no need: a missed call (Cold, a callback due today on the caller ID), not
+    a Warm Lead "(not given)"; with a withheld number, no callback is possible."""
     summary = build(turns(("caller", "Hello?")))
-    assert summary.need == "Call from +16285550199"
+    assert summary.missed_call and summary.need == "Missed call"
+    assert (summary.urgency, summary.rating) == (1, "Cold")
+    assert summary.callback_requested and summary.callback_due == summary.call_date
+    assert "Hello?" in summary.details
     hidden = build([], caller_phone="anonymous")
-    assert hidden.need == "Call from an unknown number"
+    assert hidden.missed_call
     assert hidden.caller_phone == "anonymous"
-    assert hidden.details == ""
+    assert "withheld" in hidden.details
     assert hidden.callback_due is None and not hidden.callback_requested
+
+
+def test_a_caller_who_left_only_a_number_is_not_a_missed_call() -> None:
+    summary = build(turns(("caller", "Call me back on 415 555 0123.")))
+    assert not summary.missed_call
+    assert summary.need == "Call from +16285550199"
 
 
 def test_phones_are_normalised() -> None:

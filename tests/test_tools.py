@@ -120,6 +120,28 @@ def test_flag_emergency_sets_urgency_five() -> None:
     assert "putting them through" in tool_result(request, transferring=True)
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        "",
+        "{}",
+        '{"reason": ""}',
+        '{"reason": "   ", "need": "flood"}',
+        '{"need": "flood", "severity": "high"}',
+        json.dumps({"reason": "x" * 400}),
+        "{not json",
+        "[1, 2]",
+    ],
+)
+def test_flag_emergency_is_never_refused(arguments: str) -> None:
+    """Safety first: a missing/empty reason, an unknown key, an over-long value or broken
+    JSON still flags the emergency (urgency 5) instead of refusing the tool call."""
+    request = parse_tool_call("flag_emergency", arguments)
+    assert isinstance(request, FlagEmergency)
+    assert request.details.urgency == 5 and request.details.is_emergency
+    assert request.reason and len(request.reason) <= 255
+
+
 def test_end_call() -> None:
     assert parse_tool_call("end_call", '{"reason": "caller said bye"}') == EndCall(
         "caller said bye"
@@ -141,7 +163,6 @@ BAD_CALLS = [
     ("request_callback", "{}", "'callback_window'"),
     ("request_callback", '{"callback_window": "   "}', "'callback_window'"),
     ("request_callback", '{"callback_window": "now", "status": "Closed"}', "'status'"),
-    ("flag_emergency", '{"need": "flood"}', "'reason'"),
     ("end_call", '{"reason": "bye", "transfer_to": "+15550000000"}', "'transfer_to'"),
 ]
 

@@ -1,7 +1,9 @@
 """pytest fixtures for the Salesforce stand-in (registered by tests/conftest.py).
 
-- ``salesforce_standin``: a started :class:`~tests.standins.salesforce.SalesforceStandin`
-  (default settings), stopped after the test.
+- ``salesforce_standin``: a started :class:`~tests.standins.salesforce.SalesforceStandin`,
+  stopped after the test. Its search-index lag is on: records created through the API stay
+  invisible to SOSL for ``INDEX_LAG_SECONDS`` (longer than any test), as a busy real org's
+  may for minutes.
 - ``salesforce_ca_env``: points ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_FILE`` at the
   stand-in's test CA for the test's duration; yields the stand-in.
 """
@@ -14,10 +16,12 @@ import pytest
 
 from tests.standins.salesforce import SalesforceStandin
 
+INDEX_LAG_SECONDS = 600.0
+
 
 @pytest.fixture
 def salesforce_standin() -> Iterator[SalesforceStandin]:
-    standin = SalesforceStandin()
+    standin = SalesforceStandin(index_lag_seconds=INDEX_LAG_SECONDS)
     standin.start()
     try:
         yield standin

@@ -138,7 +138,10 @@ class SalesforceStandin:
         lead_sources: list[str] | None = None,
         jwt_public_key_pem: bytes | None = None,
         jwt_username: str | None = None,
+        index_lag_seconds: float = 0.0,
     ):
+        """``index_lag_seconds``: records created through the API are invisible to SOSL
+        for this long, as with Salesforce's asynchronous search indexing."""
         self.client_id = client_id
         self.client_secret = client_secret
         self.jwt_public_key_pem = jwt_public_key_pem
@@ -148,6 +151,7 @@ class SalesforceStandin:
         )
         self.org = Org(build_schema(fields, list(lead_sources or STOCK_LEAD_SOURCES)))
         self.org.duplicate_hook = self._duplicate_hook
+        self.org.index_lag_seconds = index_lag_seconds
         self.timeout_seconds = 3.0
         self.api_requests: list[tuple[str, str]] = []
         self.token_requests = 0

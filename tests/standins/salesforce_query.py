@@ -18,7 +18,8 @@ MALFORMED_SEARCH. Phone fields match by :func:`phone_key` (digits only, a leadin
 ``1`` dropped from 11 digits; equal keys match, no partial numbers): "(415) 555-0100" and
 "+1 415-555-0100" both match ``FIND {4155550100}`` and ``FIND {\\+14155550100}``; a term
 of several words (``{\\(415\\) 555\\-0100}``) also matches a phone whose key equals the
-words' digits run together.
+words' digits run together. A record created through the API is found by SOSL only once
+the org's search index has caught up (``Org.index_lag_seconds``); SOQL sees it at once.
 """
 
 from __future__ import annotations
@@ -760,7 +761,7 @@ def run_sosl(org: Org, search: str, version: str) -> dict[str, Any]:
         hits = {
             r["Id"]
             for r in org.store[select.spec.name].values()
-            if _record_found(r, fields, groups)
+            if org.searchable_now(r) and _record_found(r, fields, groups)
         }
         rows = _run(org, Select(select.spec, select.fields, select.where, select.order, None))
         chosen = [r for r in rows if r["Id"] in hits]

@@ -13,6 +13,7 @@ import copy
 import datetime as dt
 import hashlib
 import re
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -176,6 +177,11 @@ class Org:
         self.store: dict[str, dict[str, Record]] = {name: {} for name in schema}
         self._counter = 0
         self.duplicate_hook: DuplicateHook | None = None
+        # Salesforce indexes new records for search (SOSL) asynchronously — seconds to
+        # minutes later. Records created through the API stay invisible to SOSL for this
+        # long (SOQL sees them at once); seeded records are indexed already.
+        self.index_lag_seconds = 0.0
+        self.clock: Callable[[], float] = time.monotonic
         self.user_id = self._seed_user()
         self._seed_picklist_masters()
 
@@ -340,9 +346,15 @@ class Org:
             if isinstance(ctx.auto_assign, str):
                 record["_assignment_rule_id"] = ctx.auto_assign
         self._derive(spec, record)
+        if self.index_lag_seconds > 0:
+            record["_indexed_at"] = self.clock() + self.index_lag_seconds
         self.store[spec.name][record["Id"]] = record
         self._after_insert(spec, record)
         return str(record["Id"])
+
+    def searchable_now(self, record: Record) -> bool:
+        """Whether SOSL sees ``record`` yet (see ``index_lag_seconds``)."""
+        return float(record.get("_indexed_at", 0.0)) <= self.clock()
 
     def update(self, sobject: str, record_id: str, body: object, ctx: WriteContext) -> None:
         """Validate and apply a partial update (PATCH semantics)."""

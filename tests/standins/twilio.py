@@ -24,14 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 
-from tests.standins.twilio_call import CallPlan, CallRun
+from tests.standins.twilio_call import BetweenWebhooks, CallPlan, CallRun
 from tests.standins.twilio_rest import (
     LiveCall,
+    PastRecording,
     RestState,
     StandinTwilioHttpClient,
     build_rest_app,
@@ -105,6 +107,50 @@ class TwilioStandin:
         """(method, path, HTTP status) of every REST request, including refused ones."""
         return self._state.requests
 
+    def record_past_call(
+        self,
+        *,
+        from_: str = "+14155550100",
+        to: str = "+14155559999",
+        status: str = "completed",
+        duration_s: int = 0,
+        ago_s: float = 60.0,
+        voicemail_s: int | None = None,
+        transcription: str | None = None,
+    ) -> str:
+        """A call in Twilio's call log that never reached the app (it was down, or died
+        before storing the first webhook); ``voicemail_s``: the fallback ``<Record>`` took a
+        message that long, transcribed as ``transcription`` when given. Returns its SID."""
+        sid = new_sid("CA")
+        call = LiveCall(
+            sid=sid,
+            account_sid=self.account_sid,
+            from_=from_,
+            to=to,
+            loop=asyncio.get_running_loop(),
+        )
+        call.created = time.time() - ago_s
+        if status == "completed":
+            call.answered = call.created + 1
+            call.ended = call.answered + duration_s
+            call.mark_completed()
+        else:
+            call.force_status(status)
+        with self._state.lock:
+            self._state.calls[sid] = call
+            if voicemail_s is not None:
+                self._state.recordings.append(
+                    PastRecording(
+                        sid=new_sid("RE"),
+                        call_sid=sid,
+                        duration_s=voicemail_s,
+                        created=call.created + 5,
+                        transcription=transcription,
+                        transcription_sid=new_sid("TR"),
+                    )
+                )
+        return sid
+
     def rest_client_http(self) -> StandinTwilioHttpClient:
         """An HTTP client for ``twilio.rest.Client`` that talks to this stand-in."""
         return StandinTwilioHttpClient(self.api_base_url)
@@ -140,6 +186,7 @@ class TwilioStandin:
         duplicate_status_callback: bool = False,
         speed: float = 1.0,
         give_up_after_s: float = 20.0,
+        between_webhooks: BetweenWebhooks | None = None,
     ) -> CallResult:
         """Place one inbound call to the app and run it to its end.
 
@@ -171,6 +218,7 @@ class TwilioStandin:
             duplicate_status_callback=duplicate_status_callback,
             speed=speed,
             give_up_after_s=give_up_after_s,
+            between_webhooks=between_webhooks,
             agent_busy=self.agent_busy,
         )
         async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import enum
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -58,6 +58,12 @@ Outcome = Document | None | Literal[_Next.VERB]
 """What a verb leads to: a new document, the end of the call, or the next verb."""
 
 
+BetweenWebhooks = Callable[[int], Awaitable[str | None]]
+"""Called before webhook ``n`` (0 = "A call comes in"); a returned URL is where the app
+is reached from then on — the service restarted on another port behind the same public
+URL, or a load balancer sent the next request to another node."""
+
+
 @dataclass(frozen=True, slots=True)
 class CallPlan:
     """Everything `place_call` was asked to do."""
@@ -73,6 +79,7 @@ class CallPlan:
     duplicate_status_callback: bool
     speed: float
     give_up_after_s: float
+    between_webhooks: BetweenWebhooks | None = None
     agent_busy: Callable[[], object] | None = None
     """See `TwilioStandin.agent_busy`."""
 
@@ -88,6 +95,8 @@ class CallRun:
         self._voice = CallerVoice(list(plan.script.steps))
         self._speech = list(plan.script.speech)
         self._documents = 0
+        self._webhooks = 0
+        self._app_base = plan.app_url
         self.result = CallResult(call_sid=call.sid)
 
     async def run(self) -> CallResult:
@@ -173,12 +182,75 @@ class CallRun:
     async def _dial(self, verb: DialVerb, document: Document) -> Outcome:
         self.result.dialed.append(verb.number)
         outcome = self._plan.script.dial_outcome
+        child_sid = new_sid("CA")
+        answered = outcome in {"completed", "voicemail"}
+        if answered:
+            bridged = True
+            if verb.screen_url is not None:
+                bridged = await self._screen(
+                    verb, document, child_sid, person=outcome == "completed"
+                )
+            if bridged:
+                self.result.bridged_to.append(verb.number)
         if verb.action is None:
             return NEXT_VERB
-        params: dict[str, str] = {"DialCallStatus": outcome}
-        if outcome == "completed":
-            params |= {"DialCallSid": new_sid("CA"), "DialCallDuration": "30"}
+        # Twilio reports the dialled leg as it saw it: a leg that was answered — by a
+        # person, or by a voicemail, and even when screening then hung it up — is
+        # "completed". Only the app's own screening tells a person from a machine.
+        params: dict[str, str] = {"DialCallStatus": "completed" if answered else outcome}
+        if answered:
+            params |= {"DialCallSid": child_sid, "DialCallDuration": "30"}
         return await self._fetch(resolve_url(verb.action, document.url), verb.method, params)
+
+    async def _screen(
+        self, verb: DialVerb, document: Document, child_sid: str, *, person: bool
+    ) -> bool:
+        """Run the ``<Number url>`` document on the answered leg; True when the legs are
+        connected (the document ran to its end), False when it hung the leg up."""
+        assert verb.screen_url is not None
+        extra = {
+            "CallSid": child_sid,
+            "ParentCallSid": self._call.sid,
+            "Direction": "outbound-dial",
+            "To": verb.number,
+            "Called": verb.number,
+        }
+        url: str | None = resolve_url(verb.screen_url, document.url)
+        method = verb.screen_method
+        params: dict[str, str] = {}
+        for _ in range(10):
+            if url is None:
+                return True
+            response = await self._signed_request(
+                url, method, self._params("in-progress") | extra | params
+            )
+            self.result.webhook_urls.append(f"{method} {url}")
+            self.result.webhook_statuses.append(response.status_code)
+            if response.status_code != 200:
+                self._fail(f"11200 screening URL failed: HTTP {response.status_code}")
+                return False
+            child_url, url, params = url, None, {}
+            for child in parse_twiml(response.text):
+                if isinstance(child, SayVerb):
+                    self.result.screening_heard.append(child.text)
+                elif isinstance(child, GatherVerb):
+                    for prompt in child.prompts:
+                        if isinstance(prompt, SayVerb):
+                            self.result.screening_heard.append(prompt.text)
+                    digits = self._plan.script.office_digits if person else ""
+                    if digits or child.action_on_empty_result:
+                        url = resolve_url(child.action or child_url, child_url)
+                        method = child.method
+                        params = {"Digits": digits} if digits else {}
+                        break
+                elif isinstance(child, HangupVerb | RejectVerb):
+                    return False
+                elif isinstance(child, RedirectVerb):
+                    url, method = resolve_url(child.url, child_url), child.method
+                    break
+                elif isinstance(child, DialVerb | ConnectStreamVerb):
+                    raise TwimlError(12200, "a screening document may not <Dial> or <Connect>")
+        return False
 
     async def _connect(self, verb: ConnectStreamVerb, document: Document) -> Outcome:
         end = await self._stream(verb)
@@ -197,7 +269,7 @@ class CallRun:
 
     async def _stream(self, verb: ConnectStreamVerb) -> str:
         parts = urlsplit(verb.url)
-        app = urlsplit(self._plan.app_url)
+        app = urlsplit(self._app_base)
         ws_url = urlunsplit(("ws", app.netloc, parts.path or "/", "", ""))
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(verb.url, {}),
@@ -296,12 +368,17 @@ class CallRun:
     def _app_url(self, public_url: str) -> str:
         """Where a public URL really is: its path and query on the app's socket."""
         parts = urlsplit(public_url)
-        app = urlsplit(self._plan.app_url)
+        app = urlsplit(self._app_base)
         return urlunsplit((app.scheme, app.netloc, parts.path or "/", parts.query, ""))
 
     async def _signed_request(
         self, public_url: str, method: str, params: dict[str, str]
     ) -> httpx.Response:
+        if self._plan.between_webhooks is not None:
+            moved = await self._plan.between_webhooks(self._webhooks)
+            if moved:
+                self._app_base = moved.rstrip("/")
+        self._webhooks += 1
         headers = {"User-Agent": WEBHOOK_USER_AGENT, "Accept": "*/*"}
         if method == "GET":
             sep = "&" if urlsplit(public_url).query else "?"

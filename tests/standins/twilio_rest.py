@@ -1,4 +1,6 @@
-"""The Twilio REST API (2010-04-01) as the app calls it: Calls update/fetch, Messages create.
+"""The Twilio REST API (2010-04-01) as the app calls it: Calls update/fetch, Messages create,
+and the call log: the Calls list, Recordings list and a recording's Transcriptions, paged
+as Twilio pages them (``PageSize``/``Page``/``PageToken``, ``next_page_uri``).
 
 Served from its own thread (see `ThreadedAsgiServer`); live calls are shared with the
 caller's event loop through `LiveCall`, whose methods are thread-safe.
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import datetime as dt
 import hmac
 import math
 import re
@@ -23,7 +26,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -92,6 +95,12 @@ class LiveCall:
                 self._status = "in-progress"
                 self.answered = time.time()
 
+    def force_status(self, status: str) -> None:
+        """A final status other than completed (busy, no-answer, failed, canceled)."""
+        with self._lock:
+            self._status = status
+            self.ended = self.ended or time.time()
+
     def mark_completed(self) -> None:
         with self._lock:
             self._status = "completed"
@@ -158,6 +167,18 @@ class LiveCall:
 
 
 @dataclass(slots=True)
+class PastRecording:
+    """A recording on a call in the log (a fallback ``<Record>``), with its transcription."""
+
+    sid: str
+    call_sid: str
+    duration_s: int
+    created: float
+    transcription: str | None = None
+    transcription_sid: str = ""
+
+
+@dataclass(slots=True)
 class RestState:
     """What the REST API knows and records; shared with the test through the stand-in."""
 
@@ -168,6 +189,7 @@ class RestState:
     call_updates: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     """(method, path, status) of every REST request, in order."""
+    recordings: list[PastRecording] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -230,6 +252,21 @@ def build_rest_app(state: RestState) -> Starlette:
         _record(state, request, response)
         return response
 
+    async def calls_list(request: Request) -> JSONResponse:
+        response = await guard(request) or _list_calls(request, state)
+        _record(state, request, response)
+        return response
+
+    async def recordings_list(request: Request) -> JSONResponse:
+        response = await guard(request) or _list_recordings(request, state)
+        _record(state, request, response)
+        return response
+
+    async def transcriptions_list(request: Request) -> JSONResponse:
+        response = await guard(request) or _list_transcriptions(request, state)
+        _record(state, request, response)
+        return response
+
     async def not_found(request: Request) -> JSONResponse:
         if not _authenticated(request, state):
             response = _error(401, 20003, "Authenticate")
@@ -241,6 +278,17 @@ def build_rest_app(state: RestState) -> Starlette:
         return response
 
     routes = [
+        Route(f"/{API_VERSION}/Accounts/{{account_sid}}/Calls.json", calls_list, methods=["GET"]),
+        Route(
+            f"/{API_VERSION}/Accounts/{{account_sid}}/Recordings.json",
+            recordings_list,
+            methods=["GET"],
+        ),
+        Route(
+            f"/{API_VERSION}/Accounts/{{account_sid}}/Recordings/{{recording_sid}}/Transcriptions.json",
+            transcriptions_list,
+            methods=["GET"],
+        ),
         Route(
             f"/{API_VERSION}/Accounts/{{account_sid}}/Calls/{{call_sid}}.json",
             call_instance,
@@ -250,6 +298,181 @@ def build_rest_app(state: RestState) -> Starlette:
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     return Starlette(routes=routes)
+
+
+# --- list resources, paged as Twilio's 2010-04-01 API pages them ---------------------
+#
+# ``PageSize`` (default 50, at most 1000), ``Page`` (0-based) and ``PageToken``; the body
+# carries the list under its resource key plus ``page``, ``page_size``, ``start``, ``end``,
+# ``uri``, ``first_page_uri``, ``previous_page_uri`` and ``next_page_uri`` (null on the last
+# page). The next page's token is ``PA`` + the SID of the last record on this page, so a
+# record created while a client pages does not shift the pages it reads. Calls are listed
+# newest first.
+
+_DEFAULT_PAGE_SIZE = 50
+_MAX_PAGE_SIZE = 1000
+
+
+def _page(request: Request, key: str, records: list[tuple[str, dict[str, Any]]]) -> JSONResponse:
+    """One page of ``records`` ((sid, resource) in list order) for ``request``."""
+    query = dict(request.query_params)
+    try:
+        size = int(query.get("PageSize", _DEFAULT_PAGE_SIZE))
+        page = int(query.get("Page", 0))
+    except ValueError:
+        return _error(400, 20001, "PageSize and Page must be integers")
+    if not 1 <= size <= _MAX_PAGE_SIZE or page < 0:
+        return _error(400, 20001, f"PageSize must be 1..{_MAX_PAGE_SIZE} and Page >= 0")
+    token = query.get("PageToken")
+    start = page * size
+    if token is not None:
+        after = token.removeprefix("PA")
+        sids = [sid for sid, _ in records]
+        if not token.startswith("PA") or after not in sids:
+            return _error(400, 20001, f"Invalid PageToken {token!r}")
+        start = sids.index(after) + 1
+    chunk = records[start : start + size]
+    filters = {k: v for k, v in query.items() if k not in {"Page", "PageSize", "PageToken"}}
+    path = request.url.path
+
+    def uri(page_number: int, page_token: str | None = None) -> str:
+        params = {**filters, "PageSize": str(size), "Page": str(page_number)}
+        if page_token:
+            params["PageToken"] = page_token
+        return f"{path}?{urlencode(params)}"
+
+    has_next = start + size < len(records)
+    return JSONResponse(
+        {
+            key: [resource for _, resource in chunk],
+            "page": page,
+            "page_size": size,
+            "start": start,
+            "end": start + max(0, len(chunk) - 1),
+            "uri": uri(page, token),
+            "first_page_uri": uri(0),
+            "previous_page_uri": uri(page - 1) if page > 0 else None,
+            "next_page_uri": uri(page + 1, "PA" + chunk[-1][0]) if has_next and chunk else None,
+        }
+    )
+
+
+def _parse_when(value: str, *, end_of_day: bool) -> float | None:
+    """A Twilio date filter value (``YYYY-MM-DD`` or ISO 8601 date-time) as a timestamp."""
+    try:
+        if len(value) == 10:
+            day = dt.datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+            return (
+                day + (dt.timedelta(days=1, microseconds=-1) if end_of_day else dt.timedelta())
+            ).timestamp()
+        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _list_calls(request: Request, state: RestState) -> JSONResponse:
+    query = request.query_params
+    with state.lock:
+        calls = list(state.calls.values())
+    after = query.get("StartTime>") or query.get("StartTime>=")
+    before = query.get("StartTime<") or query.get("StartTime<=")
+    on_day = query.get("StartTime")
+    bounds: list[tuple[float, float]] = []
+    for value, low in ((after, True), (before, False)):
+        if value is None:
+            continue
+        when = _parse_when(value, end_of_day=not low)
+        if when is None:
+            return _error(400, 20001, f"Invalid date filter {value!r}")
+        bounds.append((when, 1.0 if low else -1.0))
+    selected = []
+    for call in calls:
+        resource = call.resource()
+        started = call.answered or call.created
+        if query.get("To") and resource["to"] != query["To"]:
+            continue
+        if query.get("From") and resource["from"] != query["From"]:
+            continue
+        if query.get("Status") and resource["status"] != query["Status"]:
+            continue
+        if any((started - when) * sign < 0 for when, sign in bounds):
+            continue
+        if on_day and dt.datetime.fromtimestamp(started, dt.UTC).date().isoformat() != on_day:
+            continue
+        selected.append((call.created, call.sid, resource))
+    selected.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return _page(request, "calls", [(sid, resource) for _, sid, resource in selected])
+
+
+def _recording_resource(state: RestState, recording: PastRecording) -> dict[str, Any]:
+    uri = f"/{API_VERSION}/Accounts/{state.account_sid}/Recordings/{recording.sid}.json"
+    return {
+        "account_sid": state.account_sid,
+        "api_version": API_VERSION,
+        "call_sid": recording.call_sid,
+        "conference_sid": None,
+        "date_created": _rfc2822(recording.created),
+        "date_updated": _rfc2822(recording.created),
+        "start_time": _rfc2822(recording.created),
+        "duration": str(recording.duration_s),
+        "sid": recording.sid,
+        "price": None,
+        "price_unit": "USD",
+        "status": "completed",
+        "channels": 1,
+        "source": "RecordVerb",
+        "error_code": None,
+        "uri": uri,
+        "encryption_details": None,
+        "subresource_uris": {
+            "add_on_results": uri.replace(".json", "/AddOnResults.json"),
+            "transcriptions": uri.replace(".json", "/Transcriptions.json"),
+        },
+        "media_url": "https://api.twilio.com" + uri.removesuffix(".json"),
+    }
+
+
+def _list_recordings(request: Request, state: RestState) -> JSONResponse:
+    call_sid = request.query_params.get("CallSid")
+    with state.lock:
+        recordings = [r for r in state.recordings if call_sid is None or r.call_sid == call_sid]
+    recordings.sort(key=lambda r: (r.created, r.sid), reverse=True)
+    return _page(
+        request, "recordings", [(r.sid, _recording_resource(state, r)) for r in recordings]
+    )
+
+
+def _list_transcriptions(request: Request, state: RestState) -> JSONResponse:
+    sid = request.path_params["recording_sid"]
+    with state.lock:
+        recording = next((r for r in state.recordings if r.sid == sid), None)
+    if recording is None:
+        return _error(404, 20404, f"The requested resource {request.url.path} was not found")
+    items: list[tuple[str, dict[str, Any]]] = []
+    if recording.transcription is not None:
+        tsid = recording.transcription_sid
+        account = f"/{API_VERSION}/Accounts/{state.account_sid}"
+        items.append(
+            (
+                tsid,
+                {
+                    "account_sid": state.account_sid,
+                    "api_version": API_VERSION,
+                    "date_created": _rfc2822(recording.created),
+                    "date_updated": _rfc2822(recording.created),
+                    "duration": str(recording.duration_s),
+                    "price": None,
+                    "price_unit": "USD",
+                    "recording_sid": recording.sid,
+                    "sid": tsid,
+                    "status": "completed",
+                    "transcription_text": recording.transcription,
+                    "type": "fast",
+                    "uri": f"{account}/Transcriptions/{tsid}.json",
+                },
+            )
+        )
+    return _page(request, "transcriptions", items)
 
 
 def _record(state: RestState, request: Request, response: JSONResponse) -> None:

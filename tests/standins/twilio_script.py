@@ -81,7 +81,10 @@ class HangUp:
 
 
 Step = Say | Pause | Hold | ListenUntilAgentDone | InterruptAgent | PressDigit | HangUp
-DialOutcome = Literal["completed", "no-answer", "busy", "failed"]
+DialOutcome = Literal["completed", "no-answer", "busy", "failed", "voicemail"]
+"""What happens on a ``<Dial>``ed line: ``completed`` a person answers (and, when the leg is
+screened, presses ``office_digits``), ``voicemail`` a machine answers (it hears the
+screening prompt and presses nothing)."""
 
 
 @dataclass(slots=True)
@@ -97,6 +100,7 @@ class CallerScript:
     steps: list[Step] = field(default_factory=list)
     speech: list[str] = field(default_factory=list)
     dial_outcome: DialOutcome = "no-answer"
+    office_digits: str = "1"
 
 
 StreamCloser = Literal["", "caller", "app", "rest_update"]
@@ -132,6 +136,10 @@ class CallResult:
     """Call-level failures Twilio reports in its debugger (bad TwiML, stream handshake…)."""
     script_timeouts: list[str] = field(default_factory=list)
     dialed: list[str] = field(default_factory=list)
+    screening_heard: list[str] = field(default_factory=list)
+    """What the dialled party heard from a ``<Number url>`` screening document."""
+    bridged_to: list[str] = field(default_factory=list)
+    """Numbers the caller was really connected to (answered and, if screened, accepted)."""
     streams: int = 0
     gave_up: bool = False
     """The script ran out and the app kept the line open too long: the caller hung up."""

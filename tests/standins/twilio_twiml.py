@@ -2,7 +2,8 @@
 reject with Twilio's error code).
 
 Supported: ``<Say>``, ``<Play>``, ``<Pause>``, ``<Gather>`` (nesting Say/Play/Pause),
-``<Redirect>``, ``<Dial>`` (number text or ``<Number>``), ``<Hangup>``, ``<Reject>``,
+``<Redirect>``, ``<Dial>`` (number text or ``<Number>``, with its screening ``url``),
+``<Hangup>``, ``<Reject>``,
 ``<Connect><Stream>`` with ``<Parameter>``s.
 """
 
@@ -59,6 +60,10 @@ class DialVerb:
     action: str | None
     method: str
     timeout_s: int
+    screen_url: str | None = None
+    """``<Number url>``: TwiML run on the called party's leg after it answers, before the
+    two are connected (call screening / whisper)."""
+    screen_method: str = "POST"
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +162,14 @@ def _gather(el: ET.Element) -> GatherVerb:
 
 def _dial(el: ET.Element) -> DialVerb:
     number = (el.text or "").strip()
+    screen_url: str | None = None
+    screen_method = "POST"
     for child in el:
         if child.tag != "Number":
             raise TwimlError(_SCHEMA_VALIDATION, f"<Dial><{child.tag}> is not supported here")
         number = (child.text or "").strip()
+        screen_url = child.get("url")
+        screen_method = _method(child)
     if not number:
         raise TwimlError(_SCHEMA_VALIDATION, "<Dial> without a number")
     return DialVerb(
@@ -168,6 +177,8 @@ def _dial(el: ET.Element) -> DialVerb:
         action=el.get("action"),
         method=_method(el),
         timeout_s=_int_attr(el, "timeout", 30),
+        screen_url=screen_url,
+        screen_method=screen_method,
     )
 
 

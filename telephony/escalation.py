@@ -1,0 +1,180 @@
+"""Emergencies on every path: one escalation service for the bridge, the scripted intake,
+the takeover after a Realtime failure, and recovery.
+
+The promise is *the on-call phone gets one text per emergency call, within seconds, whatever
+fails*. So the alert is durable:
+
+1. ``record()`` — the moment urgency 5 is known, the call row is marked (``emergency_at``)
+   in its own transaction. From then on the alert is owed, whichever process, task or
+   webhook noticed it, and whatever happens to that process next.
+2. ``send()`` — claims the alert with a short lease (an atomic ``UPDATE … WHERE
+   alert_sent_at IS NULL AND the claim is free``), texts the on-call phone, and marks it
+   sent. A failed send releases the claim for a retry.
+3. ``run()`` — a per-process loop (started in the app's lifespan, not inside any call's
+   task group, so a takeover or a dropped socket cannot cancel it) that sends every owed
+   alert as soon as it is woken, and sweeps the table periodically for alerts another
+   process recorded but never sent (it crashed, or its send failed).
+
+Exactly once: the claim makes two senders impossible while a lease runs. The one window
+left is a process that dies *after* Twilio accepted the SMS and *before* it marked it sent;
+its lease then expires and the alert goes out a second time — a duplicate text, never a
+missing one (Twilio's Messages API has no idempotency key).
+
+The warm transfer (``warm_transfer = true``) is a call update on a live call: it is made
+at most once per call (``claim_transfer``) by the path that is serving the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable
+
+from agent.business import Business, BusinessDirectory
+from crm.store import CallRecord, Store
+from telephony import metrics, twiml
+from telephony.errors import TwilioRestError
+from telephony.twilio_rest import TwilioActions
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = dt.timedelta(seconds=30)
+RETRY_AFTER = dt.timedelta(seconds=10)
+MAX_ATTEMPTS = 10
+SWEEP_SECONDS = 15.0
+
+TRANSFER_MESSAGE = "I'm connecting you to our on-call technician now. Please stay on the line."
+
+
+def alert_body(business: Business, call: CallRecord) -> str:
+    """The on-call text: who, which number, where, what. Details come from the call as
+    stored (what the caller confirmed), never free text beyond the stored fields."""
+    details = dict(call.details or {})
+    name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
+    number = details.get("callback_phone") or call.caller_phone or "number withheld"
+    what = details.get("need") or call.emergency_reason or "emergency"
+    return (
+        f"EMERGENCY call for {business.name}: {name or 'caller (name not given)'}, "
+        f"{number}, {details.get('service_address') or 'address not given'}. {what}"
+    )[:1600]
+
+
+class Escalation:
+    """Records, sends and sweeps emergency alerts (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        businesses: BusinessDirectory,
+        twilio: TwilioActions | None,
+        lease: dt.timedelta = CLAIM_LEASE,
+        retry_after: dt.timedelta = RETRY_AFTER,
+        max_attempts: int = MAX_ATTEMPTS,
+        sweep_seconds: float = SWEEP_SECONDS,
+    ) -> None:
+        self.store = store
+        self.businesses = businesses
+        self.twilio = twilio
+        self.lease = lease
+        self.retry_after = retry_after
+        self.max_attempts = max_attempts
+        self.sweep_seconds = sweep_seconds
+        self.wake = asyncio.Event()
+        self.on_sent: Callable[[str], None] = lambda _sid: None
+
+    def business_of(self, call: CallRecord) -> Business | None:
+        return self.businesses.by_number(call.business_number) or self.businesses.default()
+
+    def can_alert(self, business: Business | None) -> bool:
+        """Whether an alert can reach anyone (on-call phone and Twilio REST configured)."""
+        return business is not None and bool(business.on_call_phone) and self.twilio is not None
+
+    def record(self, call_sid: str, reason: str) -> bool:
+        """Urgency 5 is known: the alert is owed from now on. True the first time only.
+        Wakes this process's sender; any other process's sweep would find it too."""
+        first = self.store.record_emergency(call_sid, reason or "emergency")
+        if first:
+            metrics.EMERGENCIES.inc()
+            log.warning("call %s: emergency recorded; alerting the on-call phone", call_sid)
+        self.wake.set()
+        return first
+
+    def alerted(self, call_sid: str) -> bool:
+        call = self.store.get_call(call_sid)
+        return call is not None and call.alert_sent_at is not None
+
+    async def send(self, call_sid: str) -> bool:
+        """Send the call's owed alert if nobody else is; True when it has been sent (by
+        this call or earlier, by any process)."""
+        call = self.store.get_call(call_sid)
+        if call is None or call.emergency_at is None:
+            return False
+        if call.alert_sent_at is not None:
+            return True
+        business = self.business_of(call)
+        if business is None or not business.on_call_phone or self.twilio is None:
+            why = "no on-call phone" if business is not None else "no business"
+            if self.twilio is None:
+                why = "Twilio REST not configured"
+            log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
+            self.store.alert_failed(call_sid, why, retry_after=dt.timedelta(days=3650))
+            return False
+        if not self.store.claim_alert(call_sid, lease=self.lease):
+            return self.alerted(call_sid)
+        call = self.store.get_call(call_sid) or call
+        try:
+            await self.twilio.send_sms(
+                to=business.on_call_phone,
+                from_=business.number,
+                body=alert_body(business, call),
+                call_sid=call_sid,
+            )
+        except TwilioRestError as exc:
+            log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
+            self.store.alert_failed(call_sid, str(exc), retry_after=self.retry_after)
+            return False
+        self.store.alert_sent(call_sid)
+        metrics.EMERGENCY_ALERTS.inc()
+        log.info("call %s: on-call phone alerted", call_sid)
+        self.on_sent(call_sid)
+        return True
+
+    async def send_owed(self) -> int:
+        """Send every alert that is owed and unclaimed; the number sent."""
+        sent = 0
+        for call_sid in self.store.unsent_alerts(max_attempts=self.max_attempts):
+            if await self.send(call_sid):
+                sent += 1
+        return sent
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until ``stop``: send owed alerts when woken, and sweep every ``sweep_seconds``."""
+        while not stop.is_set():
+            self.wake.clear()
+            try:
+                await self.send_owed()
+            except Exception as exc:  # the loop must outlive a database hiccup
+                log.error("emergency alert sweep failed (%s)", type(exc).__name__)
+            waits = [asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.sweep_seconds, return_when="FIRST_COMPLETED")
+            finally:
+                for waiter in waits:
+                    waiter.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await waiter
+
+    async def transfer(self, call_sid: str, business: Business) -> bool:
+        """Connect the live caller to the on-call phone (once per call)."""
+        if self.twilio is None or not business.on_call_phone:
+            return False
+        if not self.store.claim_transfer(call_sid):
+            return False
+        document = twiml.transfer(
+            number=business.on_call_phone, message=TRANSFER_MESSAGE, caller_id=business.number
+        )
+        await self.twilio.redirect(call_sid, document)
+        return True

@@ -1,0 +1,230 @@
+"""Restarts never cut a live call (issue 9): a service restarting in the middle of a
+scripted-intake call, or a second process starting while a Realtime call is live on the
+first, loses no turn; only calls idle beyond ``RECOVERY_IDLE_SECONDS`` are recovered
+(SQLite and PostgreSQL).
+
+Through the real endpoints: the Twilio stand-in's caller reaches the restarted service
+behind the same public URL (``between_webhooks``), as Twilio would after a deploy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+
+from agent.business import load_businesses
+from crm.store import CallRecord, Store
+from telephony.finalize import CallFinalizer
+from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_for
+from tests.conversation_scripts import INTAKE_SPEECH
+from tests.standins.openai_realtime import ScriptedTurn, ToolCall
+from tests.standins.plugin_openai import MakeRealtimeStandin
+from tests.standins.twilio import TwilioStandin
+from tests.standins.twilio_rest import new_sid
+from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
+from tests.test_conversation_e2e import (
+    PUBLIC_BASE_URL,
+    SPEED,
+    at,
+    delivered,
+    openai_settings,
+    twilio_settings,
+)
+from tests.test_postgres import fresh_database
+
+
+async def test_an_intake_call_continues_across_a_restart(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """The service is stopped and started again (new process, same database) between the
+    caller's second and third answers: the call goes on where it was — every question
+    asked once, every answer in the summary — instead of the restart finalizing it and
+    hanging up on the caller's next answer."""
+    clock = at("2025-03-04T18:00:00+00:00")
+    apps: list[RunningApp] = [await start_app(clock=clock, **twilio_settings(twilio_standin))]
+
+    async def restart_before_third_answer(n: int) -> str | None:
+        if n != 3:  # 0: incoming call, 1: name, 2: need, 3: urgency …
+            return None
+        await apps[0].stop()
+        apps.append(await start_app(clock=clock, **twilio_settings(twilio_standin)))
+        return apps[1].url
+
+    result = await twilio_standin.place_call(
+        app_url=apps[0].url,
+        public_base_url=PUBLIC_BASE_URL,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=CallerScript(speech=list(INTAKE_SPEECH)),
+        speed=SPEED,
+        between_webhooks=restart_before_third_answer,
+    )
+
+    assert len(apps) == 2, "the service was restarted mid-call"
+    assert result.errors == [] and result.ended_by == "app_hangup"
+    assert "goodbye" in result.said[-1].lower()
+    said = " ".join(result.said).lower()
+    questions = ("your name", "help you with", "how urgent", "calling from", "good time")
+    for question in questions:
+        assert said.count(question) == 1, question
+    summary = await delivered(apps[1], result.call_sid)
+    assert (summary.first_name, summary.last_name) == ("Dana", "Reyes")
+    assert summary.urgency == 2 and summary.callback_window == "tomorrow morning"
+    caller_turns = [t.text for t in summary.transcript if t.speaker == "caller"]
+    assert caller_turns == INTAKE_SPEECH
+
+
+THREE_TURNS = [
+    ScriptedTurn(
+        "Hi, this is Lee Chen.",
+        reply="Hi Lee, what can we help with?",
+        reply_ms=800,
+        tool_calls=[ToolCall("record_caller_details", {"first_name": "Lee", "last_name": "Chen"})],
+    ),
+    ScriptedTurn(
+        "My air conditioner stopped cooling.",
+        reply="Sorry to hear that. When should the team call you back?",
+        reply_ms=800,
+        tool_calls=[ToolCall("record_caller_details", {"need": "AC not cooling"})],
+    ),
+    ScriptedTurn(
+        "Tomorrow afternoon is fine.",
+        reply="Got it, tomorrow afternoon. Goodbye!",
+        reply_ms=800,
+        tool_calls=[ToolCall("request_callback", {"callback_window": "tomorrow afternoon"})],
+    ),
+]
+
+
+async def test_a_second_process_starting_does_not_cut_a_live_realtime_call(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+) -> None:
+    """A second service process starts on the same database while a Realtime call is live
+    on the first (a deploy, a scale-out): its start-up recovery leaves the call alone, the
+    later turns are saved, and the call is finalized once, by the process serving it."""
+    ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    first = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    steps = [ListenUntilAgentDone()]
+    for _ in THREE_TURNS:
+        steps += [Say(ms=1200), ListenUntilAgentDone()]
+    call_sid = new_sid("CA")
+    call = asyncio.create_task(
+        twilio_standin.place_call(
+            app_url=first.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(steps=[*steps, HangUp()]),
+            call_sid=call_sid,
+            speed=SPEED,
+        )
+    )
+    store = first.services.store
+    await wait_for(
+        lambda: ((c := store.get_call(call_sid)) is not None and bool(c.transcript)) or call.done()
+    )
+    second = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    live = store.get_call(call_sid)
+    assert live is not None and live.state == "active", "the second process cut the live call"
+
+    result = await call
+    assert result.stream_closed_by == "caller"
+    summary = await delivered(first, call_sid)
+    caller_turns = [t.text for t in summary.transcript if t.speaker == "caller"]
+    assert caller_turns == [turn.caller_says for turn in THREE_TURNS]
+    assert summary.callback_window == "tomorrow afternoon"
+    assert second.services.store.get_summary(call_sid) == summary
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'recovery.db'}"
+        store = Store.from_url(url)
+        store.create_schema()
+        yield store
+        store.engine.dispose()
+    else:
+        with fresh_database() as url:
+            store = Store.from_url(url)
+            store.create_schema()
+            yield store
+            store.engine.dispose()
+
+
+async def test_recovery_finalizes_only_calls_idle_beyond_the_bound(
+    store: Store, businesses_file: Path
+) -> None:
+    """Start-up (and periodic) recovery finalizes a call nobody has touched for longer
+    than the bound, and leaves a call with a recent heartbeat alone — on both databases."""
+    stale, live = new_sid("CA"), new_sid("CA")
+    for sid in (stale, live):
+        store.begin_call(
+            sid,
+            business="Bay Plumbing & Air",
+            business_number=BUSINESS_NUMBER,
+            caller_phone=CALLER,
+            mode="intake",
+        )
+    with store.sessions.begin() as session:
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid == stale)
+            .values(updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(minutes=10))
+        )
+    store.touch(live)
+    finalizer = CallFinalizer(
+        store=store,
+        businesses=load_businesses(businesses_file),
+        crm_name="local",
+        openai_client=None,
+        summary_model="unused",
+    )
+
+    assert await finalizer.recover(idle_for=dt.timedelta(minutes=5)) == 1
+    stale_call, live_call = store.get_call(stale), store.get_call(live)
+    assert stale_call is not None and stale_call.state == "finalized"
+    assert live_call is not None and live_call.state == "active"
+
+
+async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An unexpected exception inside the bridge (forced here in the progress saver): what
+    was said is saved, the call is finalized and delivered at once (not left active for a
+    status callback or a restart to find), and the caller hears an apology, not silence."""
+    from telephony import bridge
+
+    async def broken(self: bridge.CallBridge) -> None:
+        await asyncio.sleep(0.3)
+        raise ValueError("a bug in the bridge")
+
+    monkeypatch.setattr(bridge.CallBridge, "_save_progress_periodically", broken)
+    ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    result = await twilio_standin.place_call(
+        app_url=app.url,
+        public_base_url=PUBLIC_BASE_URL,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=3000), HangUp()]),
+        speed=SPEED,
+        status_callback=False,  # nothing else would find the call
+    )
+
+    assert result.stream_closed_by == "app"
+    assert "technical problem" in result.said[-1]
+    summary = await delivered(app, result.call_sid)
+    call = app.services.store.get_call(result.call_sid)
+    assert call is not None and call.state == "finalized"
+    assert summary.caller_phone == CALLER
