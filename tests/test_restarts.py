@@ -26,7 +26,14 @@ from tests.standins.openai_realtime import ScriptedTurn, ToolCall
 from tests.standins.plugin_openai import MakeRealtimeStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_rest import new_sid
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
+from tests.standins.twilio_script import (
+    CallerScript,
+    HangUp,
+    Hold,
+    ListenUntilAgentDone,
+    Say,
+    Step,
+)
 from tests.test_conversation_e2e import (
     PUBLIC_BASE_URL,
     SPEED,
@@ -110,9 +117,14 @@ async def test_a_second_process_starting_does_not_cut_a_live_realtime_call(
     on the first (a deploy, a scale-out): its start-up recovery leaves the call alone, the
     later turns are saved, and the call is finalized once, by the process serving it."""
     ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     first = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
-    steps = [ListenUntilAgentDone()]
-    for _ in THREE_TURNS:
+    second_started: list[bool] = []
+    # After its first turn the caller holds on until the second process is up, so the call
+    # is certainly live while it starts and the later turns certainly come after.
+    steps: list[Step] = [ListenUntilAgentDone(), Say(ms=1200), ListenUntilAgentDone()]
+    steps.append(Hold(until=lambda: second_started))
+    for _ in THREE_TURNS[1:]:
         steps += [Say(ms=1200), ListenUntilAgentDone()]
     call_sid = new_sid("CA")
     call = asyncio.create_task(
@@ -127,14 +139,14 @@ async def test_a_second_process_starting_does_not_cut_a_live_realtime_call(
         )
     )
     store = first.services.store
-    await wait_for(
-        lambda: ((c := store.get_call(call_sid)) is not None and bool(c.transcript)) or call.done()
-    )
+    await wait_for(lambda: (c := store.get_call(call_sid)) is not None and bool(c.transcript))
     second = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     live = store.get_call(call_sid)
     assert live is not None and live.state == "active", "the second process cut the live call"
+    second_started.append(True)
 
     result = await call
+    assert result.script_timeouts == []
     assert result.stream_closed_by == "caller"
     summary = await delivered(first, call_sid)
     caller_turns = [t.text for t in summary.transcript if t.speaker == "caller"]
@@ -217,11 +229,14 @@ async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
         public_base_url=PUBLIC_BASE_URL,
         from_=CALLER,
         to=BUSINESS_NUMBER,
-        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=3000), HangUp()]),
+        # The caller stays on the line until the app ends the call (the crash is timed
+        # by the wall clock; the caller's script is not).
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=3000), Hold(), HangUp()]),
         speed=SPEED,
         status_callback=False,  # nothing else would find the call
     )
 
+    assert result.script_timeouts == []
     assert result.stream_closed_by == "app"
     assert "technical problem" in result.said[-1]
     summary = await delivered(app, result.call_sid)
