@@ -19,6 +19,7 @@ from sqlalchemy import update
 
 from agent.business import load_businesses
 from crm.store import CallRecord, Store
+from telephony.app import recover_idle_calls
 from telephony.finalize import CallFinalizer
 from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_for
 from tests.conversation_scripts import INTAKE_SPEECH
@@ -204,6 +205,59 @@ async def test_recovery_finalizes_only_calls_idle_beyond_the_bound(
     stale_call, live_call = store.get_call(stale), store.get_call(live)
     assert stale_call is not None and stale_call.state == "finalized"
     assert live_call is not None and live_call.state == "active"
+
+
+async def test_a_process_never_recovers_a_call_it_is_serving(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+) -> None:
+    """However late a live call's heartbeat (a loaded machine can delay it past the idle
+    bound), the process serving the call does not take it for a dead process's call; a
+    stale call nobody serves is recovered by the same sweep."""
+    ai = await make_realtime_standin(turns=[], extraction=None)
+    twilio_standin.agent_busy = ai.responding
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    store = app.services.store
+    live, stale = new_sid("CA"), new_sid("CA")
+    swept: list[tuple[int, str]] = []
+    call = asyncio.create_task(
+        twilio_standin.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(steps=[Hold(until=lambda: swept), HangUp()]),
+            call_sid=live,
+            speed=SPEED,
+        )
+    )
+    await wait_for(lambda: live in app.services.live_calls)
+    store.begin_call(
+        stale,
+        business="Bay Plumbing & Air",
+        business_number=BUSINESS_NUMBER,
+        caller_phone="+14155550177",
+        mode="intake",
+    )
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with store.sessions.begin() as session:
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid.in_([live, stale]))
+            .values(updated_at=long_ago)
+        )
+    recovered = await recover_idle_calls(app.services)
+    live_call = store.get_call(live)
+    assert live_call is not None
+    swept.append((recovered, live_call.state))
+    result = await call
+
+    assert swept == [(1, "active")]
+    stale_call = store.get_call(stale)
+    assert stale_call is not None and stale_call.state == "finalized"
+    assert result.script_timeouts == [] and result.stream_closed_by == "caller"
+    await wait_for(lambda: store.get_summary(live) is not None)  # ended by the caller
 
 
 async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
