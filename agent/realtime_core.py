@@ -122,6 +122,7 @@ class SessionConfig:
     transcription_model: str = "gpt-4o-mini-transcribe"
     greeting: str | None = None
     warm_transfer: bool = False  # an emergency connects the caller to the on-call phone
+    on_call_alerts: bool = True  # an emergency can be texted to an on-call phone
     vad_silence_ms: int = 500
     vad_prefix_ms: int = 300
     vad_threshold: float = 0.5
@@ -327,7 +328,11 @@ class Conversation:
             self._apply_tool(request)
             self.tool_requests.append(request)
             actions.append(RunTool(call_id, request))
-            output = tool_result(request, transferring=self.config.warm_transfer)
+            output = tool_result(
+                request,
+                transferring=self.config.warm_transfer,
+                alerting=self.config.on_call_alerts,
+            )
         actions.append(
             SendToModel(
                 {

@@ -66,6 +66,9 @@ class CallSummary(BaseModel):
     # The caller hung up before giving anything usable (no name, no need): recorded as a
     # missed call (Rating Cold, a callback Task due today), never as a Warm Lead.
     missed_call: bool = False
+    # 0 for the summary made when the call ended; n for its n-th amendment (turns that
+    # arrived after the call had been finalized), delivered as an update of the same records.
+    amendment: int = Field(default=0, ge=0)
 
     @field_validator("urgency", mode="before")
     @classmethod

@@ -245,10 +245,12 @@ def parse_tool_call(name: str, arguments_json: str) -> ToolRequest:
         raise ToolArgumentsError(_describe(name, exc)) from None
 
 
-def tool_result(request: ToolRequest, *, transferring: bool = False) -> str:
+def tool_result(request: ToolRequest, *, transferring: bool = False, alerting: bool = True) -> str:
     """The ``function_call_output`` text telling the model what happened and what to say.
 
     ``transferring`` (emergencies only): the call is being connected to the on-call phone.
+    ``alerting`` (emergencies only): an on-call phone can be texted; without one the model
+    must not tell the caller the on-call team was alerted.
     """
     if isinstance(request, RecordDetails):
         saved = ", ".join(request.details.learned()) or "nothing new"
@@ -263,6 +265,13 @@ def tool_result(request: ToolRequest, *, transferring: bool = False) -> str:
             return (
                 "Emergency flagged. The call is being connected to the on-call technician now: "
                 "tell the caller in one short sentence that you are putting them through."
+            )
+        if not alerting:
+            return (
+                "Emergency recorded as urgent for the team. Do not say anyone has been "
+                "alerted or will call back at once. If anyone is in danger (gas smell, fire, "
+                "sparks, smoke, carbon monoxide) tell them to leave the building and call 911 "
+                "first. Make sure you have their name, the address and the best callback number."
             )
         return (
             "Emergency flagged for the on-call team, who will call back as soon as possible. "

@@ -46,6 +46,7 @@ class DeliveryResult:
     api_requests: int = 0
     warnings: tuple[str, ...] = ()
     already_delivered: bool = False
+    instance_url: str = ""  # the Salesforce org's URL, for links to the records
 
 
 class PhoneLedger(Protocol):
@@ -65,3 +66,9 @@ class CrmWriter(Protocol):
     name: str
 
     def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult: ...
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """Update the records an earlier delivery of ``summary.call_sid`` wrote with its
+        amendment (``summary.amendment`` ≥ 1); idempotent per amendment. When nothing was
+        delivered yet, a plain delivery."""
+        ...

@@ -14,6 +14,7 @@ import base64
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, String, Text, select
@@ -26,14 +27,17 @@ from crm.errors import CrmRejectedError
 from crm.org_schema import OrgSchema, standard_org_schema
 from crm.planner import (
     ID_PREFIXES,
+    DeliveredCall,
     FoundRecord,
     Lookup,
     Plan,
     Ref,
     UpdateRecord,
     UpsertRecord,
+    amendment_title,
     lookup_phone_terms,
     parse_phone,
+    plan_amendment,
     plan_delivery,
 )
 from crm.store import Base, upgrade_schema, utcnow
@@ -117,6 +121,57 @@ class LocalCrm:
                 ) from None
             return again
         return result
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """The amendment onto the records the first delivery wrote (see ``CrmWriter``)."""
+        with self.sessions.begin() as session:
+            task = self._call_task(session, summary.call_sid)
+            if task is None or not task.fields.get("WhoId"):
+                delivered_before = False
+            else:
+                delivered_before = True
+                who = str(task.fields["WhoId"])
+                title = amendment_title(summary.call_sid, summary.amendment)
+                if self._has(session, "ContentVersion", lambda f: f.get("Title") == title):
+                    return DeliveryResult(
+                        record_type=ID_PREFIXES.get(who[:3], "Unknown"),
+                        record_id=who,
+                        already_delivered=True,
+                    )
+                callback_open = self._has(
+                    session,
+                    "Task",
+                    lambda f: (
+                        f.get("WhoId") == who
+                        and str(f.get("Subject", "")).startswith("Call back")
+                        and f.get("Status") != "Completed"
+                    ),
+                )
+                what = task.fields.get("WhatId")
+                plan = plan_amendment(
+                    summary,
+                    profile,
+                    DeliveredCall(task.id, who, str(what) if what else None),
+                    self.schema,
+                    today=summary.call_date or dt.date.today(),
+                    callback_already=callback_open,
+                )
+                return self._execute(session, plan, summary.call_sid)
+        if not delivered_before:
+            return self.deliver(summary, profile)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _call_task(session: Session, call_sid: str) -> LocalRecord | None:
+        for row in session.scalars(select(LocalRecord).where(LocalRecord.sobject == "Task")):
+            if row.fields.get("CallObject") == call_sid:
+                return row
+        return None
+
+    @staticmethod
+    def _has(session: Session, sobject: str, test: Callable[[dict[str, Any]], bool]) -> bool:
+        rows = session.scalars(select(LocalRecord).where(LocalRecord.sobject == sobject))
+        return any(test(row.fields) for row in rows)
 
     # --- seeding and inspection -------------------------------------------------------
 
@@ -202,7 +257,17 @@ class LocalCrm:
                 fields={**fields, "Id": row.id, "LastModifiedDate": row.modified_at.isoformat()},
             )
             (contacts if row.sobject == "Contact" else leads).append(found)
-        return Lookup(contacts=tuple(contacts), leads=tuple(leads))
+        open_ids: frozenset[str] = frozenset()
+        if summary.missed_call and (contacts or leads):
+            matched = {r.id for r in (*contacts, *leads)}
+            open_ids = frozenset(
+                str(row.fields.get("WhoId"))
+                for row in session.scalars(select(LocalRecord).where(LocalRecord.sobject == "Task"))
+                if row.fields.get("WhoId") in matched
+                and str(row.fields.get("Subject", "")).startswith("Call back")
+                and row.fields.get("Status") != "Completed"
+            )
+        return Lookup(contacts=tuple(contacts), leads=tuple(leads), open_callbacks=open_ids)
 
     @staticmethod
     def _phone_matches(fields: dict[str, Any], terms: set[str]) -> bool:

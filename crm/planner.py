@@ -121,13 +121,20 @@ class Lookup:
 
     contacts: tuple[FoundRecord, ...] = ()
     leads: tuple[FoundRecord, ...] = ()
+    open_callbacks: frozenset[str] = frozenset()
+    """Found records that already have an open callback Task (looked up for missed calls)."""
 
     def merged(self, other: Lookup) -> Lookup:
         seen = {r.id for r in (*self.contacts, *self.leads)}
         return Lookup(
             contacts=self.contacts + tuple(r for r in other.contacts if r.id not in seen),
             leads=self.leads + tuple(r for r in other.leads if r.id not in seen),
+            open_callbacks=self.open_callbacks | other.open_callbacks,
         )
+
+    @property
+    def record_ids(self) -> list[str]:
+        return [r.id for r in (*self.contacts, *self.leads)]
 
     @property
     def empty(self) -> bool:
@@ -258,17 +265,32 @@ def _returning(schema: OrgSchema) -> str:
 
 
 def phone_search_sosl(terms: Iterable[str], schema: OrgSchema) -> str | None:
-    """The SOSL phone lookup for ``terms``; None when there is nothing to search."""
-    escaped = [escape_sosl(t) for t in terms if t]
-    if not escaped:
+    """The SOSL phone lookup for ``terms``; None when there is nothing to search.
+
+    Only ASCII digit strings are searched (``lookup_phone_terms`` makes nothing else), so
+    no term can carry a word such as ``OR``/``AND``/``NOT`` or a wildcard into the query.
+    """
+    # SOSL refuses a one-character term; a phone term is longer anyway.
+    digits = [t for t in terms if len(t) >= 2 and t.isascii() and t.isdigit()]
+    if not digits:
         return None
-    return f"FIND {{{' OR '.join(escaped)}}} IN PHONE FIELDS RETURNING {_returning(schema)}"
+    return f"FIND {{{' OR '.join(digits)}}} IN PHONE FIELDS RETURNING {_returning(schema)}"
+
+
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_EMAIL_RE = re.compile(rf"[^\s@]{{1,64}}@{_LABEL}(?:\.{_LABEL})+")
 
 
 def email_search_sosl(email: str | None, schema: OrgSchema) -> str | None:
-    if not email or "@" not in email:
+    """The SOSL e-mail lookup: one address (no spaces, one ``@``, a host name after it) as
+    a quoted phrase with
+    every reserved character escaped, so ``OR``/``AND``/``NOT`` or wildcards in what a
+    caller spelled stay literal text. None when it is not an address."""
+    address = (email or "").strip()
+    if not _EMAIL_RE.fullmatch(address):
         return None
-    return f"FIND {{{escape_sosl(email.strip())}}} IN EMAIL FIELDS RETURNING {_returning(schema)}"
+    phrase = escape_sosl(address)
+    return f'FIND {{"{phrase}"}} IN EMAIL FIELDS RETURNING {_returning(schema)}'
 
 
 def ledger_phones(summary: CallSummary) -> list[str]:
@@ -298,6 +320,32 @@ def parse_query_records(sobject: str, result: Mapping[str, Any] | None) -> tuple
         fields = {k: v for k, v in raw.items() if k != "attributes"}
         found.append(FoundRecord(sobject=sobject, id=str(raw["Id"]), fields=fields))
     return tuple(found)
+
+
+def call_task_soql(call_sid: str) -> str:
+    """The call's Task with the records it hangs off (an amendment updates them)."""
+    sid = escape_soql(call_sid)
+    return f"SELECT Id, WhoId, WhatId FROM Task WHERE CallObject = '{sid}'"  # noqa: S608
+
+
+def amendment_check_soql(call_sid: str, amendment: int) -> str:
+    """Finds the amended transcript if this amendment was written already."""
+    title = escape_soql(amendment_title(call_sid, amendment))
+    return f"SELECT Id FROM ContentVersion WHERE Title = '{title}'"  # noqa: S608
+
+
+def open_callback_soql(record_id: str) -> str:
+    """Finds an open callback Task on the record (an amendment adds none twice)."""
+    return open_callbacks_soql([record_id])
+
+
+def open_callbacks_soql(record_ids: Iterable[str]) -> str:
+    """The open callback Tasks on these records (a missed call adds none twice)."""
+    quoted = ", ".join(f"'{escape_soql(i)}'" for i in record_ids)
+    return (
+        "SELECT Id, WhoId FROM Task WHERE WhoId IN "  # noqa: S608 - ids are escaped
+        f"({quoted}) AND Subject LIKE 'Call back%' AND IsClosed = false"
+    )
 
 
 def delivered_check_soql(call_sid: str, schema: OrgSchema) -> str:
@@ -357,6 +405,75 @@ def plan_delivery(
     return _Planner(summary, profile, schema, today).plan(lookup, duplicate_of)
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveredCall:
+    """Where an earlier delivery of the call put it: its call Task and the record it is on."""
+
+    task_id: str
+    record_id: str
+    account_id: str | None = None
+
+
+def amendment_title(call_sid: str, amendment: int) -> str:
+    """The amended transcript's title; its existence marks the amendment as written."""
+    return f"Call transcript {call_sid} (amended {amendment})"
+
+
+def plan_amendment(
+    summary: CallSummary,
+    profile: CrmProfile,
+    delivered: DeliveredCall,
+    schema: OrgSchema,
+    *,
+    today: dt.date,
+    callback_already: bool,
+) -> Plan:
+    """The records an amendment updates: the call Task's summary (what the whole call
+    said), the whole transcript attached again to the same record, and a callback Task
+    when the later turns asked for one (``callback_already``: the first delivery had it)."""
+    planner = _Planner(summary, profile, schema, today)
+    planner.notes.append(
+        f"Amended: the caller went on after the call was first recorded ({summary.amendment})."
+    )
+    description = planner._call_description()
+    planner._add(
+        UpdateRecord(
+            "callTask",
+            "Task",
+            delivered.task_id,
+            {
+                "Description": description,
+                "CallDurationInSeconds": summary.duration_seconds,
+                "Priority": "High" if summary.urgency >= 4 else "Normal",
+            },
+        )
+    )
+    text = summary.transcript_text()
+    sid = summary.call_sid
+    planner._add(
+        CreateRecord(
+            "transcript",
+            "ContentVersion",
+            {
+                "Title": amendment_title(sid, summary.amendment),
+                "PathOnClient": f"transcript-{sid}-amended-{summary.amendment}.txt",
+                "VersionData": base64.b64encode((text or "(no transcript)").encode("utf-8")).decode(
+                    "ascii"
+                ),
+                "FirstPublishLocationId": delivered.record_id,
+            },
+        )
+    )
+    if summary.callback_requested and not callback_already:
+        planner._place_callback_task(delivered.record_id, delivered.account_id)
+    return Plan(
+        record_type_of(delivered.record_id),
+        delivered.record_id,
+        tuple(planner.actions),
+        tuple(planner.warnings),
+    )
+
+
 class _Planner:
     def __init__(
         self, summary: CallSummary, profile: CrmProfile, schema: OrgSchema, today: dt.date
@@ -404,11 +521,16 @@ class _Planner:
         return Plan(record_type, record, tuple(self.actions), tuple(self.warnings))
 
     def _missed_callback_already_open(self, lookup: Lookup) -> bool:
-        """Repeated hang-ups from one number the same day merge into one record: the Lead
-        the first one created (its Description dated today) already has the open callback."""
-        if not self.summary.missed_call or not lookup.leads or lookup.contacts:
+        """Repeated hang-ups from one number merge into one record: a missed call adds no
+        callback Task where one is open already (the adapters look that up for missed
+        calls), nor on a Lead a missed call created today (its Description is dated)."""
+        if not self.summary.missed_call or lookup.empty:
             return False
+        if lookup.contacts:
+            return choose(lookup.contacts, None).id in lookup.open_callbacks
         lead = choose(lookup.leads, self.summary.last_name)
+        if lead.id in lookup.open_callbacks:
+            return True
         return f"[{self.today.isoformat()}] {MISSED_CALL_NOTE}" in lead.text("Description")
 
     def _pick(self, sobject: str, candidates: tuple[FoundRecord, ...]) -> FoundRecord:
@@ -481,7 +603,7 @@ class _Planner:
 
     def _log_call(self, record: str | Ref, account_id: str | None) -> None:
         s = self.summary
-        subject = f"Call: {s.need or 'inbound call'}"
+        subject = call_subject(s)
         if s.missed_call:
             subject = (
                 f"{MISSED_CALL_NOTE} from {dialable(callback_number(s)) or 'a withheld number'}"
@@ -567,7 +689,7 @@ class _Planner:
             parts.append(s.need)
         text = " - ".join(parts) if parts else "Inbound call"
         lines = [text]
-        if s.details:
+        if s.details and not _repeats(s.need, s.details):
             lines.append(s.details)
         if s.callback_requested:
             window = f" ({s.callback_window})" if s.callback_window else ""
@@ -606,7 +728,7 @@ class _Planner:
             lines.append(
                 f"Callback requested: {s.callback_window or 'no window given'} (due {due})"
             )
-        if s.details:
+        if s.details and not _repeats(s.need, s.details):
             lines.append(f"Details: {s.details}")
         lines.extend(self._language_note())
         lines.extend(self.notes)
@@ -669,6 +791,28 @@ class _Planner:
 def _name_of(record: FoundRecord) -> str:
     parts = [record.text("FirstName"), record.text("LastName")]
     return " ".join(p for p in parts if p) or "no name"
+
+
+SUBJECT_NEED_CHARS = 80
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _repeats(need: str, details: str) -> bool:
+    """The details say nothing the need line does not (staff should not read it twice)."""
+    return bool(details.strip()) and _words(details) in {_words(need), ""}
+
+
+def call_subject(summary: CallSummary) -> str:
+    """ "Call: burst pipe in basement — EMERGENCY": the need as a short line, never the
+    caller's whole sentence."""
+    need = " ".join((summary.need or "inbound call").split())
+    if len(need) > SUBJECT_NEED_CHARS:
+        need = need[: SUBJECT_NEED_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;-") + "…"
+    suffix = " — EMERGENCY" if summary.is_emergency else ""
+    return f"Call: {need}{suffix}"
 
 
 def opportunity_name(need: str, address: str | None) -> str:

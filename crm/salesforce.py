@@ -19,6 +19,7 @@ Every data request carries a timeout; a 401 renews the token once and retries.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -54,19 +55,25 @@ from crm.errors import (
 from crm.org_schema import OrgSchema, parse_describe
 from crm.planner import (
     CreateRecord,
+    DeliveredCall,
     FoundRecord,
     Lookup,
     Plan,
     Ref,
     UpdateRecord,
     UpsertRecord,
+    amendment_check_soql,
+    call_task_soql,
     delivered_check_soql,
     email_search_sosl,
     ledger_phones,
     lookup_phone_terms,
+    open_callback_soql,
+    open_callbacks_soql,
     parse_query_records,
     parse_search_result,
     phone_search_sosl,
+    plan_amendment,
     plan_delivery,
     record_type_of,
     records_by_id_soql,
@@ -170,11 +177,14 @@ class SalesforceCrm:
         """Write the call to the org; idempotent per ``summary.call_sid``."""
         ctx = _Delivery(call_sid=summary.call_sid)
         try:
-            return self._deliver(ctx, summary, profile)
+            result = self._deliver(ctx, summary, profile)
         except CrmError as exc:
             if exc.call_sid is None:
                 exc.call_sid = summary.call_sid
             raise
+        with self._lock:
+            instance_url = self._client[0].instance_url if self._client else ""
+        return dataclasses.replace(result, instance_url=instance_url)
 
     def _deliver(self, ctx: _Delivery, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
         schema = self.schema(ctx)
@@ -219,6 +229,53 @@ class SalesforceCrm:
             else:
                 plan = outcome
         raise CrmRejectedError("the org kept rejecting fields of this call's records")
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        """Write an amendment onto the records the call's first delivery created: the call
+        Task's summary, the whole transcript again, a callback Task if newly asked for."""
+        ctx = _Delivery(call_sid=summary.call_sid)
+        try:
+            schema = self.schema(ctx)
+            tasks = (self._query(ctx, call_task_soql(summary.call_sid)) or {}).get("records") or []
+            if not tasks or not tasks[0].get("WhoId"):
+                return self._deliver(ctx, summary, profile)
+            task = tasks[0]
+            check = amendment_check_soql(summary.call_sid, summary.amendment)
+            if (self._query(ctx, check) or {}).get("records"):
+                return DeliveryResult(
+                    record_type=record_type_of(str(task["WhoId"])),
+                    record_id=str(task["WhoId"]),
+                    api_requests=ctx.requests,
+                    already_delivered=True,
+                )
+            callbacks = (self._query(ctx, open_callback_soql(str(task["WhoId"]))) or {}).get(
+                "records"
+            )
+            delivered = DeliveredCall(
+                task_id=str(task["Id"]),
+                record_id=str(task["WhoId"]),
+                account_id=str(task["WhatId"]) if task.get("WhatId") else None,
+            )
+            plan = plan_amendment(
+                summary,
+                profile,
+                delivered,
+                schema,
+                today=summary.call_date or dt.date.today(),
+                callback_already=bool(callbacks),
+            )
+            for _attempt in range(MAX_COMPOSITE_ATTEMPTS):
+                outcome = self._send(ctx, plan)
+                if isinstance(outcome, DeliveryResult):
+                    return outcome
+                if not isinstance(outcome, Plan):
+                    break
+                plan = outcome  # re-sent without a field the org rejected
+            raise CrmRejectedError("the org rejected the amendment of this call's records")
+        except CrmError as exc:
+            if exc.call_sid is None:
+                exc.call_sid = summary.call_sid
+            raise
 
     # --- schema -----------------------------------------------------------------------
 
@@ -287,6 +344,13 @@ class SalesforceCrm:
         email_sosl = email_search_sosl(summary.email, schema)
         if lookup.empty and email_sosl:
             lookup = parse_search_result(self._request(ctx, lambda sf: sf.search(email_sosl)))
+        if summary.missed_call and not lookup.empty:
+            # Another hang-up from a known number: is a callback already open on it?
+            tasks = (self._query(ctx, open_callbacks_soql(lookup.record_ids)) or {}).get(
+                "records"
+            ) or []
+            open_ids = frozenset(str(t.get("WhoId")) for t in tasks if t.get("WhoId"))
+            lookup = Lookup(lookup.contacts, lookup.leads, open_ids)
         return lookup
 
     def _query(self, ctx: _Delivery, soql: str) -> Any:

@@ -7,28 +7,39 @@ same transaction, so a crash between the two cannot lose a call.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import logging
+import os
 import sqlite3
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
+    Boolean,
     Connection,
+    Date,
     DateTime,
     Engine,
     ForeignKey,
     Integer,
     String,
     Text,
+    UniqueConstraint,
     create_engine,
+    delete,
     event,
     func,
+    insert,
     inspect,
+    make_url,
     or_,
     select,
     update,
@@ -38,9 +49,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 from agent.summary import CallSummary, TranscriptTurn
 
+log = logging.getLogger(__name__)
+
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+AMENDMENT_PENDING = "_amendment_pending"
+"""Key in a call's details: turns arrived after finalization and await an amendment."""
 
 
 class Base(DeclarativeBase):
@@ -55,7 +72,14 @@ class CallRecord(Base):
     call_sid: Mapped[str] = mapped_column(String(64), primary_key=True)
     business: Mapped[str] = mapped_column(String(255))
     business_number: Mapped[str] = mapped_column(String(32), default="")
+    # A valid E.164 number or "" (withheld, SIP, client...); ``caller_id`` is Twilio's
+    # ``From`` as sent (bounded), for staff.
     caller_phone: Mapped[str] = mapped_column(String(32), default="")
+    caller_id: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # Set when a Media Stream is admitted: a call has one stream, ever, on any node.
+    stream_started_at: Mapped[dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )
     mode: Mapped[str] = mapped_column(String(16), default="realtime")
     state: Mapped[str] = mapped_column(String(16), default="active", index=True)
     started_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -97,6 +121,30 @@ class SummaryRecord(Base):
     )
     summary_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Copies of summary fields the staff list filters and sorts on (in SQL).
+    caller_name: Mapped[str] = mapped_column(String(255), default="")
+    need: Mapped[str] = mapped_column(String(255), default="")
+    urgency: Mapped[int] = mapped_column(Integer, default=2, index=True)
+    is_emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+    @classmethod
+    def of(cls, summary: CallSummary) -> SummaryRecord:
+        record = cls(call_sid=summary.call_sid)
+        record.refresh_from(summary)
+        return record
+
+    def refresh_from(self, summary: CallSummary) -> None:
+        """Store ``summary`` and its staff columns (a new, amended or redacted summary)."""
+        name = " ".join(p for p in (summary.first_name, summary.last_name) if p)
+        self.summary_json = summary.model_dump_json()
+        self.caller_name = name[:255]
+        self.need = summary.need[:255]
+        self.urgency = summary.urgency
+        self.is_emergency = summary.is_emergency
+        self.callback_requested = summary.callback_requested
+        self.callback_due = summary.callback_due
 
     def summary(self) -> CallSummary:
         return CallSummary.model_validate_json(self.summary_json)
@@ -142,6 +190,36 @@ class OutboxJob(Base):
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 
 
+class DeliveryAttempt(Base):
+    """One CRM delivery attempt (or a staff re-queue), for the call page's history."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.call_sid"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class OutboundSend(Base):
+    """One text or call the service placed on a caller's behalf, for rate limits shared by
+    every process on the database. ``destination_key`` is a keyed hash of the number, not
+    the number; rows older than a day are deleted by the retention purge."""
+
+    __tablename__ = "outbound_sends"
+    __table_args__ = (UniqueConstraint("call_sid", "purpose", name="uq_outbound_sends_call"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    business: Mapped[str] = mapped_column(String(255))
+    destination_key: Mapped[str] = mapped_column(String(64))
+    call_sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    sent_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_SECONDS * 1000)}")
@@ -179,10 +257,35 @@ def normalize_database_url(url: str) -> str:
     return url
 
 
+def _create_private_file(url: str) -> None:
+    """Create a SQLite database file readable by its owner only (0600) before SQLite
+    creates it with the umask's mode; the -wal and -shm files SQLite makes beside it take
+    the same mode. An existing file is left as the operator set it (with a warning when
+    other users can read it)."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    if path.exists():
+        mode = stat.S_IMODE(path.stat().st_mode)
+        if mode & 0o077:
+            log.warning(
+                "the database file %s is readable by other users (mode %o): run chmod 600 on it",
+                path,
+                mode,
+            )
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys, and a new
+    database file is created 0600."""
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -195,6 +298,8 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 INITIAL_REVISION = "0001"
 # pg_advisory_xact_lock key serializing schema upgrades across processes ("rcpt").
 MIGRATION_LOCK_KEY = 0x72637074
+# ... and the outbound-send rate limit check across processes ("rcps").
+OUTBOUND_LOCK_KEY = 0x72637073
 
 
 def alembic_config(url: str | None = None, *, connection: Connection | None = None) -> Config:
@@ -230,6 +335,24 @@ def upgrade_schema(engine: Engine) -> None:
         connection.commit()
 
 
+SCREENING_KEY = "_screening"
+
+
+def _keep_bookkeeping(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` details, keeping the bookkeeping keys (``_…``) the writer did not send."""
+    kept = {k: v for k, v in (old or {}).items() if k.startswith("_") and k not in new}
+    return {**kept, **json.loads(json.dumps(new, default=str))}
+
+
+def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict[str, Any]) -> None:
+    """Turns (and details) for a finalized call, kept and marked for an amendment."""
+    call.transcript = [t.model_dump(mode="json") for t in transcript]
+    values = json.loads(json.dumps(details, default=str))
+    values[AMENDMENT_PENDING] = True
+    call.details = values
+    call.updated_at = utcnow()
+
+
 class Store:
     """Calls, summaries and the outbox over one engine. Every method is one transaction."""
 
@@ -253,8 +376,13 @@ class Store:
         business_number: str,
         caller_phone: str,
         mode: str,
+        caller_id: str = "",
     ) -> None:
-        """Record a call as it starts; a repeated webhook for the same call changes nothing."""
+        """Record a call as it starts; a repeated webhook for the same call changes nothing.
+
+        ``caller_phone`` must be E.164 or empty (it is a ``String(32)``); ``caller_id`` is
+        Twilio's ``From`` as sent, of any length.
+        """
         with self.sessions.begin() as session:
             if session.get(CallRecord, call_sid) is not None:
                 return
@@ -263,16 +391,42 @@ class Store:
                     call_sid=call_sid,
                     business=business,
                     business_number=business_number,
-                    caller_phone=caller_phone,
+                    caller_phone=caller_phone[:32],
+                    caller_id=caller_id,
                     mode=mode,
                     transcript=[],
                     details={},
                 )
             )
 
+    def check_health(self) -> None:
+        """Read one row of every table the service writes; raises ``SQLAlchemyError`` when
+        the database is unreachable, corrupt or not migrated."""
+        with self.sessions() as session:
+            for model in (CallRecord, SummaryRecord, OutboxJob):
+                session.execute(select(model).limit(1)).first()
+
     def get_call(self, call_sid: str) -> CallRecord | None:
         with self.sessions() as session:
             return session.get(CallRecord, call_sid)
+
+    def claim_stream(self, call_sid: str, business_number: str) -> bool:
+        """Admit the call's one Media Stream: True for the first claim of a live Realtime
+        call of that business, False otherwise — one atomic UPDATE, so two processes
+        (or a replay racing the real stream) cannot both win."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                update(CallRecord)
+                .where(
+                    CallRecord.call_sid == call_sid,
+                    CallRecord.business_number == business_number,
+                    CallRecord.state == "active",
+                    CallRecord.mode == "realtime",
+                    CallRecord.stream_started_at.is_(None),
+                )
+                .values(stream_started_at=utcnow())
+            )
+            return result.rowcount == 1
 
     def set_mode(self, call_sid: str, mode: str) -> None:
         with self.sessions.begin() as session:
@@ -286,13 +440,19 @@ class Store:
         transcript: list[TranscriptTurn],
         details: dict[str, Any],
     ) -> None:
-        """Write the transcript and captured details so far (crash recovery reads these)."""
+        """Write the transcript and captured details so far (crash recovery reads these).
+        On a call already finalized, turns beyond the summary's are kept for an amendment
+        (``save_late``), never dropped."""
         with self.sessions.begin() as session:
             call = session.get(CallRecord, call_sid)
+            if call is not None and call.state == "finalized":
+                if len(transcript) > len(call.transcript or []):
+                    _keep_late(call, transcript, details)
+                return
             if call is None or call.state != "active":
                 return
             call.transcript = [t.model_dump(mode="json") for t in transcript]
-            call.details = json.loads(json.dumps(details, default=str))
+            call.details = _keep_bookkeeping(call.details, details)
             call.updated_at = utcnow()  # a heartbeat even when nothing new was said
 
     def touch(self, call_sid: str) -> None:
@@ -424,6 +584,23 @@ class Store:
             rows = session.execute(query).all()
         return list(dict.fromkeys((str(r[0]), str(r[1])) for r in rows))
 
+    def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
+        """Keep the call's spam screening (``agent.screening``) with its details."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is None:
+                return
+            call.details = {**(call.details or {}), SCREENING_KEY: screening}
+
+    def screen_out(self, call_sid: str, reason: str) -> None:
+        """A call refused as spam at the door: it will have no summary and no CRM record."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None and call.state == "active":
+                call.state = "screened"
+                call.ended_at = utcnow()
+                call.notes = reason
+
     def save_intake(self, call_sid: str, intake_json: str, details: dict[str, Any]) -> None:
         """Keep the scripted intake's state between Twilio's webhooks."""
         with self.sessions.begin() as session:
@@ -432,7 +609,50 @@ class Store:
                 return
             call.mode = "intake"
             call.intake_json = intake_json
-            call.details = json.loads(json.dumps(details, default=str))
+            call.details = _keep_bookkeeping(call.details, details)
+
+    def save_late(
+        self,
+        call_sid: str,
+        transcript: list[TranscriptTurn],
+        details: dict[str, Any],
+        *,
+        intake_json: str | None = None,
+    ) -> bool:
+        """Keep turns that arrived after the call was finalized (never dropped); the call
+        is marked for an amendment. False when the call is not a finalized one."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is None or call.state != "finalized":
+                return False
+            _keep_late(call, transcript, details)
+            if intake_json is not None:
+                call.intake_json = intake_json
+            return True
+
+    def amend(self, summary: CallSummary) -> bool:
+        """Replace the call's summary with its amendment and queue its delivery: a job not
+        delivered yet simply delivers the amended summary; a delivered one is queued again
+        (the CRM updates the records it wrote). False when the call has no summary."""
+        with self.sessions.begin() as session:
+            record = session.get(SummaryRecord, summary.call_sid, with_for_update=True)
+            call = session.get(CallRecord, summary.call_sid)
+            if record is None or call is None:
+                return False
+            record.refresh_from(summary)
+            details = dict(call.details or {})
+            details.pop(AMENDMENT_PENDING, None)
+            call.details = details
+            job = session.scalars(
+                select(OutboxJob).where(OutboxJob.call_sid == summary.call_sid)
+            ).first()
+            if job is not None and job.state in ("delivered", "dead"):
+                job.state = "pending"
+                job.attempts = 0
+                job.next_attempt_at = utcnow()
+                job.locked_until = None
+                job.last_error = ""
+            return True
 
     def close_unsummarized(self, call_sid: str, reason: str) -> None:
         """The call needs no summary (the office picked up): nothing will finalize it."""
@@ -465,21 +685,23 @@ class Store:
         with self.sessions() as session:
             return list(session.scalars(query))
 
-    def finalize(self, summary: CallSummary, *, crm: str) -> bool:
+    def finalize(self, summary: CallSummary, *, crm: str, spam: bool = False) -> bool:
         """Commit the summary and its outbox job in one transaction.
 
         Returns False (and writes nothing) when the call was already finalized, so a
-        duplicate ``stop`` or status callback cannot create a second delivery.
+        duplicate ``stop`` or status callback cannot create a second delivery. ``spam``:
+        the call was screened as spam — its summary is kept for the staff pages (state
+        ``screened``) but no CRM delivery is queued.
         """
         try:
-            return self._finalize(summary, crm=crm)
+            return self._finalize(summary, crm=crm, spam=spam)
         except (IntegrityError, OperationalError):
             # A concurrent finalization won the race; the primary keys kept it single.
             if self.get_summary(summary.call_sid) is not None:
                 return False
             raise
 
-    def _finalize(self, summary: CallSummary, *, crm: str) -> bool:
+    def _finalize(self, summary: CallSummary, *, crm: str, spam: bool = False) -> bool:
         with self.sessions.begin() as session:
             call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if call is None:
@@ -494,13 +716,12 @@ class Store:
                 session.flush()
             elif call.state != "active":
                 return False
-            call.state = "finalized"
+            call.state = "screened" if spam else "finalized"
             call.ended_at = utcnow()
             call.transcript = [t.model_dump(mode="json") for t in summary.transcript]
-            session.add(
-                SummaryRecord(call_sid=summary.call_sid, summary_json=summary.model_dump_json())
-            )
-            session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
+            session.add(SummaryRecord.of(summary))
+            if not spam:
+                session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
             return True
 
     def get_summary(self, call_sid: str) -> CallSummary | None:
@@ -508,9 +729,118 @@ class Store:
             record = session.get(SummaryRecord, call_sid)
             return record.summary() if record else None
 
+    def claim_outbound(
+        self,
+        *,
+        kind: str,
+        business: str,
+        destination_key: str,
+        purpose: str,
+        call_sid: str | None,
+        now: dt.datetime,
+        window: dt.timedelta,
+        per_number: int,
+        per_business: int,
+    ) -> str | None:
+        """Record one outbound send and return ``None``, or return why it is refused
+        (nothing recorded): ``per_number`` sends of ``kind`` to ``destination_key`` and
+        ``per_business`` from ``business`` within ``window`` before ``now``, and one send
+        of ``purpose`` per ``call_sid``. Serialized across processes (SQLite's write lock,
+        a PostgreSQL advisory lock), so the limits hold for every node on the database."""
+        since = now - window
+        with self.engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            elif connection.dialect.name == "postgresql":
+                connection.execute(select(func.pg_advisory_xact_lock(OUTBOUND_LOCK_KEY)))
+            sends = OutboundSend
+            if call_sid is not None:
+                done = connection.execute(
+                    select(func.count())
+                    .select_from(sends)
+                    .where(sends.call_sid == call_sid, sends.purpose == purpose)
+                ).scalar_one()
+                if done:
+                    connection.rollback()
+                    return f"already sent a {purpose} for this call"
+            recent = (sends.kind == kind) & (sends.sent_at > since)
+            checks = (
+                (sends.destination_key == destination_key, per_number, "per-number"),
+                (sends.business == business, per_business, "per-business"),
+            )
+            for scope, limit, label in checks:
+                count = connection.execute(
+                    select(func.count()).select_from(sends).where(recent & scope)
+                ).scalar_one()
+                if count >= limit:
+                    connection.rollback()
+                    return f"{label} {kind} limit ({limit} an hour) reached"
+            connection.execute(
+                insert(OutboundSend).values(
+                    kind=kind,
+                    business=business,
+                    destination_key=destination_key,
+                    call_sid=call_sid,
+                    purpose=purpose,
+                    sent_at=now,
+                )
+            )
+            connection.commit()
+        return None
+
+    def forget_outbound(self, *, before: dt.datetime) -> int:
+        """Delete outbound-send rows older than ``before`` (they only serve rate limits)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(delete(OutboundSend).where(OutboundSend.sent_at < before))
+            return int(result.rowcount or 0)
+
+    def forget_phone_ledger(self, *, before: dt.datetime) -> int:
+        """Delete CRM phone-ledger rows (they hold numbers) written before ``before``."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(PhoneLedgerEntry).where(PhoneLedgerEntry.written_at < before)
+            )
+            return int(result.rowcount or 0)
+
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+    def record_attempt(self, call_sid: str, attempt: int, outcome: str, detail: str = "") -> None:
+        """Add a line to the call's delivery history."""
+        with self.sessions.begin() as session:
+            session.add(
+                DeliveryAttempt(
+                    call_sid=call_sid, attempt=attempt, outcome=outcome, detail=detail[:2000]
+                )
+            )
+
+    def delivery_history(self, call_sid: str) -> list[DeliveryAttempt]:
+        with self.sessions() as session:
+            query = (
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.call_sid == call_sid)
+                .order_by(DeliveryAttempt.id)
+            )
+            return list(session.scalars(query))
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox jobs per state (pending, delivering, delivered, dead)."""
+        with self.sessions() as session:
+            rows = session.execute(select(OutboxJob.state, func.count()).group_by(OutboxJob.state))
+            return {str(state): int(count) for state, count in rows}
+
+    def oldest_undelivered(self) -> dt.datetime | None:
+        """When the oldest job still waiting (pending or delivering) was created."""
+        with self.sessions() as session:
+            oldest = session.scalar(
+                select(func.min(OutboxJob.created_at)).where(
+                    OutboxJob.state.in_(("pending", "delivering"))
+                )
+            )
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return oldest
 
 
 class StorePhoneLedger:
@@ -530,3 +860,87 @@ class StorePhoneLedger:
         self.store.remember_record(
             crm=self.crm, phones=phones, sobject=sobject, record_id=record_id, call_sid=call_sid
         )
+
+
+REDACTED = "(removed after the retention period)"
+
+
+def _redacted_summary(summary_json: str, call_sid: str, business: str) -> str:
+    """The summary without personal data: ids, business, urgency and outcome stay."""
+    try:
+        summary = CallSummary.model_validate_json(summary_json)
+    except ValidationError:  # unreadable: keep nothing of it rather than stop the purge
+        return CallSummary(
+            call_sid=call_sid, business=business or "unknown", need=REDACTED
+        ).model_dump_json()
+    kept = CallSummary(
+        call_sid=summary.call_sid,
+        business=summary.business,
+        need=REDACTED,
+        urgency=summary.urgency,
+        is_emergency=summary.is_emergency,
+        callback_requested=summary.callback_requested,
+        callback_due=summary.callback_due,
+        call_date=summary.call_date,
+        new_project=summary.new_project,
+        language=summary.language,
+        duration_seconds=summary.duration_seconds,
+        extraction=summary.extraction,
+    )
+    return kept.model_dump_json()
+
+
+def purge_personal_data(store: Store, *, delivered_before: dt.datetime, limit: int = 500) -> int:
+    """Remove the personal data of calls delivered to the CRM before ``delivered_before``:
+    transcript, details, caller numbers, intake state and the summary's contents. The call
+    row, its outcome and the outbox row stay (idempotency and the capture ledger need
+    them); the CRM keeps its own copy. Returns how many calls were purged (at most
+    ``limit`` per run; run it again until it returns 0)."""
+    with store.sessions.begin() as session:
+        sids = list(
+            session.scalars(
+                select(CallRecord.call_sid)
+                .join(OutboxJob, OutboxJob.call_sid == CallRecord.call_sid)
+                .where(
+                    OutboxJob.state == "delivered",
+                    OutboxJob.delivered_at < delivered_before,
+                    CallRecord.notes != PURGED_NOTE,
+                )
+                .limit(limit)
+            )
+        )
+        if not sids:
+            return 0
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid.in_(sids))
+            .values(
+                transcript=[],
+                details={},
+                caller_phone="",
+                caller_id="",
+                intake_json="",
+                emergency_reason="",
+                notes=PURGED_NOTE,
+            )
+        )
+        rows = session.execute(
+            select(SummaryRecord, CallRecord.business)
+            .join(CallRecord, CallRecord.call_sid == SummaryRecord.call_sid)
+            .where(SummaryRecord.call_sid.in_(sids))
+        ).all()
+        for record, business in rows:
+            redacted = _redacted_summary(record.summary_json, record.call_sid, business)
+            record.refresh_from(CallSummary.model_validate_json(redacted))
+        # The CRM phone ledger holds numbers too; it is only read for a day after a write.
+        session.execute(
+            delete(PhoneLedgerEntry).where(
+                PhoneLedgerEntry.call_sid.in_(sids),
+                PhoneLedgerEntry.written_at
+                < min(delivered_before, utcnow() - dt.timedelta(days=1)),
+            )
+        )
+        return len(sids)
+
+
+PURGED_NOTE = "personal data purged"

@@ -10,17 +10,39 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from crm.config import CrmWriter
-from telephony import routes_intake, routes_staff, routes_twilio
+from telephony import routes_fallback, routes_intake, routes_twilio, twiml
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
+from telephony.staff import routes as staff_routes
+from telephony.staff.security import install_security_headers
 
 log = logging.getLogger(__name__)
+
+DATABASE_DOWN_MESSAGE = (
+    "Sorry, we cannot take your details right now because of a technical problem. "
+    "Please call back in a few minutes. Goodbye."
+)
+
+
+PURGE_INTERVAL_SECONDS = 3600.0
+
+
+async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
+    """Apply the personal-data retention now and then every hour until ``stop``."""
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(services.purge_expired_personal_data)
+        except SQLAlchemyError as exc:
+            log.error("retention purge failed (%s); retrying later", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), PURGE_INTERVAL_SECONDS)
 
 
 async def recover_idle_calls(services: Services) -> int:
@@ -86,9 +108,21 @@ def create_app(
         services = Services.build(settings, crm=crm, clock=clock)
         app.state.services = services
         stop = asyncio.Event()
-        # Owed emergency alerts first (a crashed process may have left one unsent), then
-        # calls idle beyond the bound — never one another process is still serving.
-        await services.escalation.send_owed()
+        for business in services.businesses.businesses:
+            if business.office_phone and business.ring_timeout_seconds + 60 > (
+                settings.recovery_idle_seconds
+            ):
+                log.warning(
+                    "RECOVERY_IDLE_SECONDS=%g is too short for %s's ring_timeout_seconds=%d: "
+                    "a call still ringing the office could be recovered; set it above %d",
+                    settings.recovery_idle_seconds,
+                    business.number,
+                    business.ring_timeout_seconds,
+                    business.ring_timeout_seconds + 60,
+                )
+        # Calls idle beyond the bound — never one another process is still serving. Owed
+        # emergency alerts (a crashed process may have left one unsent) go out from the
+        # escalation loop's first sweep, at once, without holding up the start.
         await recover_idle_calls(services)
         background = [
             asyncio.create_task(services.escalation.run(stop)),
@@ -96,6 +130,7 @@ def create_app(
         ]
         if services.twilio is not None and settings.reconcile_interval_seconds > 0:
             background.append(asyncio.create_task(reconcile_periodically(services, stop)))
+        background.append(asyncio.create_task(purge_periodically(services, stop)))
         worker = asyncio.create_task(services.worker.run(stop)) if run_worker else None
         greetings = asyncio.create_task(services.render_greetings())
         log.info(
@@ -117,25 +152,58 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             await services.close()
 
+    docs = settings.api_docs_enabled  # the API description is off unless asked for
     app = FastAPI(
-        title="After-hours receptionist", lifespan=lifespan, docs_url=None, redoc_url=None
+        title="After-hours receptionist",
+        lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if docs else None,
     )
     app.include_router(routes_twilio.router)
     app.include_router(routes_intake.router)
-    app.include_router(routes_staff.router)
+    app.include_router(routes_fallback.router)
+    app.include_router(staff_routes.router)
+    app.mount("/static/staff", StaticFiles(directory=staff_routes.STATIC_DIR), name="staff-static")
+    install_security_headers(app)
 
     @app.exception_handler(TwilioRequestRefused)
     async def refused(_request: Request, exc: TwilioRequestRefused) -> Response:
         return JSONResponse({"detail": exc.reason}, status_code=exc.status)
 
+    @app.exception_handler(SQLAlchemyError)
+    async def database_failed(request: Request, exc: SQLAlchemyError) -> Response:
+        """The database cannot be reached: a caller still hears a message, never an error
+        (Twilio's call log keeps the call, and ``reconcile`` records it later)."""
+        log.error("%s: the database failed (%s)", request.url.path, type(exc).__name__)
+        if request.url.path.startswith("/twilio/") and request.url.path != "/twilio/status":
+            return Response(
+                content=twiml.say_and_hang_up(DATABASE_DOWN_MESSAGE), media_type="application/xml"
+            )
+        return JSONResponse({"detail": "the database is unavailable"}, status_code=503)
+
     @app.get("/healthz")
     def healthz(services: ServicesDep) -> JSONResponse:
         try:
-            with services.store.engine.connect() as connection:
-                connection.execute(text("SELECT 1"))
+            services.store.check_health()
             database = "ok"
-        except Exception as exc:
+        except SQLAlchemyError as exc:
+            log.error("health check: the database failed (%s)", type(exc).__name__)
             database = f"error: {type(exc).__name__}"
+        outbox: dict[str, object] = {}
+        if database == "ok":
+            try:
+                counts = services.store.outbox_counts()
+                oldest = services.store.oldest_undelivered()
+                outbox = {
+                    "backlog": counts.get("pending", 0) + counts.get("delivering", 0),
+                    "dead": counts.get("dead", 0),
+                    "oldest_waiting_seconds": round((utc_now() - oldest).total_seconds())
+                    if oldest
+                    else 0,
+                }
+            except Exception as exc:
+                database = f"error: {type(exc).__name__}"
         status = 200 if database == "ok" else 503
         return JSONResponse(
             {
@@ -145,6 +213,7 @@ def create_app(
                 "openai": services.settings.openai_configured,
                 "twilio_rest": services.twilio is not None,
                 "twilio_signatures": services.signatures.configured,
+                "outbox": outbox,
             },
             status_code=status,
         )

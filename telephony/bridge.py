@@ -9,7 +9,10 @@ Failure paths:
 - Realtime unreachable at call start, or dropped mid-call: what was said is saved, the
   stream is closed, and Twilio moves on to the ``<Redirect>`` after ``<Connect>`` — the
   scripted intake picks up with an apology and skips what is already known.
-- Malformed or unknown Twilio frames: logged (no contents) and ignored.
+- Malformed, unknown or binary Twilio frames: logged (no contents), counted and ignored.
+- A ``start`` without a valid token for a live call of that business (replayed, forged,
+  finished, another business's, a second stream): closed with 1008 before any Realtime
+  session opens (``BridgeContext.admit_stream``).
 - Caller hangs up (``stop``) or the socket drops: the call is finalized from what was saved.
 - An unexpected error inside the bridge: what was said is saved and the call is finalized
   (never left active and undelivered).
@@ -46,6 +49,7 @@ from agent.realtime_core import (
 from agent.tools import TOOLS, FlagEmergency, RequestCallback
 from crm.store import Store
 from telephony import metrics
+from telephony.errors import StreamRefused, scrub_numbers
 from telephony.media_streams import (
     AudioReceived,
     DtmfReceived,
@@ -87,11 +91,12 @@ class BridgeContext:
 
     store: Store
     connect_realtime: ConnectRealtime | None
-    business_for: Callable[[str], Business | None]
+    admit_stream: Callable[[StreamStarted], Business]
     instructions_for: Callable[[Business], str]
     greeting_audio_for: Callable[[Business], bytes | None]
     hang_up: Callable[[str], Awaitable[None]] | None
     escalate: Callable[[str, str], object]
+    can_alert: bool
     transfer: Callable[[str, Business], Awaitable[object]] | None
     finalize: Callable[[str, str], Awaitable[Any]]
     live_calls: set[str]
@@ -127,17 +132,17 @@ class CallBridge:
         started = await self._await_start()
         if started is None:
             return
+        try:
+            self.business = self.ctx.admit_stream(started)
+        except StreamRefused as exc:
+            metrics.STREAMS_REFUSED.inc()
+            log.warning("refused a media stream for call %r: %s", started.call_sid[:40], exc.reason)
+            await self._close_stream(code=1008)
+            return
         self.call_sid = started.call_sid
         self._t0 = self._loop.time()
-        number = started.custom_parameters.get("business_number", "")
-        self.business = self.ctx.business_for(number)
-        call = self.ctx.store.get_call(self.call_sid)
-        if self.business is None or call is None:
-            log.warning("stream for unknown call %s / number; closing", self.call_sid)
-            await self._close_stream()
-            return
         metrics.STREAMS.inc()
-        self.ctx.live_calls.add(self.call_sid)
+        self.ctx.live_calls.add(self.call_sid)  # no await since admit_stream checked it
         try:
             reason = await self._converse()
         except Exception as exc:  # a bug or an unforeseen frame must not strand the call
@@ -158,7 +163,7 @@ class CallBridge:
         try:
             async with asyncio.timeout(self.ctx.start_timeout):
                 while True:
-                    text = await self.ws.receive_text()
+                    text = await self._receive()
                     for event in self.stream.receive(text):
                         if isinstance(event, StreamStarted):
                             return event
@@ -181,6 +186,7 @@ class CallBridge:
             tools=tuple(TOOLS),
             greeting=self.business.greeting,
             warm_transfer=self.business.warm_transfer and self.ctx.transfer is not None,
+            on_call_alerts=bool(self.business.on_call_phone) and self.ctx.can_alert,
         )
         self.conversation = Conversation(config)
         opening = self.conversation.start(self.ctx.greeting_audio_for(self.business))
@@ -227,7 +233,7 @@ class CallBridge:
         with contextlib.suppress(TimeoutError, WebSocketDisconnect, RuntimeError):
             async with asyncio.timeout(limit):
                 while conversation.audio_still_playing():
-                    for event in self.stream.receive(await self.ws.receive_text()):
+                    for event in self.stream.receive(await self._receive()):
                         if isinstance(event, MarkEchoed):
                             conversation.mark_echoed(event.name)
                         elif isinstance(event, StreamStopped):
@@ -237,7 +243,7 @@ class CallBridge:
         assert self.conversation is not None and self.model is not None
         while True:
             try:
-                text = await self.ws.receive_text()
+                text = await self._receive()
             except (WebSocketDisconnect, RuntimeError):
                 raise _CallOver("stream closed") from None
             for event in self.stream.receive(text):
@@ -304,6 +310,18 @@ class CallBridge:
             elif isinstance(action, ModelError):
                 log.warning("call %s: Realtime error %s", self.call_sid, action.code)
 
+    async def _receive(self) -> str | bytes:
+        """The next frame; a binary frame (Twilio sends none) is counted and handed to the
+        protocol core, which reports it as a violation (``receive_text`` would crash)."""
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        text = message.get("text")
+        if text is not None:
+            return str(text)
+        metrics.BINARY_FRAMES.inc()
+        return bytes(message.get("bytes") or b"")
+
     async def _send_twilio(self, frame: str) -> None:
         try:
             await self.ws.send_text(frame)
@@ -338,7 +356,10 @@ class CallBridge:
             await work
         except Exception as exc:
             log.error(
-                "call %s: tool side effect failed (%s: %s)", self.call_sid, type(exc).__name__, exc
+                "call %s: tool side effect failed (%s: %s)",
+                self.call_sid,
+                type(exc).__name__,
+                scrub_numbers(str(exc)),
             )
 
     async def _hang_up(self) -> None:
@@ -369,6 +390,6 @@ class CallBridge:
             "call %s: ignored a Media Streams frame: %s", self.call_sid or "?", event.reason
         )
 
-    async def _close_stream(self) -> None:
+    async def _close_stream(self, code: int = 1000) -> None:
         with contextlib.suppress(Exception):
-            await self.ws.close()
+            await self.ws.close(code=code)

@@ -36,6 +36,12 @@ from agent.business import Business, BusinessDirectory
 from crm.store import CallRecord, Store
 from telephony import metrics, twiml
 from telephony.errors import TwilioRestError
+from telephony.outbound import (
+    OutboundKind,
+    OutboundLimiter,
+    emergency_alert_body,
+    staff_callback_number,
+)
 from telephony.twilio_rest import TwilioActions
 
 log = logging.getLogger(__name__)
@@ -50,15 +56,20 @@ TRANSFER_MESSAGE = "I'm connecting you to our on-call technician now. Please sta
 
 def alert_body(business: Business, call: CallRecord) -> str:
     """The on-call text: who, which number, where, what. Details come from the call as
-    stored (what the caller confirmed), never free text beyond the stored fields."""
+    stored; each field is bounded and stripped of links, the number is printed only when it
+    is a domestic fixed-line/mobile number, and the whole fits ``ALERT_MAX_CHARS``
+    (``telephony.outbound``)."""
     details = dict(call.details or {})
     name = " ".join(p for p in (details.get("first_name"), details.get("last_name")) if p)
-    number = details.get("callback_phone") or call.caller_phone or "number withheld"
-    what = details.get("need") or call.emergency_reason or "emergency"
-    return (
-        f"EMERGENCY call for {business.name}: {name or 'caller (name not given)'}, "
-        f"{number}, {details.get('service_address') or 'address not given'}. {what}"
-    )[:1600]
+    return emergency_alert_body(
+        business_name=business.name,
+        caller_name=name,
+        number=staff_callback_number(
+            call.caller_phone, details.get("callback_phone"), business.region
+        ),
+        address=details.get("service_address"),
+        need=details.get("need") or call.emergency_reason or "emergency",
+    )
 
 
 class Escalation:
@@ -74,6 +85,8 @@ class Escalation:
         retry_after: dt.timedelta = RETRY_AFTER,
         max_attempts: int = MAX_ATTEMPTS,
         sweep_seconds: float = SWEEP_SECONDS,
+        limiter: OutboundLimiter | None = None,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
         self.businesses = businesses
@@ -82,6 +95,8 @@ class Escalation:
         self.retry_after = retry_after
         self.max_attempts = max_attempts
         self.sweep_seconds = sweep_seconds
+        self.limiter = limiter
+        self.clock = clock
         self.wake = asyncio.Event()
         self.on_sent: Callable[[str], None] = lambda _sid: None
 
@@ -119,8 +134,14 @@ class Escalation:
             why = "no on-call phone" if business is not None else "no business"
             if self.twilio is None:
                 why = "Twilio REST not configured"
+            if call.alert_error == why:
+                return False  # said once already
             log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
             self.store.alert_failed(call_sid, why, retry_after=dt.timedelta(days=3650))
+            return False
+        refusal = self._rate_limited(OutboundKind.SMS, business, call_sid)
+        if refusal is not None:  # owed still: the sweep tries again after ``retry_after``
+            self.store.alert_failed(call_sid, refusal, retry_after=self.retry_after)
             return False
         if not self.store.claim_alert(call_sid, lease=self.lease):
             return self.alerted(call_sid)
@@ -134,13 +155,26 @@ class Escalation:
             )
         except TwilioRestError as exc:
             log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
-            self.store.alert_failed(call_sid, str(exc), retry_after=self.retry_after)
+            error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
+            self.store.alert_failed(call_sid, error, retry_after=self.retry_after)
             return False
         self.store.alert_sent(call_sid)
         metrics.EMERGENCY_ALERTS.inc()
         log.info("call %s: on-call phone alerted", call_sid)
         self.on_sent(call_sid)
         return True
+
+    def _rate_limited(self, kind: OutboundKind, business: Business, call_sid: str) -> str | None:
+        """Why the per-number/per-business limits refuse this send now, or None (counted)."""
+        if self.limiter is None or not business.on_call_phone:
+            return None
+        refusal = self.limiter.acquire(
+            kind, business=business.name, destination=business.on_call_phone, now=self.clock()
+        )
+        if refusal is not None:
+            metrics.OUTBOUND_REFUSED.labels(kind=kind.value, reason="rate_limit").inc()
+            log.warning("call %s: on-call %s held back: %s", call_sid, kind.value, refusal)
+        return refusal
 
     async def send_owed(self) -> int:
         """Send every alert that is owed and unclaimed; the number sent."""
@@ -170,6 +204,8 @@ class Escalation:
     async def transfer(self, call_sid: str, business: Business) -> bool:
         """Connect the live caller to the on-call phone (once per call)."""
         if self.twilio is None or not business.on_call_phone:
+            return False
+        if self._rate_limited(OutboundKind.CALL, business, call_sid) is not None:
             return False
         if not self.store.claim_transfer(call_sid):
             return False

@@ -16,11 +16,13 @@ from collections.abc import Callable, Collection
 from openai import AsyncOpenAI
 
 from agent.business import Business, BusinessDirectory
+from agent.caller_id import read_caller_id
 from agent.details import CallerDetails
 from agent.extraction import extract_details
+from agent.screening import Screening, screen_finished
 from agent.summary import CallSummary, TranscriptTurn
 from agent.summary_builder import build_summary
-from crm.store import CallRecord, Store
+from crm.store import AMENDMENT_PENDING, SCREENING_KEY, CallRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,35 @@ def known_details(call: CallRecord) -> CallerDetails:
     )
 
 
+def note_missing_caller_id(summary: CallSummary, call: CallRecord) -> CallSummary:
+    """Say in the details why a call has no caller phone (withheld, SIP, app), so the CRM
+    record is honest about it; the raw identity stays in the database, not the CRM."""
+    if call.caller_phone or not call.caller_id or summary.missed_call:
+        return summary  # a missed call's details already say the number was withheld
+    note = f"No caller phone number: {read_caller_id(call.caller_id).describe()}."
+    if note in summary.details:
+        return summary
+    details = f"{summary.details} {note}".strip()
+    return summary.model_copy(update={"details": details[:32000]})
+
+
 def seconds_since_start(call: CallRecord, now: dt.datetime) -> float:
     """Seconds from the call's first webhook to ``now`` (SQLite returns naive UTC)."""
     started = call.started_at
     if started.tzinfo is None:
         started = started.replace(tzinfo=dt.UTC)
     return max(0.0, (now - started).total_seconds())
+
+
+def screen_call(call: CallRecord, summary: CallSummary) -> Screening:
+    """The call's final spam screening: what the webhook saw plus what was (not) said."""
+    inbound = Screening.from_json((call.details or {}).get(SCREENING_KEY))
+    return screen_finished(
+        inbound,
+        caller_texts=[t.text for t in summary.transcript if t.speaker == "caller"],
+        agent_turns=sum(1 for t in summary.transcript if t.speaker == "agent"),
+        duration_seconds=summary.duration_seconds,
+    )
 
 
 class CallFinalizer:
@@ -81,6 +106,67 @@ class CallFinalizer:
         call = self.store.get_call(call_sid)
         if call is None or call.state != "active":
             return None
+        summary = await self._summarize(call)
+        business = self.business_for(call)
+        if summary is None or business is None:
+            return None
+        screening = screen_call(call, summary)
+        if screening != Screening.from_json((call.details or {}).get(SCREENING_KEY)):
+            self.store.note_screening(call_sid, screening.to_json())
+        spam = screening.is_spam and not business.spam_to_crm
+        if not self.store.finalize(summary, crm=self.crm_name, spam=spam):
+            return None
+        if spam:
+            log.info(
+                "call %s screened as spam (%s): kept for staff, not sent to the CRM",
+                call_sid,
+                "; ".join(screening.reasons),
+            )
+            return summary
+        log.info(
+            "call %s finalized (%s): urgency %d, %s extraction, %d turns",
+            call_sid,
+            reason,
+            summary.urgency,
+            summary.extraction,
+            len(summary.transcript),
+        )
+        self.on_finalized(summary)
+        return summary
+
+    async def amend(self, call_sid: str) -> CallSummary | None:
+        """The amendment rule: turns that arrived after the call was finalized are kept
+        (``Store.save_late``); when the call really ends, the summary is rebuilt from the
+        whole call and replaces the stored one — delivered as is if the CRM has not been
+        written yet, else as an update of the same records (``amendment`` counts them)."""
+        lock = self._locks.setdefault(call_sid, asyncio.Lock())
+        try:
+            async with lock:
+                call = self.store.get_call(call_sid)
+                previous = self.store.get_summary(call_sid)
+                pending = call is not None and (call.details or {}).get(AMENDMENT_PENDING)
+                if call is None or previous is None or not pending:
+                    return None
+                summary = await self._summarize(call)
+                if summary is None:
+                    return None
+                summary = summary.model_copy(update={"amendment": previous.amendment + 1})
+                if not self.store.amend(summary):
+                    return None
+                log.info(
+                    "call %s amended (%d): %d turns",
+                    call_sid,
+                    summary.amendment,
+                    len(summary.transcript),
+                )
+                self.on_finalized(summary)
+                return summary
+        finally:
+            if not lock.locked():
+                self._locks.pop(call_sid, None)
+
+    async def _summarize(self, call: CallRecord) -> CallSummary | None:
+        call_sid = call.call_sid
         business = self.business_for(call)
         if business is None:
             log.error(
@@ -116,18 +202,7 @@ class CallFinalizer:
                 else int(seconds_since_start(call, dt.datetime.now(dt.UTC)))
             ),
         )
-        if not self.store.finalize(summary, crm=self.crm_name):
-            return None
-        log.info(
-            "call %s finalized (%s): urgency %d, %s extraction, %d turns",
-            call_sid,
-            reason,
-            summary.urgency,
-            summary.extraction,
-            len(summary.transcript),
-        )
-        self.on_finalized(summary)
-        return summary
+        return note_missing_caller_id(summary, call)
 
     async def recover(self, *, idle_for: dt.timedelta | None, serving: Collection[str] = ()) -> int:
         """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None),

@@ -20,10 +20,11 @@ import datetime as dt
 import logging
 from dataclasses import dataclass, field
 
+from agent.caller_id import read_caller_id
 from agent.summary import TranscriptTurn
 from telephony.errors import TwilioRestError
 from telephony.services import Services
-from telephony.twilio_rest import LoggedCall
+from telephony.twilio_rest import LoggedCall, Voicemail
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ async def reconcile(services: Services, *, since: dt.datetime | None = None) -> 
         report.errors.append("Twilio REST is not configured (TWILIO_ACCOUNT_SID/AUTH_TOKEN)")
         return report
     since = since or dt.datetime.now(dt.UTC) - DEFAULT_LOOKBACK
+    voicemails: dict[str, list[Voicemail]] | None = None
     for business in services.businesses.businesses:
         try:
             calls = await twilio.list_inbound_calls(to=business.number, since=since)
@@ -67,7 +69,14 @@ async def reconcile(services: Services, *, since: dt.datetime | None = None) -> 
             if services.store.get_call(logged.sid) is not None:
                 report.known += 1
                 continue
-            if await _record_unseen_call(services, logged, business.name, business.number):
+            if voicemails is None:  # fetched once per run, only when there is a call to record
+                try:
+                    voicemails = await twilio.voicemails_since(since)
+                except TwilioRestError as exc:
+                    log.error("reconcile: recordings unavailable (%s)", exc)
+                    voicemails = {}
+            left = voicemails.get(logged.sid, [])
+            if await _record_unseen_call(services, logged, business.name, business.number, left):
                 report.recorded.append(logged.sid)
     if report.recorded:
         log.warning("reconcile: recorded %d call(s) the service never saw", len(report.recorded))
@@ -75,24 +84,24 @@ async def reconcile(services: Services, *, since: dt.datetime | None = None) -> 
 
 
 async def _record_unseen_call(
-    services: Services, logged: LoggedCall, business_name: str, business_number: str
+    services: Services,
+    logged: LoggedCall,
+    business_name: str,
+    business_number: str,
+    voicemails: list[Voicemail],
 ) -> bool:
     store = services.store
+    caller_id = read_caller_id(logged.from_)  # sip:/client:/anonymous are not numbers
     store.begin_call(
         logged.sid,
         business=business_name,
         business_number=business_number,
-        caller_phone=logged.from_,
+        caller_phone=caller_id.e164 or "",
+        caller_id=caller_id.raw,
         mode="ledger",
     )
     if logged.duration_seconds is not None:
         store.set_duration(logged.sid, logged.duration_seconds)
-    voicemails = []
-    if services.twilio is not None:
-        try:
-            voicemails = await services.twilio.voicemails(logged.sid)
-        except TwilioRestError as exc:
-            log.error("reconcile: recordings of %s unavailable (%s)", logged.sid, exc)
     transcript = [
         TranscriptTurn(speaker="caller", text=v.transcription, start=0.0)
         for v in voicemails

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import urllib.parse
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
-from starlette.datastructures import FormData
 
 from agent.business import Business
+from agent.caller_id import read_caller_id
 from agent.intake import Intake
+from agent.screening import screen_inbound
 from telephony import metrics, twiml
 from telephony.bridge import CallBridge
 from telephony.errors import SignatureError
@@ -43,20 +45,93 @@ class TwilioRequestRefused(Exception):
         self.status = status
 
 
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise TwilioRequestRefused("invalid Content-Length", 400)
+        if int(declared) > limit:
+            raise TwilioRequestRefused(f"request body over {limit} bytes", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TwilioRequestRefused(f"request body over {limit} bytes", 413)
+    return bytes(body)
+
+
+def _parse_form(body: bytes) -> dict[str, str]:
+    try:
+        pairs = urllib.parse.parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            strict_parsing=False,
+            max_num_fields=MAX_FORM_FIELDS,
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TwilioRequestRefused("the form body cannot be read", 400) from exc
+    return dict(pairs)
+
+
+def _refuse(
+    request: Request, reason: str, why: str, status: int, *, hint: str = ""
+) -> TwilioRequestRefused:
+    """``hint`` goes to the log only (e.g. the PUBLIC_BASE_URL mismatch), not to the peer."""
+    metrics.WEBHOOKS_REJECTED.labels(reason=reason).inc()
+    log.warning("refused %s: %s%s", request.url.path, why, hint)
+    return TwilioRequestRefused(why, status)
+
+
 async def signed_form(request: Request, services: Services) -> dict[str, str]:
-    """The POSTed form, after checking X-Twilio-Signature over our public URL."""
-    form: FormData = await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=64 * 1024)
-    params = {k: str(v) for k, v in form.multi_items()}
+    """The POSTed form, after checking X-Twilio-Signature over our public URL.
+
+    Nothing is spooled or parsed before the cheap checks: without a signature header the
+    body is never read; only ``application/x-www-form-urlencoded`` is accepted (Twilio
+    sends nothing else); the body is read into memory up to ``WEBHOOK_MAX_BYTES`` and
+    decoded as a plain query string (no multipart parser, no temporary files), and the
+    signature is verified before any value is used.
+    """
+    signature = request.headers.get("X-Twilio-Signature")
+    if not services.signatures.configured:
+        raise _refuse(request, "signature", "TWILIO_AUTH_TOKEN is not set", 503)
+    if not signature:
+        raise _refuse(request, "signature", "missing X-Twilio-Signature", 403)
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    wrong_type = f"content type must be {FORM_CONTENT_TYPE}"
+    if media_type not in (FORM_CONTENT_TYPE, ""):
+        raise _refuse(request, "content_type", wrong_type, 415)
+    try:
+        body = await _bounded_body(request, services.settings.webhook_max_bytes)
+    except TwilioRequestRefused as exc:
+        raise _refuse(request, "body", exc.reason, exc.status) from None
+    if body and not media_type:  # only an empty POST may come without a content type
+        raise _refuse(request, "content_type", wrong_type, 415)
+    params = _parse_form(body)
     path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     url = services.settings.public_url(path)
     try:
-        services.signatures.check(url, params, request.headers.get("X-Twilio-Signature"))
+        services.signatures.check(url, params, signature)
     except SignatureError as exc:
-        status = 503 if not services.signatures.configured else 403
-        metrics.WEBHOOKS_REJECTED.labels(reason="signature").inc()
-        log.warning("refused %s: %s", request.url.path, exc)
-        raise TwilioRequestRefused(str(exc), status) from exc
+        hint = _url_hint(request, url)
+        raise _refuse(request, "signature", str(exc), 403, hint=hint) from exc
     return params
+
+
+def _url_hint(request: Request, checked_url: str) -> str:
+    """When the request reached us under another host than PUBLIC_BASE_URL, say so: the
+    signature is computed over the URL Twilio called, so every webhook fails."""
+    host = request.headers.get("host", "")
+    expected = urlsplit(checked_url).netloc
+    if host and expected and host.lower() != expected.lower():
+        return (
+            f" (checked against {checked_url} but the request came for host {host}: if that is "
+            "the address in the Twilio console, set PUBLIC_BASE_URL to it)"
+        )
+    return ""
 
 
 def twiml_response(document: str) -> Response:
@@ -69,7 +144,8 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
     params = await signed_form(request, services)
     call_sid = params.get("CallSid", "")
     to = params.get("To", "")
-    caller = params.get("From", "")
+    caller_id = read_caller_id(params.get("From"))
+    caller = caller_id.e164 or ""  # only a valid number is ever used as one
     business = services.business_for(to)
     if business is None or not call_sid:
         log.warning("call %s to an unknown number; answered with a message", call_sid or "?")
@@ -86,8 +162,21 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
         business=business.name,
         business_number=business.number,
         caller_phone=caller,
+        caller_id=caller_id.raw,
         mode="office" if ring_office else mode,
     )
+    screening = screen_inbound(
+        caller=caller,
+        stir_verstat=params.get("StirVerstat"),
+        blocklist=business.blocklist,
+        region=business.region,
+    )
+    if screening.verdict != "clean" or screening.stir_verstat:
+        services.store.note_screening(call_sid, screening.to_json())
+    if screening.is_spam:
+        services.store.screen_out(call_sid, "spam: " + "; ".join(screening.reasons))
+        log.info("call %s refused: %s", call_sid, "; ".join(screening.reasons))
+        return twiml_response(twiml.reject())
     if ring_office and business.office_phone:
         log.info("call %s for %s: open hours, ringing the office first", call_sid, business.name)
         return twiml_response(
@@ -161,6 +250,39 @@ async def after_office_dial(request: Request, services: ServicesDep) -> Response
     return answer_with_receptionist(services, business, call_sid, call.caller_phone)
 
 
+def gather_response(services: Services, intake: Intake, *, news: str = "") -> Response:
+    """The ``<Gather>`` for the intake's current question, in its language and voice;
+    ``news`` (e.g. "I've just sent your details to our on-call technician") is said right
+    after any safety line and before the question."""
+    prompt = intake.current()
+    say = prompt.say
+    if news:
+        safety = intake.safety_line_now
+        if safety and say.startswith(safety):
+            say = f"{safety} {news} {say[len(safety) :].lstrip()}"
+        else:
+            say = f"{news} {say}"
+    return twiml_response(
+        twiml.gather_speech(
+            prompt=say,
+            hints=prompt.hints,
+            action=services.settings.public_url("/twilio/intake/answer"),
+            language=prompt.language,
+            voice=prompt.voice,
+            keys=prompt.keys,
+        )
+    )
+
+
+def goodbye_response(intake: Intake, text: str | None = None) -> Response:
+    """The intake's goodbye (or ``text``), in its language and voice, then hang up."""
+    return twiml_response(
+        twiml.say_and_hang_up(
+            text or intake.goodbye(), voice=intake.voice, language=intake.gather_language
+        )
+    )
+
+
 def answer_with_receptionist(
     services: Services, business: Business, call_sid: str, caller: str
 ) -> Response:
@@ -173,19 +295,16 @@ def answer_with_receptionist(
     if mode == "intake":
         intake = Intake(business, caller)
         services.store.save_intake(call_sid, intake.to_json(), intake.details().learned())
-        prompt = intake.current()
-        return twiml_response(
-            twiml.gather_speech(
-                prompt=prompt.say,
-                hints=prompt.hints,
-                action=settings.public_url("/twilio/intake/answer"),
-                preface=business.greeting,
-            )
-        )
+        return gather_response(services, intake)
     return twiml_response(
         twiml.connect_stream(
             stream_url=settings.public_ws_url("/twilio/stream"),
-            parameters={"business_number": business.number, "caller": caller, "call_sid": call_sid},
+            parameters={
+                "business_number": business.number,
+                "caller": caller,
+                "call_sid": call_sid,
+                "token": services.stream_token(call_sid, business),
+            },
             after_stream_url=settings.public_url("/twilio/intake/resume"),
         )
     )
@@ -198,6 +317,18 @@ async def call_status(request: Request, services: ServicesDep) -> Response:
     call_sid = params.get("CallSid", "")
     status = params.get("CallStatus", "")
     duration = params.get("CallDuration", "")
+    business = services.business_for(params.get("To", ""))
+    if call_sid and status in FINAL_STATUSES and business is not None:
+        # A call that only ever produced this callback (its first webhook never reached
+        # us, or was lost with a process): recorded now, as a missed call — not left for
+        # reconcile to find, and never a Warm Lead.
+        services.store.begin_call(
+            call_sid,
+            business=business.name,
+            business_number=business.number,
+            caller_phone=params.get("From", ""),
+            mode="status",
+        )
     if call_sid and status in FINAL_STATUSES and duration.isdigit():
         services.store.set_duration(call_sid, int(duration))
     if call_sid and status in FINAL_STATUSES and call_sid not in services.live_calls:

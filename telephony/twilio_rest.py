@@ -17,7 +17,7 @@ from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
 
-from telephony.errors import TwilioRestError
+from telephony.errors import TwilioRestError, scrub_numbers
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class TwilioActions:
             return await asyncio.wait_for(asyncio.to_thread(fn, **kwargs), self.timeout + 2)
         except TwilioRestException as exc:
             raise TwilioRestError(
-                f"Twilio refused {what}: {exc.msg}",
+                f"Twilio refused {what}: {scrub_numbers(str(exc.msg))}",
                 call_sid=call_sid,
                 status=exc.status,
                 code=exc.code,
@@ -123,19 +123,20 @@ class TwilioActions:
         result: list[LoggedCall] = await self._run("call log", None, fetch)
         return result
 
-    async def voicemails(self, call_sid: str) -> list[Voicemail]:
-        """The recordings of one call, each with its transcription text if any."""
+    async def voicemails_since(self, since: dt.datetime) -> dict[str, list[Voicemail]]:
+        """Every recording made since ``since``, by CallSid (one paged list for all calls,
+        not one request per call), each with its transcription text if any."""
 
-        def fetch() -> list[Voicemail]:
-            found = []
-            for recording in self._client.recordings.list(call_sid=call_sid, page_size=20):
+        def fetch() -> dict[str, list[Voicemail]]:
+            found: dict[str, list[Voicemail]] = {}
+            for recording in self._client.recordings.list(date_created_after=since, page_size=100):
                 texts = [
                     str(t.transcription_text or "")
                     for t in self._client.recordings(recording.sid).transcriptions.list()
                     if t.status == "completed"
                 ]
                 uri = str(recording.uri or "").removesuffix(".json")
-                found.append(
+                found.setdefault(str(recording.call_sid), []).append(
                     Voicemail(
                         sid=str(recording.sid),
                         url=f"{TWILIO_DEFAULT_API}{uri}" if uri else "",
@@ -145,7 +146,7 @@ class TwilioActions:
                 )
             return found
 
-        result: list[Voicemail] = await self._run("recordings", call_sid, fetch)
+        result: dict[str, list[Voicemail]] = await self._run("recordings", None, fetch)
         return result
 
     async def send_sms(self, *, to: str, from_: str, body: str, call_sid: str | None = None) -> str:
@@ -154,3 +155,14 @@ class TwilioActions:
         )
         log.info("SMS %s queued for call %s", message.sid, call_sid)
         return str(message.sid)
+
+    def send_sms_blocking(self, to: str, from_: str, body: str) -> None:
+        """An SMS from a worker thread (owner alerts); raises TwilioRestError."""
+        try:
+            self._client.messages.create(to=to, from_=from_, body=body[:1600])
+        except TwilioRestException as exc:
+            raise TwilioRestError(
+                f"Twilio refused SMS: {exc.msg}", status=exc.status, code=exc.code
+            ) from exc
+        except (TwilioException, OSError) as exc:
+            raise TwilioRestError(f"Twilio SMS failed: {type(exc).__name__}") from exc

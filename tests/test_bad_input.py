@@ -15,6 +15,7 @@ from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, StartApp, w
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
+from tests.stream_helpers import stream_parameters
 
 TOKEN = "test-auth-token"
 
@@ -122,7 +123,7 @@ async def test_malformed_frames_are_ignored_and_the_call_goes_on(
             "streamSid": stream_sid,
             "callSid": call_sid,
             "tracks": ["inbound"],
-            "customParameters": {"business_number": BUSINESS_NUMBER, "caller": CALLER},
+            "customParameters": stream_parameters(answer.text),
             "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
         }
         await ws.send(
@@ -131,6 +132,7 @@ async def test_malformed_frames_are_ignored_and_the_call_goes_on(
             )
         )
         for bad in [
+            b"\x00\x01 binary frame",  # Twilio sends text frames only: counted and ignored
             "{nope",
             '{"event": "teleport"}',
             json.dumps({"event": "media", "streamSid": stream_sid}),
@@ -156,6 +158,14 @@ async def test_malformed_frames_are_ignored_and_the_call_goes_on(
     store = app.services.store
     await wait_for(lambda: store.get_summary(call_sid) is not None)
     assert ai.sessions[0].violations == []
+    async with httpx.AsyncClient() as client:
+        metrics = (await client.get(app.url + "/metrics")).text
+    (binary,) = [
+        line
+        for line in metrics.splitlines()
+        if line.startswith("receptionist_stream_binary_frames_total ")
+    ]
+    assert float(binary.split()[1]) >= 1
 
 
 async def test_realtime_refused_at_start_caller_hears_apology_and_call_is_recorded(
@@ -235,7 +245,7 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
     script = CallerScript(
         # After speaking, the caller stays on the line until the app hands the call over.
         steps=[ListenUntilAgentDone(), Say(ms=1000), Hold(), HangUp()],
-        speech=["no rush, this week is fine", "this number", "weekday mornings"],
+        speech=["no rush, this week is fine", "22 Elm Street", "this number", "weekday mornings"],
     )
     result = await twilio_standin.place_call(
         app_url=app.url,

@@ -51,7 +51,7 @@ def test_call_takes_the_callers_words_from_the_keyboard(tmp_path: Path) -> None:
 def test_check_without_settings_says_what_is_missing_and_fails(tmp_path: Path) -> None:
     result = run(["check"], cwd=tmp_path)
     assert result.returncode == 1
-    assert "MISSING TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN" in result.stdout
+    assert "[FAIL] TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set" in result.stdout
     assert "scripted intake" in result.stdout
     assert "local CRM" in result.stdout
 
@@ -60,15 +60,15 @@ def test_check_logs_in_to_salesforce_and_describes_the_org(
     tmp_path: Path, salesforce_standin: SalesforceStandin
 ) -> None:
     env = {
-        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "TWILIO_AUTH_TOKEN": "token",
         "SALESFORCE_LOGIN_URL": salesforce_standin.login_url,
         "SALESFORCE_CLIENT_ID": salesforce_standin.client_id,
         "SALESFORCE_CLIENT_SECRET": salesforce_standin.client_secret,
         "REQUESTS_CA_BUNDLE": salesforce_standin.ca_bundle,
     }
     result = run(["check"], env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    salesforce = result.stdout.split("Salesforce:\n")[1].split("Businesses:")[0]
+    assert "[FAIL]" not in salesforce, result.stdout + result.stderr
+    assert "[ok]   the org has every field the receptionist writes" in salesforce
     assert "Urgency_Level__c" in result.stdout
     assert salesforce_standin.client_secret not in result.stdout + result.stderr
 
@@ -84,3 +84,16 @@ def test_invalid_businesses_file_stops_with_the_line(tmp_path: Path) -> None:
     result = run(["check"], env={"BUSINESSES_FILE": str(bad)}, cwd=tmp_path)
     assert result.returncode == 1
     assert "businesses.toml:4" in result.stdout and "timezone" in result.stdout
+
+
+def test_reconcile_setup_mistakes_are_one_line(tmp_path: Path) -> None:
+    """No Twilio credentials, or a --since it cannot read: one line naming the fix."""
+    result = run(["reconcile"], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "reconcile needs TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN (it reads Twilio's call log)"
+    )
+    bad = run(["reconcile", "--since", "yesterday"], cwd=tmp_path)
+    assert bad.returncode == 2
+    assert "use a date (2025-03-04), a date-time, or 24h / 7d" in bad.stderr
+    assert "Traceback" not in result.stderr + bad.stderr

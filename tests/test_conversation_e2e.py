@@ -610,9 +610,11 @@ async def test_sms_confirmation_to_the_caller_when_the_business_wants_it(
     start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
 ) -> None:
     """sms_to_caller = true: after the call the caller gets one text from the business
-    number naming the business and the callback window."""
+    number naming the business and when it will call back — in the service's own words
+    ("tomorrow"), never the caller's ("tomorrow morning")."""
     app = await start_app(
         businesses_file=businesses_file(tmp_path, "sms_to_caller = true\n"),
+        clock=at("2026-03-03T20:00:00-08:00"),
         **twilio_settings(twilio_standin),
     )
     result = await place_call(twilio_standin, app, CallerScript(speech=list(INTAKE_SPEECH)))
@@ -621,8 +623,7 @@ async def test_sms_confirmation_to_the_caller_when_the_business_wants_it(
 
     (sms,) = twilio_standin.messages
     assert (sms["To"], sms["From"]) == (CALLER, BUSINESS_NUMBER)
-    assert "Bay Plumbing & Air" in sms["Body"]
-    assert "tomorrow morning" in sms["Body"]
+    assert sms["Body"] == "Bay Plumbing & Air got your request and will call you back tomorrow."
 
 
 WARM_TRANSFER = "warm_transfer = true\n"

@@ -10,8 +10,10 @@ the Twilio and OpenAI stand-ins, or drives the escalation service on a real data
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 
 from crm.store import Store
@@ -30,12 +32,13 @@ from tests.test_conversation_e2e import (
     place_call,
     twilio_settings,
 )
+from tests.test_postgres import fresh_database
 
 BURST_PIPE_SPEECH = [
     "This is Maria Lopez",
     "A pipe just burst and my basement is flooding right now",
+    "12 Oak Street",
     "yes",
-    "as soon as possible",
 ]
 
 
@@ -91,6 +94,8 @@ async def test_without_an_on_call_phone_the_intake_never_claims_an_alert(
     assert "911" in result.said[-1]
     summary = await delivered(app, result.call_sid)
     assert summary.rating == "Hot"
+    agent_said = " ".join(t.text for t in summary.transcript if t.speaker == "agent")
+    assert "on-call" not in agent_said.lower(), "the transcript is what the caller heard"
 
 
 async def test_warm_transfer_from_the_intake_connects_the_caller_after_the_text(
@@ -174,14 +179,24 @@ async def test_an_alert_a_crashed_process_never_sent_goes_out_when_a_process_sta
     store.engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'race.db'}"
+    else:
+        with fresh_database() as url:
+            yield url
+
+
 async def test_two_processes_racing_for_one_alert_send_it_once(
-    twilio_standin: TwilioStandin, tmp_path: Path, businesses_file: Path
+    twilio_standin: TwilioStandin, database_url: str, businesses_file: Path
 ) -> None:
     """Two escalation services (two processes) on one database, both woken for the same
-    owed alert at the same moment: the claim lets exactly one of them text."""
+    owed alert at the same moment: the claim lets exactly one of them text (SQLite and
+    PostgreSQL)."""
     from agent.business import load_businesses
 
-    url = f"sqlite:///{tmp_path / 'race.db'}"
+    url = database_url
     stores = [Store.from_url(url), Store.from_url(url)]
     stores[0].create_schema()
     call_sid = new_sid("CA")
@@ -204,3 +219,81 @@ async def test_two_processes_racing_for_one_alert_send_it_once(
     assert len(twilio_standin.messages) == 1
     for store in stores:
         store.engine.dispose()
+
+
+async def test_an_alert_twilio_refuses_is_retried_until_it_goes_out(
+    twilio_standin: TwilioStandin, tmp_path: Path, businesses_file: Path
+) -> None:
+    """Twilio answers the on-call SMS with a 500: the alert stays owed (the error kept on
+    the call), and the next sweep sends it — once."""
+    import datetime as dt
+
+    from agent.business import load_businesses
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'retry.db'}")
+    store.create_schema()
+    call_sid = new_sid("CA")
+    owe_an_alert(store, call_sid)
+    escalation = Escalation(
+        store=store,
+        businesses=load_businesses(businesses_file),
+        twilio=TwilioActions(
+            account_sid=twilio_standin.account_sid,
+            auth_token=twilio_standin.auth_token,
+            api_base_url=twilio_standin.api_base_url,
+        ),
+        retry_after=dt.timedelta(0),
+    )
+    twilio_standin.fail_next_messages(1)
+
+    assert not await escalation.send(call_sid)
+    call = store.get_call(call_sid)
+    assert call is not None and call.alert_sent_at is None and "500" in call.alert_error
+    assert twilio_standin.messages == []
+
+    assert await escalation.send_owed() == 1
+    assert await escalation.send_owed() == 0
+    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
+    store.engine.dispose()
+
+
+async def test_an_emergency_found_only_when_a_dead_process_s_call_is_recovered_is_alerted(
+    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
+) -> None:
+    """A process died mid-call after the caller said "I smell gas", before anything was
+    flagged: the process that recovers the idle call finds urgency 5 in what was stored and
+    texts the on-call phone (once) — recovery escalates like every other path."""
+    import datetime as dt
+
+    from sqlalchemy import update
+
+    from agent.summary import TranscriptTurn
+    from crm.store import CallRecord
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'receptionist.db'}")
+    store.create_schema()
+    call_sid = new_sid("CA")
+    store.begin_call(
+        call_sid,
+        business="Bay Plumbing & Air",
+        business_number=BUSINESS_NUMBER,
+        caller_phone=CALLER,
+        mode="realtime",
+    )
+    said = "This is Ann Lee, I smell gas in the kitchen right now"
+    store.save_progress(call_sid, [TranscriptTurn(speaker="caller", text=said, start=1.0)], {})
+    with store.sessions.begin() as session:
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid == call_sid)
+            .values(updated_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=1))
+        )
+
+    app = await start_app(**twilio_settings(twilio_standin))
+    summary = await delivered(app, call_sid)
+    await wait_for(lambda: on_call_texts(twilio_standin))
+
+    assert summary.is_emergency
+    (sms,) = twilio_standin.messages
+    assert sms["To"] == ON_CALL_PHONE and CALLER in str(sms["Body"])
+    store.engine.dispose()

@@ -43,6 +43,7 @@ from tests.conftest import (
     wait_for,
 )
 from tests.standins.openai_realtime import RealtimeStandin
+from tests.stream_helpers import stream_parameters
 
 TOKEN = "fuzz-auth-token"
 FUZZ = settings(
@@ -327,9 +328,9 @@ async def test_random_bodies_of_any_content_type_never_get_a_server_error(
     assert call_count(intake_app) == 0
 
 
-async def test_forms_over_the_bounds_are_refused_with_400(intake_app: RunningApp) -> None:
-    """More than 100 fields, or one field over 64 kB, is refused before the signature is
-    even computed (no unbounded parsing of a hostile body)."""
+async def test_forms_over_the_bounds_are_refused(intake_app: RunningApp) -> None:
+    """More than 100 fields is a 400, a body over 64 kB a 413, before the signature is even
+    computed (no unbounded parsing of a hostile body)."""
     async with httpx.AsyncClient(base_url=intake_app.url, timeout=10) as client:
         many = {f"F{i}": "x" for i in range(150)}
         response = await client.post(
@@ -340,7 +341,7 @@ async def test_forms_over_the_bounds_are_refused_with_400(intake_app: RunningApp
         response = await client.post(
             "/twilio/voice", data=big, headers={"X-Twilio-Signature": sign("/twilio/voice", big)}
         )
-        assert response.status_code == 400
+        assert response.status_code == 413
         assert (await client.get("/healthz")).status_code == 200
     assert call_count(intake_app) == 0
 
@@ -400,7 +401,7 @@ async def test_a_frame_with_a_wrongly_typed_member_does_not_end_a_live_call(
         start = {
             "streamSid": stream_sid,
             "callSid": call_sid,
-            "customParameters": {"business_number": BUSINESS_NUMBER, "caller": CALLER},
+            "customParameters": stream_parameters(answer.text),
         }
         await ws.send(json.dumps({"event": "start", "start": start, "streamSid": stream_sid}))
         for bad in [

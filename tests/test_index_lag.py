@@ -55,8 +55,11 @@ async def test_a_repeat_caller_under_index_lag_gets_one_lead(
     (lead,) = salesforce_standin.records("Lead")
     assert phone_search(salesforce_standin, "4155550100") == [], "the index still lags"
 
+    salesforce_standin.reset_counts()
     second = await place_call(twilio_standin, app, CallerScript(speech=list(CALLING_BACK)))
     summary = await delivered(app, second.call_sid)
+    # The idempotency check, SOSL (which misses the Lead), one SOQL by id, one composite.
+    assert len(salesforce_standin.api_requests) == 4, salesforce_standin.api_requests
 
     assert summary.rating == "Hot"
     (still_one,) = salesforce_standin.records("Lead")

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from crm.local import LocalCrm
 from tests.conftest import BUSINESS_NUMBER, CALLER, StartApp
 from tests.standins.plugin_openai import MakeRealtimeStandin
 from tests.standins.twilio import TwilioStandin
@@ -22,6 +25,7 @@ from tests.test_conversation_e2e import (
     local_crm,
     openai_settings,
     place_call,
+    salesforce_settings,
     twilio_settings,
 )
 
@@ -136,3 +140,80 @@ async def test_a_withheld_number_never_lands_in_the_phone_field(
     assert "withheld" in lead["Description"]
     assert [t for t in records["Task"] if not t.get("CallObject")] == []
     assert twilio_standin.messages == []
+
+
+async def test_a_call_known_only_from_its_status_callback_is_a_missed_call(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """Twilio's status callback for a call whose first webhook never reached the service,
+    from a withheld number: recorded at once as a missed call (Cold, no junk in Phone, the
+    duration Twilio reported), not a Warm Lead — and only once when Twilio sends it twice."""
+    import httpx
+    from twilio.request_validator import RequestValidator
+
+    from tests.standins.twilio_rest import new_sid
+
+    app = await start_app(clock=TUESDAY_9PM, **twilio_settings(twilio_standin))
+    call_sid = new_sid("CA")
+    params = {
+        "CallSid": call_sid,
+        "AccountSid": twilio_standin.account_sid,
+        "From": "sip:anonymous@10.0.0.1;transp",
+        "To": BUSINESS_NUMBER,
+        "CallStatus": "completed",
+        "CallDuration": "4",
+    }
+    signature = RequestValidator(twilio_standin.auth_token).compute_signature(
+        PUBLIC_BASE_URL + "/twilio/status", params
+    )
+    async with httpx.AsyncClient(trust_env=False) as http:
+        for _ in range(2):
+            response = await http.post(
+                f"{app.url}/twilio/status", data=params, headers={"X-Twilio-Signature": signature}
+            )
+            assert response.status_code == 204
+
+    summary = await delivered(app, call_sid)
+    assert summary.missed_call and summary.rating == "Cold" and summary.duration_seconds == 4
+    (lead,) = local_crm(app)["Lead"]
+    assert not lead.get("Phone") and lead["Rating"] == "Cold"
+
+
+@pytest.mark.parametrize("crm", ["local", "salesforce"])
+async def test_repeated_hang_ups_from_a_customer_merge_on_their_contact(
+    crm: str,
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    request: pytest.FixtureRequest,
+) -> None:
+    """Two hang-ups from an existing customer's number: both calls logged on the Contact,
+    one open callback Task (due today), no Lead — local CRM and Salesforce alike."""
+    settings: dict[str, object] = dict(twilio_settings(twilio_standin))
+    salesforce = None
+    if crm == "salesforce":
+        salesforce = request.getfixturevalue("salesforce_ca_env")
+        settings |= salesforce_settings(salesforce)
+        contact_id = salesforce.add_record(
+            "Contact", {"FirstName": "Dana", "LastName": "Reyes", "Phone": CALLER}
+        )
+    app = await start_app(clock=TUESDAY_9PM, **settings)
+    if salesforce is None:
+        local = app.services.crm
+        assert isinstance(local, LocalCrm)
+        contact_id = local.add_contact(first_name="Dana", last_name="Reyes", phone=CALLER)
+    sids = []
+    for _ in range(2):
+        result = await place_call(twilio_standin, app, CallerScript(speech=[]))
+        await delivered(app, result.call_sid)
+        sids.append(result.call_sid)
+
+    if salesforce is None:
+        records = local_crm(app)
+    else:
+        records = {name: salesforce.records(name) for name in ("Lead", "Task")}
+    assert not records.get("Lead")
+    tasks = records["Task"]
+    assert sorted(t["CallObject"] for t in tasks if t.get("CallObject")) == sorted(sids)
+    (callback,) = [t for t in tasks if str(t.get("Subject", "")).startswith("Call back")]
+    assert callback["WhoId"] == contact_id
+    assert str(callback["ActivityDate"]) == TUESDAY

@@ -167,3 +167,33 @@ async def test_the_service_reconciles_periodically(
     await wait_for(lambda: app.services.store.get_summary(unseen) is not None)
     summary = await delivered(app, unseen)
     assert summary.missed_call
+
+
+async def test_reconcile_costs_requests_per_page_not_per_call(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """105 calls the service never saw, 3 with a voicemail: two pages of the Calls list
+    (100 a page), one of the Recordings list, one Transcriptions list per recording — not
+    one request per call — and every call recorded once."""
+    from telephony.reconcile import reconcile
+
+    sids = [
+        twilio_standin.record_past_call(
+            from_=f"+1415555{i:04d}",
+            ago_s=600 - i,
+            voicemail_s=20 if i % 35 == 0 else None,
+            transcription="please call me back" if i % 35 == 0 else None,
+        )
+        for i in range(105)
+    ]
+    app = await start_app(reconcile_interval_seconds=0, **twilio_settings(twilio_standin))
+    before = len(twilio_standin.rest_requests)
+
+    report = await reconcile(app.services)
+
+    paths = [path for _method, path, _status in twilio_standin.rest_requests[before:]]
+    assert sum(p.endswith("/Calls.json") for p in paths) == 2
+    assert sum(p.endswith("/Recordings.json") for p in paths) == 1
+    assert sum(p.endswith("/Transcriptions.json") for p in paths) == 3
+    assert sorted(report.recorded) == sorted(sids)
+    assert all(app.services.store.get_summary(sid) is not None for sid in sids)

@@ -25,6 +25,7 @@ from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_f
 from tests.conversation_scripts import INTAKE_SPEECH
 from tests.standins.openai_realtime import ScriptedTurn, ToolCall
 from tests.standins.plugin_openai import MakeRealtimeStandin
+from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_rest import new_sid
 from tests.standins.twilio_script import (
@@ -40,7 +41,9 @@ from tests.test_conversation_e2e import (
     SPEED,
     at,
     delivered,
+    local_crm,
     openai_settings,
+    salesforce_settings,
     twilio_settings,
 )
 from tests.test_postgres import fresh_database
@@ -297,3 +300,110 @@ async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
     call = app.services.store.get_call(result.call_sid)
     assert call is not None and call.state == "finalized"
     assert summary.caller_phone == CALLER
+
+
+@pytest.mark.parametrize("crm", ["local", "salesforce"])
+async def test_turns_after_the_call_was_finalized_amend_the_same_records(
+    crm: str,
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    request: pytest.FixtureRequest,
+) -> None:
+    """The amendment rule. The call is finalized and delivered under a live caller (as a
+    process that thought it idle would) after their second answer; the caller goes on. The
+    later answers are not dropped: when the call ends the summary is rebuilt from the whole
+    call and delivered as an update of the *same* records — the call Task's summary, the
+    whole transcript attached again, the callback Task the later answers asked for — with
+    no second Lead and no second call Task (local CRM and Salesforce)."""
+    settings: dict[str, object] = dict(twilio_settings(twilio_standin))
+    salesforce: SalesforceStandin | None = None
+    if crm == "salesforce":
+        salesforce = request.getfixturevalue("salesforce_ca_env")
+        settings |= salesforce_settings(salesforce)
+    app = await start_app(clock=at("2025-03-04T18:00:00+00:00"), **settings)
+    store = app.services.store
+    call_sid = new_sid("CA")
+
+    async def finalize_under_the_caller(n: int) -> str | None:
+        if n == 3:
+            await app.services.finalize(call_sid, "looked idle to another process")
+            await delivered(app, call_sid)
+        return None
+
+    result = await twilio_standin.place_call(
+        app_url=app.url,
+        public_base_url=PUBLIC_BASE_URL,
+        from_=CALLER,
+        to=BUSINESS_NUMBER,
+        script=CallerScript(speech=list(INTAKE_SPEECH)),
+        call_sid=call_sid,
+        speed=SPEED,
+        between_webhooks=finalize_under_the_caller,
+    )
+    assert result.errors == [] and "goodbye" in result.said[-1].lower()
+    await wait_for(lambda: (s := store.get_summary(call_sid)) is not None and s.amendment == 1)
+    summary = await delivered(app, call_sid)
+
+    assert [t.text for t in summary.transcript if t.speaker == "caller"] == INTAKE_SPEECH
+    assert summary.callback_window == "tomorrow morning"
+    if salesforce is None:
+        records = local_crm(app)
+    else:
+        records = {name: salesforce.records(name) for name in ("Lead", "Task", "ContentVersion")}
+        for version in records["ContentVersion"]:
+            version["VersionData"] = version["_version_data"].decode()
+    (lead,) = records["Lead"]
+    (call_task,) = [t for t in records["Task"] if t.get("CallObject") == call_sid]
+    assert call_task["WhoId"] == lead["Id"]
+    assert "Amended" in call_task["Description"]
+    assert "tomorrow morning" in call_task["Description"]
+    callbacks = [t for t in records["Task"] if str(t.get("Subject", "")).startswith("Call back")]
+    assert len(callbacks) == 1 and callbacks[0]["WhoId"] == lead["Id"]
+    titles = sorted(v["Title"] for v in records["ContentVersion"])
+    assert titles == [f"Call transcript {call_sid}", f"Call transcript {call_sid} (amended 1)"]
+    amended = next(v for v in records["ContentVersion"] if "amended" in v["Title"])
+    assert "tomorrow morning" in amended["VersionData"]
+
+
+async def test_a_realtime_call_finalized_under_a_live_caller_is_amended(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+) -> None:
+    """Realtime: the call is finalized (and delivered) by someone else after the first
+    turn while the bridge is still serving it; the bridge's later progress is kept and,
+    when the caller hangs up, delivered as an amendment of the same Lead."""
+    ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    steps = [ListenUntilAgentDone()]
+    for _ in THREE_TURNS:
+        steps += [Say(ms=1200), ListenUntilAgentDone()]
+    call_sid = new_sid("CA")
+    call = asyncio.create_task(
+        twilio_standin.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(steps=[*steps, HangUp()]),
+            call_sid=call_sid,
+            speed=SPEED,
+        )
+    )
+    store = app.services.store
+    await wait_for(
+        lambda: ((c := store.get_call(call_sid)) is not None and bool(c.transcript)) or call.done()
+    )
+    await app.services.finalize(call_sid, "looked idle to another process")
+    first = await delivered(app, call_sid)
+    assert first.amendment == 0 and len(first.transcript) < 6
+
+    await call
+    await wait_for(lambda: (s := store.get_summary(call_sid)) is not None and s.amendment == 1)
+    summary = await delivered(app, call_sid)
+    caller_turns = [t.text for t in summary.transcript if t.speaker == "caller"]
+    assert caller_turns == [turn.caller_says for turn in THREE_TURNS]
+    assert summary.callback_window == "tomorrow afternoon"
+    records = local_crm(app)
+    assert len(records["Lead"]) == 1
+    assert len([t for t in records["Task"] if t.get("CallObject") == call_sid]) == 1

@@ -174,3 +174,11 @@ def test_bad_arguments_are_refused(name: str, arguments: str, message: str) -> N
     # safe to hand back to the model: the caller's values are not echoed
     assert "00Q000000000001" not in str(caught.value)
     assert "x" * 50 not in str(caught.value)
+
+
+def test_flag_emergency_never_claims_an_alert_that_cannot_be_sent() -> None:
+    """Without an on-call phone the model is told not to say anyone was alerted."""
+    request = parse_tool_call("flag_emergency", '{"reason": "gas smell"}')
+    text = tool_result(request, alerting=False)
+    assert "Do not say anyone has been alerted" in text and "911" in text
+    assert "on-call team, who will call back" not in text

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class CallPlan:
     duplicate_status_callback: bool
     speed: float
     give_up_after_s: float
+    ssl_context: ssl.SSLContext | None = None
     between_webhooks: BetweenWebhooks | None = None
     agent_busy: Callable[[], object] | None = None
     """See `TwilioStandin.agent_busy`."""
@@ -131,8 +133,9 @@ class CallRun:
                 if update is not None:
                     return await self._follow_update(update)
                 match verb:
-                    case SayVerb(text=text):
+                    case SayVerb(text=text, voice=voice):
                         self.result.said.append(text)
+                        self.result.voices.append(voice)
                     case PlayVerb() | PauseVerb():
                         pass  # no audio for the caller to hear; no time passes
                     case GatherVerb():
@@ -165,12 +168,21 @@ class CallRun:
         for prompt in verb.prompts:
             if isinstance(prompt, SayVerb):
                 self.result.said.append(prompt.text)
+                self.result.voices.append(prompt.voice)
         if not self._speech:
             self.result.ended_by = "caller"  # nothing more to say: the caller hangs up
             return None
+        self.result.gather_languages.append(verb.language)
         answer = self._speech.pop(0)
         params: dict[str, str] = {}
-        if answer and "speech" in verb.input:
+        if answer.startswith("dtmf:"):
+            keys = answer.removeprefix("dtmf:")
+            if "dtmf" in verb.input:
+                if verb.num_digits is not None:
+                    keys = keys[: verb.num_digits]
+                params = {"Digits": keys}
+            # keys pressed at a speech-only Gather are ignored: no input
+        elif answer and "speech" in verb.input:
             params = {"SpeechResult": answer, "Confidence": "0.92"}
         elif answer and all(c in "0123456789*#" for c in answer):
             params = {"Digits": answer, "FinishedOnKey": ""}
@@ -270,7 +282,8 @@ class CallRun:
     async def _stream(self, verb: ConnectStreamVerb) -> str:
         parts = urlsplit(verb.url)
         app = urlsplit(self._app_base)
-        ws_url = urlunsplit(("ws", app.netloc, parts.path or "/", "", ""))
+        scheme = "wss" if app.scheme == "https" else "ws"
+        ws_url = urlunsplit((scheme, app.netloc, parts.path or "/", "", ""))
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(verb.url, {}),
             "User-Agent": STREAM_USER_AGENT,
@@ -289,6 +302,7 @@ class CallRun:
                 ping_interval=None,
                 open_timeout=10,
                 max_size=2**24,
+                ssl=self._plan.ssl_context if scheme == "wss" else None,
             ) as ws:
                 self.result.streams += 1
                 session = StreamSession(
@@ -337,7 +351,8 @@ class CallRun:
 
     def _params(self, call_status: str) -> dict[str, str]:
         p = self._plan
-        return {
+        stir = p.script.stir_verstat
+        return ({"StirVerstat": stir} if stir else {}) | {
             "AccountSid": p.account_sid,
             "ApiVersion": API_VERSION,
             "CallSid": self._call.sid,
