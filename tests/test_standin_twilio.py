@@ -770,7 +770,13 @@ def test_caller_script_runs_on_audio_time_and_events() -> None:
     assert all(voice.tick(**quiet).frame == SILENT_FRAME for _ in range(10))  # nothing heard yet
     for run_ms in (20, 40):
         voice.tick(agent_playing=True, playing_run_ms=run_ms, now=0.0)
-    assert [voice.tick(**quiet).frame for _ in range(3)] == [SILENT_FRAME] * 3  # 60 ms quiet
+    # A pause while the model is still answering is not the end of the answer ...
+    for _ in range(10):
+        assert voice.tick(**quiet, agent_busy=True).frame == SILENT_FRAME
+    first_word = voice.tick(agent_playing=True, playing_run_ms=60, now=0.0, agent_queued=True)
+    assert first_word.frame == SILENT_FRAME and first_word.await_clear_s is None  # still listening
+    # ... 60 ms of quiet once it has finished is.
+    assert [voice.tick(**quiet).frame for _ in range(3)] == [SILENT_FRAME] * 3
     # Long enough, but nothing queued behind this tick: the agent is finishing, not talking.
     ending = voice.tick(agent_playing=True, playing_run_ms=40, now=0.0, agent_queued=False)
     assert ending.frame == SILENT_FRAME
