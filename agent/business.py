@@ -170,6 +170,16 @@ class Business(BaseModel):
     # Twilio <Dial timeout> accepts 5..600 seconds.
     ring_timeout_seconds: int = Field(default=20, ge=5, le=600)
     salesforce_fields: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The owner: an after-call summary (and an alert when a CRM delivery fails for good)
+    # by SMS to owner_phone and/or e-mail to owner_email (needs the SMTP_* settings).
+    owner_phone: str | None = None
+    owner_email: str | None = Field(
+        default=None, max_length=254, pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$"
+    )
+    owner_summaries: bool = True
+    # This business's own Salesforce org: the credentials come from SALESFORCE_<NAME>_*
+    # environment variables (never from this file). Absent: the service-wide CRM.
+    salesforce_connection: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]{0,39}$")
     # Approved answers to common questions (question → answer), for the model and the
     # scripted intake; anything not here is "the team will confirm when they call back".
     faq: dict[str, Annotated[str, Field(min_length=1, max_length=500)]] = Field(
@@ -180,7 +190,7 @@ class Business(BaseModel):
     blocklist: list[str] = Field(default_factory=list)
     spam_to_crm: bool = False
 
-    @field_validator("number", "on_call_phone", "office_phone")
+    @field_validator("number", "on_call_phone", "office_phone", "owner_phone")
     @classmethod
     def _e164(cls, value: str | None) -> str | None:
         if value is None:

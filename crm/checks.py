@@ -78,11 +78,13 @@ def check_salesforce(config: SalesforceConfig) -> CheckReport:
     except CrmError as exc:
         report.fail(str(exc))
         return report
-    report.good(f"Salesforce credentials: {flow.value} flow, login URL {config.login_url or '-'}")
     try:
         crm = SalesforceCrm(config)
         token = crm.auth.token()
-        report.good(f"access token obtained; instance {token.instance_url}")
+        report.good(
+            f"Salesforce credentials accepted ({flow.value} flow, login URL "
+            f"{config.login_url or '-'}); instance {token.instance_url}"
+        )
         schema = crm.schema()
     except CrmError as exc:
         report.fail(f"{type(exc).__name__}: {exc}")

@@ -46,6 +46,7 @@ class DeliveryResult:
     api_requests: int = 0
     warnings: tuple[str, ...] = ()
     already_delivered: bool = False
+    instance_url: str = ""  # the Salesforce org's URL, for links to the records
 
 
 class PhoneLedger(Protocol):

@@ -58,6 +58,11 @@ class Outcome:
     call_sid: str
     state: str
     detail: str = ""
+    first_attempt: bool = False
+    """This was the job's first attempt (not a retry, not a staff re-queue)."""
+
+
+STAFF_RETRY_NOTE = "re-queued from the staff page"
 
 
 class DeliveryWorker:
@@ -71,12 +76,16 @@ class DeliveryWorker:
         *,
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
+        on_outcome: Callable[[Outcome], None] | None = None,
     ) -> None:
+        """``on_outcome`` is called (in the delivering thread) after every attempt; it must
+        not raise (exceptions are logged and ignored)."""
         self.store = store
         self.writer = writer
         self.profile_for = profile_for
         self.policy = policy or RetryPolicy()
         self.rng = rng or random.Random()
+        self.on_outcome = on_outcome
         self.wake = asyncio.Event()
 
     # -- claiming --------------------------------------------------------------------
@@ -122,6 +131,21 @@ class DeliveryWorker:
         job = self.claim(now)
         if job is None:
             return None
+        outcome = self._deliver_claimed(job)
+        try:
+            self.store.record_attempt(job.call_sid, job.attempts, outcome.state, outcome.detail)
+        except Exception:  # the history is for people; a failure must not stop deliveries
+            log.exception("call %s: delivery history not written", job.call_sid)
+        if job.attempts == 1 and not job.last_error:
+            outcome = dataclasses.replace(outcome, first_attempt=True)
+        if self.on_outcome is not None:
+            try:
+                self.on_outcome(outcome)
+            except Exception:  # an observer must not stop deliveries
+                log.exception("call %s: outcome observer failed", job.call_sid)
+        return outcome
+
+    def _deliver_claimed(self, job: OutboxJob) -> Outcome:
         summary = self.store.get_summary(job.call_sid)
         if summary is None:
             return self._finish(job, "dead", "no summary stored for this call")
@@ -218,6 +242,28 @@ def retry_dead_job(store: Store, call_sid: str) -> bool:
         result = session.execute(
             update(OutboxJob)
             .where(OutboxJob.call_sid == call_sid, OutboxJob.state == "dead")
-            .values(state="pending", next_attempt_at=utcnow(), attempts=0, last_error="")
+            .values(
+                state="pending", next_attempt_at=utcnow(), attempts=0, last_error=STAFF_RETRY_NOTE
+            )
         )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
+        retried = bool(result.rowcount)  # type: ignore[attr-defined]
+    if retried:
+        store.record_attempt(call_sid, 0, "requeued", STAFF_RETRY_NOTE)
+    return retried
+
+
+def retry_all_dead(store: Store) -> int:
+    """Put every dead-lettered job back in the queue (staff bulk action); how many."""
+    with store.sessions.begin() as session:
+        dead = list(session.scalars(select(OutboxJob.call_sid).where(OutboxJob.state == "dead")))
+        result = session.execute(
+            update(OutboxJob)
+            .where(OutboxJob.state == "dead", OutboxJob.call_sid.in_(dead))
+            .values(
+                state="pending", next_attempt_at=utcnow(), attempts=0, last_error=STAFF_RETRY_NOTE
+            )
+        )
+        count = int(result.rowcount)  # type: ignore[attr-defined]
+    for call_sid in dead:
+        store.record_attempt(call_sid, 0, "requeued", STAFF_RETRY_NOTE)
+    return count

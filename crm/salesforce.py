@@ -19,6 +19,7 @@ Every data request carries a timeout; a 401 renews the token once and retries.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -176,11 +177,14 @@ class SalesforceCrm:
         """Write the call to the org; idempotent per ``summary.call_sid``."""
         ctx = _Delivery(call_sid=summary.call_sid)
         try:
-            return self._deliver(ctx, summary, profile)
+            result = self._deliver(ctx, summary, profile)
         except CrmError as exc:
             if exc.call_sid is None:
                 exc.call_sid = summary.call_sid
             raise
+        with self._lock:
+            instance_url = self._client[0].instance_url if self._client else ""
+        return dataclasses.replace(result, instance_url=instance_url)
 
     def _deliver(self, ctx: _Delivery, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
         schema = self.schema(ctx)

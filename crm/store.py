@@ -23,7 +23,9 @@ from alembic.config import Config
 from pydantic import ValidationError
 from sqlalchemy import (
     JSON,
+    Boolean,
     Connection,
+    Date,
     DateTime,
     Engine,
     ForeignKey,
@@ -119,6 +121,30 @@ class SummaryRecord(Base):
     )
     summary_json: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Copies of summary fields the staff list filters and sorts on (in SQL).
+    caller_name: Mapped[str] = mapped_column(String(255), default="")
+    need: Mapped[str] = mapped_column(String(255), default="")
+    urgency: Mapped[int] = mapped_column(Integer, default=2, index=True)
+    is_emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    callback_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+
+    @classmethod
+    def of(cls, summary: CallSummary) -> SummaryRecord:
+        record = cls(call_sid=summary.call_sid)
+        record.refresh_from(summary)
+        return record
+
+    def refresh_from(self, summary: CallSummary) -> None:
+        """Store ``summary`` and its staff columns (a new, amended or redacted summary)."""
+        name = " ".join(p for p in (summary.first_name, summary.last_name) if p)
+        self.summary_json = summary.model_dump_json()
+        self.caller_name = name[:255]
+        self.need = summary.need[:255]
+        self.urgency = summary.urgency
+        self.is_emergency = summary.is_emergency
+        self.callback_requested = summary.callback_requested
+        self.callback_due = summary.callback_due
 
     def summary(self) -> CallSummary:
         return CallSummary.model_validate_json(self.summary_json)
@@ -162,6 +188,19 @@ class OutboxJob(Base):
 
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
+
+
+class DeliveryAttempt(Base):
+    """One CRM delivery attempt (or a staff re-queue), for the call page's history."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    call_sid: Mapped[str] = mapped_column(String(64), ForeignKey("calls.call_sid"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 class OutboundSend(Base):
@@ -600,7 +639,7 @@ class Store:
             call = session.get(CallRecord, summary.call_sid)
             if record is None or call is None:
                 return False
-            record.summary_json = summary.model_dump_json()
+            record.refresh_from(summary)
             details = dict(call.details or {})
             details.pop(AMENDMENT_PENDING, None)
             call.details = details
@@ -680,9 +719,7 @@ class Store:
             call.state = "screened" if spam else "finalized"
             call.ended_at = utcnow()
             call.transcript = [t.model_dump(mode="json") for t in summary.transcript]
-            session.add(
-                SummaryRecord(call_sid=summary.call_sid, summary_json=summary.model_dump_json())
-            )
+            session.add(SummaryRecord.of(summary))
             if not spam:
                 session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
             return True
@@ -768,6 +805,42 @@ class Store:
     def outbox_job(self, call_sid: str) -> OutboxJob | None:
         with self.sessions() as session:
             return session.scalars(select(OutboxJob).where(OutboxJob.call_sid == call_sid)).first()
+
+    def record_attempt(self, call_sid: str, attempt: int, outcome: str, detail: str = "") -> None:
+        """Add a line to the call's delivery history."""
+        with self.sessions.begin() as session:
+            session.add(
+                DeliveryAttempt(
+                    call_sid=call_sid, attempt=attempt, outcome=outcome, detail=detail[:2000]
+                )
+            )
+
+    def delivery_history(self, call_sid: str) -> list[DeliveryAttempt]:
+        with self.sessions() as session:
+            query = (
+                select(DeliveryAttempt)
+                .where(DeliveryAttempt.call_sid == call_sid)
+                .order_by(DeliveryAttempt.id)
+            )
+            return list(session.scalars(query))
+
+    def outbox_counts(self) -> dict[str, int]:
+        """Outbox jobs per state (pending, delivering, delivered, dead)."""
+        with self.sessions() as session:
+            rows = session.execute(select(OutboxJob.state, func.count()).group_by(OutboxJob.state))
+            return {str(state): int(count) for state, count in rows}
+
+    def oldest_undelivered(self) -> dt.datetime | None:
+        """When the oldest job still waiting (pending or delivering) was created."""
+        with self.sessions() as session:
+            oldest = session.scalar(
+                select(func.min(OutboxJob.created_at)).where(
+                    OutboxJob.state.in_(("pending", "delivering"))
+                )
+            )
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return oldest
 
 
 class StorePhoneLedger:
@@ -857,7 +930,8 @@ def purge_personal_data(store: Store, *, delivered_before: dt.datetime, limit: i
             .where(SummaryRecord.call_sid.in_(sids))
         ).all()
         for record, business in rows:
-            record.summary_json = _redacted_summary(record.summary_json, record.call_sid, business)
+            redacted = _redacted_summary(record.summary_json, record.call_sid, business)
+            record.refresh_from(CallSummary.model_validate_json(redacted))
         # The CRM phone ledger holds numbers too; it is only read for a day after a write.
         session.execute(
             delete(PhoneLedgerEntry).where(

@@ -10,15 +10,18 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm.config import CrmWriter
-from telephony import routes_intake, routes_staff, routes_twilio, twiml
+from telephony import routes_fallback, routes_intake, routes_twilio, twiml
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
+from telephony.staff import routes as staff_routes
+from telephony.staff.security import install_security_headers
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +162,10 @@ def create_app(
     )
     app.include_router(routes_twilio.router)
     app.include_router(routes_intake.router)
-    app.include_router(routes_staff.router)
+    app.include_router(routes_fallback.router)
+    app.include_router(staff_routes.router)
+    app.mount("/static/staff", StaticFiles(directory=staff_routes.STATIC_DIR), name="staff-static")
+    install_security_headers(app)
 
     @app.exception_handler(TwilioRequestRefused)
     async def refused(_request: Request, exc: TwilioRequestRefused) -> Response:
@@ -184,6 +190,20 @@ def create_app(
         except SQLAlchemyError as exc:
             log.error("health check: the database failed (%s)", type(exc).__name__)
             database = f"error: {type(exc).__name__}"
+        outbox: dict[str, object] = {}
+        if database == "ok":
+            try:
+                counts = services.store.outbox_counts()
+                oldest = services.store.oldest_undelivered()
+                outbox = {
+                    "backlog": counts.get("pending", 0) + counts.get("delivering", 0),
+                    "dead": counts.get("dead", 0),
+                    "oldest_waiting_seconds": round((utc_now() - oldest).total_seconds())
+                    if oldest
+                    else 0,
+                }
+            except Exception as exc:
+                database = f"error: {type(exc).__name__}"
         status = 200 if database == "ok" else 503
         return JSONResponse(
             {
@@ -193,6 +213,7 @@ def create_app(
                 "openai": services.settings.openai_configured,
                 "twilio_rest": services.twilio is not None,
                 "twilio_signatures": services.signatures.configured,
+                "outbox": outbox,
             },
             status_code=status,
         )

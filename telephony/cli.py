@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
+import errno
 import getpass
 import json
 import logging
@@ -15,11 +16,15 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from pydantic import SecretStr
 
 from telephony.settings import Settings
+
+if TYPE_CHECKING:
+    from agent.business import BusinessDirectory
 
 log = logging.getLogger("receptionist")
 
@@ -33,19 +38,11 @@ DEMO_ANSWERS = [
 
 
 def _configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in (
-        "twilio.http_client",
-        "httpx",
-        "httpcore",
-        "openai",
-        "websockets",
-        "alembic.runtime.plugins",
-    ):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from telephony.logs import configure_logging
+    from telephony.setup_checks import env_values
+
+    log_format = env_values().get("LOG_FORMAT", "text").strip().lower() or "text"
+    configure_logging(verbose=verbose, log_format="json" if log_format == "json" else "text")
 
 
 def _free_port() -> int:
@@ -54,17 +51,77 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _startup_checks(settings: Settings) -> BusinessDirectory:
+    """Stop with one line per problem (``SetupError``) before anything starts."""
+    from agent.business import BusinessFileError, load_businesses
+    from telephony.setup_checks import SetupError, configuration_problems
+
+    try:
+        directory = load_businesses(settings.businesses_file)
+    except BusinessFileError as exc:
+        raise SetupError(f"BUSINESSES_FILE {exc}") from None
+    problems = configuration_problems(settings, directory)
+    if problems:
+        raise SetupError("\n".join(problems))
+    return directory
+
+
+def _open_database(settings: Settings) -> None:
+    """Create or upgrade the schema now, so a database that cannot be opened is one line."""
+    from crm.store import Store
+    from telephony.setup_checks import SetupError
+
+    try:
+        store = Store.from_url(settings.database_url)
+        store.create_schema()
+        store.engine.dispose()
+    except Exception as exc:  # a driver error of any kind: one line, not a traceback
+        origin = getattr(exc, "orig", None) or exc
+        reason = (str(origin).strip().splitlines() or [type(origin).__name__])[0]
+        raise SetupError(f"DATABASE_URL cannot be opened: {reason}") from None
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    from telephony.setup_checks import SetupError
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise SetupError(
+                f"port {port} on {host} is already in use (another receptionist?): stop that "
+                "process or pass --port"
+            ) from None
+        raise SetupError(f"cannot listen on {host}:{port} ({exc.strerror}): check --host") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from telephony.app import create_app
 
     settings = Settings()
-    if not settings.twilio_auth_token.get_secret_value():
+    _startup_checks(settings)
+    sock = _bind(args.host, args.port)
+    _open_database(settings)
+    if not settings.twilio_configured:
         log.warning(
-            "TWILIO_AUTH_TOKEN is not set: Twilio webhooks will be refused until it is "
+            "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are not set: Twilio webhooks will be refused "
             "(signatures cannot be verified)"
         )
     app = create_app(settings, run_worker=not args.no_worker)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info", ws="websockets-sansio")
+    config = uvicorn.Config(
+        app,
+        log_level="info",
+        ws="websockets-sansio",
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        log_config=None,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
     return 0
 
 
@@ -171,7 +228,10 @@ def cmd_call(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from telephony.services import Services
 
-    services = Services.build(Settings())
+    settings = Settings()
+    _startup_checks(settings)
+    _open_database(settings)
+    services = Services.build(settings)
     if args.once:
         outcomes = services.worker.drain()
         for outcome in outcomes:
@@ -189,45 +249,109 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from crm.checks import check_salesforce
+    from agent.business import BusinessFileError, load_businesses
+    from crm.checks import CheckReport, check_salesforce
     from telephony.services import salesforce_config
+    from telephony.setup_checks import (
+        SetupError,
+        business_connections,
+        check_openai,
+        check_smtp,
+        check_twilio,
+        configuration_problems,
+        default_salesforce_values,
+        salesforce_problems,
+        wanted_urls,
+    )
 
     settings = Settings()
     ok = True
-    print("Twilio:")
-    if settings.twilio_configured:
-        print(
-            f"  account {settings.twilio_account_sid}; REST API at {settings.twilio_api_base_url}"
-        )
-    else:
-        ok = False
-        print("  MISSING TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN: webhooks cannot be verified")
-    print(f"  Point the number's voice webhook to {settings.public_url('/twilio/voice')} (POST)")
-    print(f"  and its status callback to {settings.public_url('/twilio/status')} (POST)")
-    print("OpenAI:")
-    if settings.openai_configured:
-        print(f"  realtime model {settings.openai_realtime_model} at {settings.openai_base_url}")
-    else:
-        print("  not configured: callers get the scripted intake (no AI voice)")
-    print("Salesforce:")
-    config = salesforce_config(settings)
-    if config is None:
-        print("  not configured: records go to the embedded local CRM")
-    else:
-        report = check_salesforce(config)
+
+    def show(title: str, report: CheckReport) -> None:
+        nonlocal ok
+        print(title)
         for line in report.lines:
             print(f"  {line}")
         ok = ok and report.ok
-    print("Businesses:")
-    try:
-        from agent.business import load_businesses
 
+    setup = CheckReport()
+    try:
         directory = load_businesses(settings.businesses_file)
-        for business in directory.businesses:
-            print(f"  {business.number}: {business.name} ({business.timezone})")
-    except Exception as exc:
-        ok = False
-        print(f"  {exc}")
+    except BusinessFileError as exc:
+        setup.fail(f"BUSINESSES_FILE {exc}")
+        show("Settings:", setup)
+        return 1
+    problems = configuration_problems(settings, directory)
+    for problem in problems:
+        setup.fail(problem)
+    if not problems:
+        setup.good("no missing, partial or malformed settings; the database location is usable")
+    show("Settings:", setup)
+
+    twilio = CheckReport()
+    if settings.twilio_configured and not any(p.startswith("TWILIO_") for p in problems):
+        twilio = check_twilio(settings, directory, fix=args.fix_twilio)
+    elif not settings.twilio_configured and not settings.twilio_auth_token.get_secret_value():
+        twilio.fail(
+            "TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set: webhooks cannot be verified "
+            "and no SMS or transfer can be made (Twilio console, Account info)"
+        )
+        for value, what in wanted_urls(settings).values():
+            if value.startswith("http"):
+                twilio.info(f"{what}: {value} (POST)")
+    else:
+        twilio.fail("not checked: fix the TWILIO_ settings above first")
+    show("Twilio:", twilio)
+
+    openai = CheckReport()
+    if settings.openai_configured:
+        openai = check_openai(settings)
+    else:
+        openai.info("OPENAI_API_KEY is not set: callers get the scripted intake (no AI voice)")
+    show("OpenAI:", openai)
+
+    if settings.smtp_host:
+        show("E-mail (SMTP):", check_smtp(settings))
+
+    default_problem = salesforce_problems(settings, None)
+    config = salesforce_config(settings)
+    if default_problem:
+        report = CheckReport()
+        report.fail("not checked: complete the SALESFORCE_ settings above first")
+        show("Salesforce:", report)
+    elif config is None:
+        report = CheckReport()
+        if any(default_salesforce_values(settings).values()):
+            report.fail("SALESFORCE_ settings are present but unusable")
+        else:
+            report.info("not configured: records go to the embedded local CRM")
+        show("Salesforce:", report)
+    else:
+        show("Salesforce:", check_salesforce(config))
+    try:
+        connections = business_connections(settings, directory)
+    except SetupError:
+        connections = {}
+    named_problems = salesforce_problems(settings, directory)
+    for name, connection in connections.items():
+        users = ", ".join(b.name for b in directory.businesses if b.salesforce_connection == name)
+        title = f"Salesforce connection {name} ({users}):"
+        if any(f"SALESFORCE_{name}_" in p for p in named_problems):
+            report = CheckReport()
+            report.fail(f"not checked: complete the SALESFORCE_{name}_ settings above first")
+            show(title, report)
+        else:
+            show(title, check_salesforce(connection))
+
+    print("Businesses:")
+    for business in directory.businesses:
+        where = (
+            f"Salesforce {business.salesforce_connection}"
+            if business.salesforce_connection
+            else "default CRM"
+        )
+        print(f"  {business.number}: {business.name} ({business.timezone}; {where})")
+    print("All checks passed." if ok else "Some checks failed: fix the [FAIL] lines above.")
     return 0 if ok else 1
 
 
@@ -301,11 +425,30 @@ def cmd_reconcile(args: argparse.Namespace) -> int:
 def cmd_hash_password(args: argparse.Namespace) -> int:
     from telephony.staff_auth import hash_password
 
-    password = getpass.getpass("Staff password: ")
-    if len(password) < 10:
-        print("Use at least 10 characters.", file=sys.stderr)
+    try:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Staff password: ")
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    except (EOFError, KeyboardInterrupt):
+        password = ""
+    if not password:
+        print(
+            "hash-password: no password given: type it at the prompt, or pipe it in "
+            "(printf '%s\\n' 'the password' | receptionist hash-password)",
+            file=sys.stderr,
+        )
         return 2
-    print(hash_password(password))
+    if len(password) < 10:
+        print("hash-password: use at least 10 characters.", file=sys.stderr)
+        return 2
+    encoded = hash_password(password)
+    print(encoded)
+    print(
+        f"Put it in .env in single quotes (the $ signs must not be expanded): "
+        f"STAFF_PASSWORD_HASH='{encoded}'",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -321,6 +464,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="do not deliver the CRM outbox in this process (run `receptionist worker` instead)",
     )
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-* headers (the local Caddy by default)",
+    )
     serve.set_defaults(func=cmd_serve)
     commands.add_parser("demo", help="one simulated after-hours call, end to end").set_defaults(
         func=cmd_demo
@@ -331,9 +479,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker = commands.add_parser("worker", help="deliver the CRM outbox")
     worker.add_argument("--once", action="store_true", help="deliver what is due, then exit")
     worker.set_defaults(func=cmd_worker)
-    commands.add_parser("check", help="verify Twilio/OpenAI/Salesforce settings").set_defaults(
-        func=cmd_check
+    check = commands.add_parser("check", help="verify Twilio/OpenAI/Salesforce by calling them")
+    check.add_argument(
+        "--fix-twilio",
+        action="store_true",
+        help="set each business number's voice, status callback and fallback URLs",
     )
+    check.set_defaults(func=cmd_check)
     commands.add_parser(
         "purge", help="remove local personal data past PERSONAL_DATA_RETENTION_DAYS"
     ).set_defaults(func=cmd_purge)
@@ -353,7 +505,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     _configure_logging(args.verbose)
-    return int(args.func(args))
+    from pydantic import ValidationError
+
+    from telephony.setup_checks import SetupError
+
+    try:
+        return int(args.func(args))
+    except SetupError as exc:
+        for line in str(exc).splitlines():
+            print(f"receptionist: {line}", file=sys.stderr)
+        return 2
+    except ValidationError as exc:
+        for error in exc.errors():
+            name = "_".join(str(p) for p in error["loc"]).upper() or "a setting"
+            message = str(error["msg"]).removeprefix("Value error, ")
+            print(f"receptionist: {name} is invalid: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge, Histogram
 
 CALLS = Counter("receptionist_calls_total", "Calls answered", ["mode"])
 STREAMS = Counter("receptionist_media_streams_total", "Media streams bridged to the Realtime API")
@@ -34,3 +34,15 @@ EMERGENCY_ALERTS = Counter(
 )
 MISSED_CALLS = Counter("receptionist_missed_calls_total", "Calls recorded as missed calls")
 FINALIZED = Counter("receptionist_calls_finalized_total", "Calls finalized into a summary")
+DELIVERY_BACKLOG = Gauge(
+    "receptionist_delivery_backlog", "CRM deliveries waiting (pending or being delivered)"
+)
+DEAD_LETTERS = Gauge(
+    "receptionist_dead_letters", "CRM deliveries dead-lettered and waiting for staff"
+)
+HANGUP_TO_CRM = Histogram(
+    "receptionist_hangup_to_crm_seconds",
+    "From the end of a call to its delivery in the CRM",
+    buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 6 * 3600, 24 * 3600),
+)
+OWNER_ALERTS = Counter("receptionist_owner_alerts_total", "Owner summaries and alerts", ["kind"])

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import urllib.parse
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
 
@@ -77,9 +77,12 @@ def _parse_form(body: bytes) -> dict[str, str]:
     return dict(pairs)
 
 
-def _refuse(request: Request, reason: str, why: str, status: int) -> TwilioRequestRefused:
+def _refuse(
+    request: Request, reason: str, why: str, status: int, *, hint: str = ""
+) -> TwilioRequestRefused:
+    """``hint`` goes to the log only (e.g. the PUBLIC_BASE_URL mismatch), not to the peer."""
     metrics.WEBHOOKS_REJECTED.labels(reason=reason).inc()
-    log.warning("refused %s: %s", request.url.path, why)
+    log.warning("refused %s: %s%s", request.url.path, why, hint)
     return TwilioRequestRefused(why, status)
 
 
@@ -113,8 +116,22 @@ async def signed_form(request: Request, services: Services) -> dict[str, str]:
     try:
         services.signatures.check(url, params, signature)
     except SignatureError as exc:
-        raise _refuse(request, "signature", str(exc), 403) from exc
+        hint = _url_hint(request, url)
+        raise _refuse(request, "signature", str(exc), 403, hint=hint) from exc
     return params
+
+
+def _url_hint(request: Request, checked_url: str) -> str:
+    """When the request reached us under another host than PUBLIC_BASE_URL, say so: the
+    signature is computed over the URL Twilio called, so every webhook fails."""
+    host = request.headers.get("host", "")
+    expected = urlsplit(checked_url).netloc
+    if host and expected and host.lower() != expected.lower():
+        return (
+            f" (checked against {checked_url} but the request came for host {host}: if that is "
+            "the address in the Twilio console, set PUBLIC_BASE_URL to it)"
+        )
+    return ""
 
 
 def twiml_response(document: str) -> Response:

@@ -18,8 +18,10 @@ from agent.business import (
 from agent.greeting import GreetingAudio
 from agent.summary import CallSummary
 from crm.config import CrmProfile, CrmWriter, SalesforceConfig
-from crm.delivery import DeliveryWorker, RetryPolicy
+from crm.delivery import DeliveryWorker, Outcome, RetryPolicy
 from crm.factory import build_crm
+from crm.routing import CrmPerBusiness
+from crm.salesforce import SalesforceCrm
 from crm.store import Store, purge_personal_data
 from telephony import metrics
 from telephony.bridge import BridgeContext, RealtimeConnection
@@ -35,7 +37,9 @@ from telephony.outbound import (
     sms_destination,
     when_phrase,
 )
+from telephony.owner_alerts import OwnerAlerts, SmtpConfig
 from telephony.settings import Settings
+from telephony.setup_checks import business_connections
 from telephony.signatures import TwilioSignatures
 from telephony.stream_tokens import StreamTokenError, StreamTokens
 from telephony.twilio_rest import TwilioActions
@@ -57,6 +61,49 @@ def salesforce_config(settings: Settings) -> SalesforceConfig | None:
         api_version=settings.salesforce_api_version,
         timeout_seconds=settings.salesforce_timeout_seconds,
     )
+
+
+def build_crm_for_businesses(
+    settings: Settings, businesses: BusinessDirectory, store: Store
+) -> CrmWriter:
+    """The service-wide CRM, plus each business's own Salesforce org where it names one
+    (``salesforce_connection``; one ``SalesforceCrm`` per connection, shared by the
+    businesses that name it)."""
+    default = build_crm(salesforce_config(settings), store)
+    connections = business_connections(settings, businesses)
+    if not connections:
+        return default
+    writers = {name: SalesforceCrm(config) for name, config in connections.items()}
+    by_business: dict[str, CrmWriter] = {
+        b.name: writers[b.salesforce_connection]
+        for b in businesses.businesses
+        if b.salesforce_connection is not None
+    }
+    return CrmPerBusiness(default, by_business)
+
+
+def after_delivery(
+    outcome: Outcome, store: Store, businesses: BusinessDirectory, alerts: OwnerAlerts
+) -> None:
+    """After each delivery attempt (worker thread): the hangup→CRM latency, the owner's
+    after-call summary on the first attempt, and an alert when it is dead-lettered."""
+    call = store.get_call(outcome.call_sid)
+    if outcome.state == "delivered" and call is not None and call.ended_at is not None:
+        ended = call.ended_at if call.ended_at.tzinfo else call.ended_at.replace(tzinfo=dt.UTC)
+        metrics.HANGUP_TO_CRM.observe(max(0.0, (utc_now() - ended).total_seconds()))
+    if call is None:
+        return
+    business = next((b for b in businesses.businesses if b.name == call.business), None)
+    if business is None:
+        return
+    if outcome.first_attempt:
+        summary = store.get_summary(outcome.call_sid)
+        if summary is not None and (business.owner_phone or business.owner_email):
+            alerts.after_call(business, summary)
+            metrics.OWNER_ALERTS.labels(kind="summary").inc()
+    if outcome.state == "dead" and (business.owner_phone or business.owner_email):
+        alerts.dead_letter(business, outcome.call_sid, outcome.detail)
+        metrics.OWNER_ALERTS.labels(kind="dead_letter").inc()
 
 
 def crm_profile(business: Business) -> CrmProfile:
@@ -104,7 +151,7 @@ class Services:
         store = Store.from_url(settings.database_url)
         store.create_schema()
         businesses = load_businesses(settings.businesses_file)
-        writer = crm or build_crm(salesforce_config(settings), store)
+        writer = crm or build_crm_for_businesses(settings, businesses, store)
 
         def profile_for(name: str) -> CrmProfile:
             for business in businesses.businesses:
@@ -118,7 +165,6 @@ class Services:
             max_attempts=settings.delivery_max_attempts,
             lease_seconds=settings.delivery_lease_seconds,
         )
-        worker = DeliveryWorker(store, writer, profile_for, policy=policy)
         twilio = None
         if settings.twilio_configured:
             twilio = TwilioActions(
@@ -126,6 +172,22 @@ class Services:
                 auth_token=settings.twilio_auth_token.get_secret_value(),
                 api_base_url=settings.twilio_api_base_url,
             )
+        alerts = OwnerAlerts(
+            public_base_url=settings.public_base_url,
+            smtp=SmtpConfig.from_settings(settings),
+            send_sms=twilio.send_sms_blocking if twilio is not None else None,
+        )
+        worker = DeliveryWorker(
+            store,
+            writer,
+            profile_for,
+            policy=policy,
+            on_outcome=lambda outcome: after_delivery(outcome, store, businesses, alerts),
+        )
+        metrics.DELIVERY_BACKLOG.set_function(
+            lambda: sum(store.outbox_counts().get(s, 0) for s in ("pending", "delivering"))
+        )
+        metrics.DEAD_LETTERS.set_function(lambda: store.outbox_counts().get("dead", 0))
         openai_client = None
         greetings = None
         client: AsyncOpenAI | None = None

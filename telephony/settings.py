@@ -8,9 +8,9 @@ defaults to a SQLite file in the working directory.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     twilio_account_sid: str = ""
     twilio_auth_token: SecretStr = SecretStr("")
     twilio_api_base_url: str = "https://api.twilio.com"
+    # The numbers' "Primary handler fails" URL (a voicemail TwiML Bin); default: ours.
+    twilio_fallback_url: str = ""
 
     openai_api_key: SecretStr = SecretStr("")
     openai_base_url: str = "https://api.openai.com/v1"
@@ -45,6 +47,16 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///receptionist.db"
     businesses_file: Path | None = None
 
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_username: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = ""
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_timeout_seconds: float = 15.0
+
+    log_format: Literal["text", "json"] = "text"
+
     staff_username: str = "staff"
     staff_password_hash: SecretStr = SecretStr("")
 
@@ -57,6 +69,14 @@ class Settings(BaseSettings):
     recovery_idle_seconds: Annotated[float, Field(gt=0)] = 300.0
     reconcile_interval_seconds: Annotated[float, Field(ge=0)] = 900.0
     max_frame_bytes: Annotated[int, Field(ge=1024)] = 65536
+
+    @field_validator("businesses_file", "salesforce_private_key_file", mode="before")
+    @classmethod
+    def _empty_path_is_none(cls, value: object) -> object:
+        """``BUSINESSES_FILE=`` (left empty, as in .env.example) means "not set"."""
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value
 
     # Security limits (README "Security model").
     webhook_max_bytes: Annotated[int, Field(ge=1024)] = 65536

@@ -155,3 +155,14 @@ class TwilioActions:
         )
         log.info("SMS %s queued for call %s", message.sid, call_sid)
         return str(message.sid)
+
+    def send_sms_blocking(self, to: str, from_: str, body: str) -> None:
+        """An SMS from a worker thread (owner alerts); raises TwilioRestError."""
+        try:
+            self._client.messages.create(to=to, from_=from_, body=body[:1600])
+        except TwilioRestException as exc:
+            raise TwilioRestError(
+                f"Twilio refused SMS: {exc.msg}", status=exc.status, code=exc.code
+            ) from exc
+        except (TwilioException, OSError) as exc:
+            raise TwilioRestError(f"Twilio SMS failed: {type(exc).__name__}") from exc

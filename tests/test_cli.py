@@ -51,7 +51,7 @@ def test_call_takes_the_callers_words_from_the_keyboard(tmp_path: Path) -> None:
 def test_check_without_settings_says_what_is_missing_and_fails(tmp_path: Path) -> None:
     result = run(["check"], cwd=tmp_path)
     assert result.returncode == 1
-    assert "MISSING TWILIO_ACCOUNT_SID / TWILIO_AUTH_TOKEN" in result.stdout
+    assert "[FAIL] TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set" in result.stdout
     assert "scripted intake" in result.stdout
     assert "local CRM" in result.stdout
 
@@ -60,15 +60,15 @@ def test_check_logs_in_to_salesforce_and_describes_the_org(
     tmp_path: Path, salesforce_standin: SalesforceStandin
 ) -> None:
     env = {
-        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "TWILIO_AUTH_TOKEN": "token",
         "SALESFORCE_LOGIN_URL": salesforce_standin.login_url,
         "SALESFORCE_CLIENT_ID": salesforce_standin.client_id,
         "SALESFORCE_CLIENT_SECRET": salesforce_standin.client_secret,
         "REQUESTS_CA_BUNDLE": salesforce_standin.ca_bundle,
     }
     result = run(["check"], env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stdout + result.stderr
+    salesforce = result.stdout.split("Salesforce:\n")[1].split("Businesses:")[0]
+    assert "[FAIL]" not in salesforce, result.stdout + result.stderr
+    assert "[ok]   the org has every field the receptionist writes" in salesforce
     assert "Urgency_Level__c" in result.stdout
     assert salesforce_standin.client_secret not in result.stdout + result.stderr
 

@@ -19,6 +19,7 @@ async def test_healthz_reports_each_dependency(start_app: StartApp) -> None:
         "openai": False,
         "twilio_rest": False,
         "twilio_signatures": False,
+        "outbox": {"backlog": 0, "dead": 0, "oldest_waiting_seconds": 0},
     }
 
 

@@ -33,6 +33,7 @@ TABLES = {
     "local_crm_deliveries",
     "outbound_sends",
     "crm_phone_ledger",
+    "delivery_attempts",
 }
 
 
@@ -135,8 +136,9 @@ def test_processes_starting_at_once_all_come_up_on_one_migrated_schema(database_
 
 
 def test_a_database_created_before_migrations_is_adopted_not_recreated(tmp_path: Path) -> None:
-    """A store made by ``Base.metadata.create_all`` (this schema, no ``alembic_version``)
-    is stamped with the initial revision; its calls survive."""
+    """A store made by ``Base.metadata.create_all`` before migrations existed (the initial
+    revision's schema, no ``alembic_version``) is stamped with the initial revision and
+    upgraded; its calls survive."""
     store = Store.from_url(f"sqlite:///{tmp_path / 'old.db'}")
     # The schema create_all made then is revision 0001's: build it, then forget the version.
     with store.engine.connect() as connection:

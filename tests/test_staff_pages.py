@@ -8,6 +8,8 @@ dead-letter queue with no way to send it again.
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -37,6 +39,12 @@ async def intake_call(app: RunningApp, twilio: TwilioStandin) -> str:
     store = app.services.store
     await wait_for(lambda: store.get_summary(result.call_sid) is not None)
     return result.call_sid
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match is not None, "no CSRF token on the page"
+    return match.group(1)
 
 
 def twilio_settings(twilio: TwilioStandin) -> dict[str, object]:
@@ -117,13 +125,30 @@ async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
         page = await client.get(f"/calls/{call_sid}", auth=staff)
         assert "dead" in page.text and "Retry delivery" in page.text
         assert "gave up after 1 attempts" in page.text
+        listing = await client.get("/calls", auth=staff)
+        assert "1 delivery failed for good" in listing.text
 
-        refused = await client.post(f"/calls/{call_sid}/retry")
+        token = csrf_of(page.text)
+        refused = await client.post(f"/calls/{call_sid}/retry", data={"csrf": token})
         assert refused.status_code == 401
+        # A cross-site form re-sends Basic credentials but not our token: refused.
+        forged = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        assert forged.status_code == 403
+        other_site = await client.post(
+            f"/calls/{call_sid}/retry",
+            auth=staff,
+            data={"csrf": token},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert other_site.status_code == 403
+        tampered = await client.post(
+            f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token[:-1] + "0"}
+        )
+        assert tampered.status_code == 403
         job = store.outbox_job(call_sid)
         assert job is not None and job.state == "dead"
 
-        retried = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        retried = await client.post(f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token})
         assert retried.status_code == 303
         assert retried.headers["location"] == f"/calls/{call_sid}"
         await wait_for(
@@ -131,8 +156,22 @@ async def test_a_dead_lettered_delivery_is_retried_from_the_staff_page(
         )
         (lead,) = org.records("Lead")
         assert (lead["FirstName"], lead["LastName"]) == ("Dana", "Reyes")
+        # The call page links to the records in the org (instance URL + id).
+        delivered = await client.get(f"/calls/{call_sid}", auth=staff)
+        link = f'href="{org.instance_url}/lightning/r/Lead/{lead["Id"]}/view"'
+        assert link in delivered.text
+        history = (
+            await client.get(f"/calls/{call_sid}", params={"format": "json"}, auth=staff)
+        ).json()["history"]
+        assert [(h["attempt"], h["outcome"]) for h in history] == [
+            (1, "dead"),
+            (0, "requeued"),
+            (1, "delivered"),
+        ]
+        assert "gave up after 1 attempts" in history[0]["detail"]
+        assert "Delivery history" in delivered.text
 
-        again = await client.post(f"/calls/{call_sid}/retry", auth=staff)
+        again = await client.post(f"/calls/{call_sid}/retry", auth=staff, data={"csrf": token})
         assert again.status_code == 409
         unknown = await client.get("/calls/CA" + "0" * 32, auth=staff)
         assert unknown.status_code == 404
@@ -146,3 +185,143 @@ def test_a_malformed_hash_never_lets_anyone_in(encoded: str) -> None:
 
     assert not verify_password(PASSWORD, encoded)
     assert not verify_password("", encoded)
+
+
+async def test_staff_pages_send_security_headers_and_throttle_wrong_logins(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """CSP, no framing, nosniff, no-store on personal data; five wrong logins from one
+    address → 429 with Retry-After, and then even the right password waits (no hashing
+    while throttled), while the phone side answers as usual."""
+    app = await start_app(staff_password_hash=PASSWORD_HASH, **twilio_settings(twilio_standin))
+    call_sid = await intake_call(app, twilio_standin)
+    async with httpx.AsyncClient(base_url=app.url) as client:
+        page = await client.get(f"/calls/{call_sid}", auth=("staff", PASSWORD))
+        assert page.status_code == 200
+        headers = page.headers
+        assert "frame-ancestors 'none'" in headers["content-security-policy"]
+        assert "script-src" not in headers["content-security-policy"]
+        assert headers["x-frame-options"] == "DENY"
+        assert headers["x-content-type-options"] == "nosniff"
+        assert headers["cache-control"] == "no-store"
+        css = await client.get("/static/staff/staff.css")
+        assert css.status_code == 200 and css.headers["x-content-type-options"] == "nosniff"
+
+        for attempt in range(5):
+            wrong = await client.get("/calls", auth=("staff", f"guess {attempt}"))
+            assert wrong.status_code == 401
+        throttled = await client.get("/calls", auth=("staff", "guess 6"))
+        assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) > 0
+        right = await client.get("/calls", auth=("staff", PASSWORD))
+        assert right.status_code == 429
+        health = await client.get("/healthz")
+        assert health.status_code == 200
+
+
+async def test_the_list_filters_searches_and_pages_in_sql(start_app: StartApp) -> None:
+    """60 finalized calls: 25 a page, filters and search narrow the SQL query (the counts
+    say so), the JSON view carries the same rows, and a page past the end shows the last."""
+    import datetime as dt
+
+    from agent.summary import CallSummary
+
+    app = await start_app(staff_password_hash=PASSWORD_HASH)
+    store = app.services.store
+    for i in range(60):
+        sid = f"CA{i:032x}"
+        store.begin_call(
+            sid,
+            business="Bay Plumbing & Air",
+            business_number="+14155559999",
+            caller_phone=f"+1415555{i:04d}",
+            mode="intake",
+        )
+        store.finalize(
+            CallSummary(
+                call_sid=sid,
+                business="Bay Plumbing & Air",
+                caller_phone=f"+1415555{i:04d}",
+                first_name="Pat" if i % 3 else "Robin",
+                last_name=f"Caller{i}",
+                need="burst pipe" if i % 10 == 0 else "quote",
+                urgency=5 if i % 10 == 0 else 2,
+                is_emergency=i % 10 == 0,
+                callback_requested=i % 2 == 0,
+                callback_due=dt.date(2026, 12, 2) if i % 2 == 0 else None,
+            ),
+            crm="local",
+        )
+    staff = ("staff", PASSWORD)
+    async with httpx.AsyncClient(base_url=app.url, auth=staff) as client:
+
+        async def listing(**params: str) -> dict[str, object]:
+            response = await client.get("/calls", params={**params, "format": "json"})
+            assert response.status_code == 200
+            data: dict[str, object] = response.json()
+            return data
+
+        first = await listing()
+        assert (first["total"], first["pages"], len(first["calls"])) == (60, 3, 25)  # type: ignore[arg-type]
+        last = await listing(page="3")
+        assert len(last["calls"]) == 10  # type: ignore[arg-type]
+        beyond = await listing(page="99")
+        assert beyond["page"] == 3
+        emergencies = await listing(urgency="5")
+        assert emergencies["total"] == 6
+        assert all(c["is_emergency"] for c in emergencies["calls"])  # type: ignore[union-attr]
+        both = await listing(urgency="5", callback="1")
+        assert both["total"] == 6  # every 10th call is also an even one
+        robins = await listing(q="robin")
+        assert robins["total"] == 20
+        by_phone = await listing(q="(415) 555-0042")
+        assert [c["caller_name"] for c in by_phone["calls"]] == ["Robin Caller42"]  # type: ignore[union-attr]
+        pending = await listing(delivery="pending")
+        assert pending["total"] == 60
+        facets = first["facets"]
+        assert ["5", "5 Emergency", 6] in facets["urgency"]  # type: ignore[index]
+        wildcard = await listing(q="%")
+        assert wildcard["total"] == 0  # LIKE wildcards in a search are literal
+        html = await client.get("/calls", params={"urgency": "5"})
+        assert html.text.count('class="call emergency"') == 6
+        assert 'rel="next"' not in html.text
+
+
+async def test_bulk_retry_of_dead_letters_needs_the_form_token(start_app: StartApp) -> None:
+    """Two dead letters: a POST without the page's token changes nothing; with it, both go
+    back to the queue and are delivered; each call's history says it was re-queued."""
+    from sqlalchemy import update
+
+    from agent.summary import CallSummary
+    from crm.store import OutboxJob
+
+    app = await start_app(staff_password_hash=PASSWORD_HASH)
+    store = app.services.store
+    sids = [f"CA{i:032x}" for i in (1, 2)]
+    for sid in sids:
+        store.begin_call(
+            sid,
+            business="Bay Plumbing & Air",
+            business_number="+14155559999",
+            caller_phone="+14155550100",
+            mode="intake",
+        )
+        store.finalize(
+            CallSummary(call_sid=sid, business="Bay Plumbing & Air", last_name="Doe"),
+            crm="local",
+        )
+    await wait_for(lambda: all(store.outbox_job(s).state == "delivered" for s in sids))  # type: ignore[union-attr]
+    with store.sessions.begin() as session:
+        session.execute(update(OutboxJob).values(state="dead", last_error="rejected"))
+    staff = ("staff", PASSWORD)
+    async with httpx.AsyncClient(base_url=app.url, auth=staff) as client:
+        listing = await client.get("/calls")
+        assert "2 deliveries failed for good" in listing.text
+        forged = await client.post("/calls/retry-dead")
+        assert forged.status_code == 403
+        assert all(store.outbox_job(s).state == "dead" for s in sids)  # type: ignore[union-attr]
+        retried = await client.post("/calls/retry-dead", data={"csrf": csrf_of(listing.text)})
+        assert retried.status_code == 303 and retried.headers["location"] == "/calls?retried=2"
+    await wait_for(lambda: all(store.outbox_job(s).state == "delivered" for s in sids))  # type: ignore[union-attr]
+    for sid in sids:
+        outcomes = [a.outcome for a in store.delivery_history(sid)]
+        assert outcomes[-2:] == ["requeued", "delivered"]

@@ -53,6 +53,17 @@ from tests.standins.openai_session import RealtimeSession
 __all__ = ["RealtimeStandin", "ScriptedTurn", "SessionLog", "ToolCall"]
 
 _ABORT = object()
+DEFAULT_MODELS = (
+    "gpt-realtime",
+    "gpt-4o-realtime-preview",
+    "gpt-4o-mini",
+    "gpt-4o-mini-tts",
+    "gpt-4o-transcribe",
+)
+
+
+def _model_object(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 1756252800, "owned_by": "system"}
 
 
 class _DenialIsNotAnError(logging.Filter):
@@ -97,6 +108,8 @@ class RealtimeStandin:
         self.generation_speed = generation_speed
         """Response audio is generated this many times faster than real time."""
         self.refuse_connections = False
+        self.models: list[str] = list(DEFAULT_MODELS)
+        """Model ids ``GET /v1/models`` lists and ``GET /v1/models/{id}`` finds."""
         self.speech_requests: list[Any] = []
         self.speech_fails = False
         self.drop_after_turns: int | None = None
@@ -226,6 +239,8 @@ class RealtimeStandin:
                 WebSocketRoute("/v1/realtime", self._realtime),
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
                 Route("/v1/audio/speech", self._speech, methods=["POST"]),
+                Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/v1/models/{model:path}", self._retrieve_model, methods=["GET"]),
                 Route(
                     "/{path:path}",
                     self._not_found,
@@ -240,6 +255,25 @@ class RealtimeStandin:
             return missing_api_key()
         key = authorization.removeprefix("Bearer ")
         return None if key == self.api_key else invalid_api_key(key)
+
+    async def _list_models(self, request: Request) -> Response:
+        """``GET /v1/models``: ``{"object": "list", "data": [model, ...]}``."""
+        problem = self._auth_problem(request.headers.get("authorization"))
+        if problem is not None:
+            return JSONResponse(problem, status_code=401)
+        data = [_model_object(m) for m in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
+    async def _retrieve_model(self, request: Request) -> Response:
+        """``GET /v1/models/{model}``: the model object, or 404 ``model_not_found``."""
+        problem = self._auth_problem(request.headers.get("authorization"))
+        if problem is not None:
+            return JSONResponse(problem, status_code=401)
+        model = request.path_params["model"]
+        if model not in self.models:
+            message = f"The model '{model}' does not exist or you do not have access to it."
+            return JSONResponse(bad_request(message, code="model_not_found"), status_code=404)
+        return JSONResponse(_model_object(model))
 
     async def _not_found(self, request: Request) -> Response:
         message = f"Invalid URL ({request.method} {request.url.path})"

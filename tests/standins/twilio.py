@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import ssl
 import time
 from typing import Any
 
 import httpx
 
 from tests.standins.twilio_call import BetweenWebhooks, CallPlan, CallRun
+from tests.standins.twilio_numbers import new_number
 from tests.standins.twilio_rest import (
     LiveCall,
     PastRecording,
@@ -97,6 +99,26 @@ class TwilioStandin:
     def rest_requests(self) -> list[tuple[str, str, int]]:
         """(method, path, HTTP status) of every REST request, including refused ones."""
         return self._state.requests
+
+    @property
+    def numbers(self) -> list[dict[str, Any]]:
+        """The account's IncomingPhoneNumbers (resource JSON, changed by REST updates)."""
+        return self._state.numbers
+
+    def buy_number(self, phone_number: str, **fields: Any) -> dict[str, Any]:
+        """Add a number to the account as Twilio shows a new one (demo voice URL);
+        ``fields`` override resource fields (e.g. ``voice_url``)."""
+        number = new_number(
+            account_sid=self.account_sid, sid=new_sid("PN"), phone_number=phone_number
+        )
+        number.update(fields)
+        with self._state.lock:
+            self._state.numbers.append(number)
+        return number
+
+    def set_account_type(self, kind: str) -> None:
+        """``"Trial"`` or ``"Full"``, as the Account resource reports it."""
+        self._state.account_type = kind
 
     def record_past_call(
         self,
@@ -182,6 +204,7 @@ class TwilioStandin:
         duplicate_status_callback: bool = False,
         speed: float = 1.0,
         give_up_after_s: float = 20.0,
+        ssl_context: ssl.SSLContext | None = None,
         between_webhooks: BetweenWebhooks | None = None,
     ) -> CallResult:
         """Place one inbound call to the app and run it to its end.
@@ -189,6 +212,8 @@ class TwilioStandin:
         ``speed`` > 1 runs audio time faster than real time (logic tests); 1 paces 20 ms
         frames in real time. ``give_up_after_s``: wall seconds the caller stays on a
         stream, silent, after its last step before hanging up (`CallResult.gave_up`).
+        ``ssl_context``: the trust for an ``https://`` ``app_url`` (e.g. a proxy's test CA);
+        the stream then opens over ``wss://``.
         """
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -214,7 +239,9 @@ class TwilioStandin:
             duplicate_status_callback=duplicate_status_callback,
             speed=speed,
             give_up_after_s=give_up_after_s,
+            ssl_context=ssl_context,
             between_webhooks=between_webhooks,
         )
-        async with httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
+        verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        async with httpx.AsyncClient(trust_env=False, timeout=30.0, verify=verify) as http:
             return await CallRun(plan, call, http).run()

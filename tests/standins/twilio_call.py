@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import math
+import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -79,6 +80,7 @@ class CallPlan:
     duplicate_status_callback: bool
     speed: float
     give_up_after_s: float
+    ssl_context: ssl.SSLContext | None = None
     between_webhooks: BetweenWebhooks | None = None
 
 
@@ -278,7 +280,8 @@ class CallRun:
     async def _stream(self, verb: ConnectStreamVerb) -> str:
         parts = urlsplit(verb.url)
         app = urlsplit(self._app_base)
-        ws_url = urlunsplit(("ws", app.netloc, parts.path or "/", "", ""))
+        scheme = "wss" if app.scheme == "https" else "ws"
+        ws_url = urlunsplit((scheme, app.netloc, parts.path or "/", "", ""))
         headers = {
             "X-Twilio-Signature": self._validator.compute_signature(verb.url, {}),
             "User-Agent": STREAM_USER_AGENT,
@@ -297,6 +300,7 @@ class CallRun:
                 ping_interval=None,
                 open_timeout=10,
                 max_size=2**24,
+                ssl=self._plan.ssl_context if scheme == "wss" else None,
             ) as ws:
                 self.result.streams += 1
                 session = StreamSession(

@@ -35,6 +35,8 @@ from starlette.routing import Route
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response as TwilioResponse
 
+from tests.standins.twilio_numbers import account_resource, list_numbers, update_number
+
 API_VERSION = "2010-04-01"
 _E164 = re.compile(r"^\+[1-9]\d{1,14}$")
 _SERVICE_SID = re.compile(r"^MG[0-9a-fA-F]{32}$")
@@ -189,6 +191,9 @@ class RestState:
     call_updates: list[dict[str, Any]] = field(default_factory=list)
     requests: list[tuple[str, str, int]] = field(default_factory=list)
     """(method, path, status) of every REST request, in order."""
+    numbers: list[dict[str, Any]] = field(default_factory=list)
+    """IncomingPhoneNumbers of the account (see `twilio_numbers`)."""
+    account_type: str = "Full"
     recordings: list[PastRecording] = field(default_factory=list)
     failing_messages: int = 0
     """The next this-many Messages requests fail with Twilio's 500 (code 20500)."""
@@ -254,6 +259,37 @@ def build_rest_app(state: RestState) -> Starlette:
         _record(state, request, response)
         return response
 
+    async def account(request: Request) -> JSONResponse:
+        response = await guard(request) or JSONResponse(
+            account_resource(state.account_sid, state.auth_token, kind=state.account_type)
+        )
+        _record(state, request, response)
+        return response
+
+    async def numbers(request: Request) -> JSONResponse:
+        response = await guard(request) or list_numbers(
+            request, list(state.numbers), state.account_sid
+        )
+        _record(state, request, response)
+        return response
+
+    async def number_instance(request: Request) -> JSONResponse:
+        response = await guard(request)
+        if response is None:
+            sid = request.path_params["number_sid"]
+            found = next((n for n in state.numbers if n["sid"] == sid), None)
+            if found is None:
+                response = _error(
+                    404, 20404, f"The requested resource {request.url.path} was not found"
+                )
+            elif request.method == "GET":
+                response = JSONResponse(found)
+            else:
+                form = await _form(request)
+                response = form if isinstance(form, JSONResponse) else update_number(found, form)
+        _record(state, request, response)
+        return response
+
     async def calls_list(request: Request) -> JSONResponse:
         response = await guard(request) or _list_calls(request, state)
         _record(state, request, response)
@@ -297,6 +333,17 @@ def build_rest_app(state: RestState) -> Starlette:
             methods=["GET", "POST"],
         ),
         Route(f"/{API_VERSION}/Accounts/{{account_sid}}/Messages.json", messages, methods=["POST"]),
+        Route(f"/{API_VERSION}/Accounts/{{account_sid}}.json", account, methods=["GET"]),
+        Route(
+            f"/{API_VERSION}/Accounts/{{account_sid}}/IncomingPhoneNumbers.json",
+            numbers,
+            methods=["GET"],
+        ),
+        Route(
+            f"/{API_VERSION}/Accounts/{{account_sid}}/IncomingPhoneNumbers/{{number_sid}}.json",
+            number_instance,
+            methods=["GET", "POST"],
+        ),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "DELETE", "PATCH"]),
     ]
     return Starlette(routes=routes)
