@@ -180,6 +180,15 @@ class Business(BaseModel):
     # This business's own Salesforce org: the credentials come from SALESFORCE_<NAME>_*
     # environment variables (never from this file). Absent: the service-wide CRM.
     salesforce_connection: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9_]{0,39}$")
+    # Approved answers to common questions (question → answer), for the model and the
+    # scripted intake; anything not here is "the team will confirm when they call back".
+    faq: dict[str, Annotated[str, Field(min_length=1, max_length=500)]] = Field(
+        default_factory=dict
+    )
+    # Spam screening: numbers whose calls are refused; whether screened spam still goes to
+    # the CRM (as a call Task, never a Lead) — off by default.
+    blocklist: list[str] = Field(default_factory=list)
+    spam_to_crm: bool = False
 
     @field_validator("number", "on_call_phone", "office_phone", "owner_phone")
     @classmethod
@@ -187,6 +196,11 @@ class Business(BaseModel):
         if value is None:
             return None
         return normalize_number(value)
+
+    @field_validator("blocklist")
+    @classmethod
+    def _blocklist_e164(cls, value: list[str]) -> list[str]:
+        return [normalize_number(number, region="US") for number in value]
 
     @field_validator("timezone")
     @classmethod
@@ -285,6 +299,7 @@ def receptionist_instructions(business: Business, *, now: dt.datetime) -> str:
         now=local.strftime("%H:%M %Z"),
         on_call=on_call,
         greeting=business.greeting,
+        faq="\n".join(f'  - "{q}" → "{a}"' for q, a in business.faq.items()) or "  (none)",
     )
 
 

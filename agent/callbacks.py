@@ -14,6 +14,8 @@ Rules, in the order they are tried (English and Spanish):
 - "in 3 days", "in a couple of days", "en dos días" → +N;
 - "next week" / "la próxima semana" → the coming Monday;
 - "this weekend" → the coming Saturday (today on a weekend);
+- an explicit date: "June 12th", "the 12th of June", "12 de junio", "3/10" → that date
+  (next year's when this year's has passed; never more than a year ahead);
 - a weekday: "this Monday" → today if today is Monday, else the coming Monday; "Monday"
   and "next Monday" → the first Monday *after* today (before 04:00, today counts: the
   caller's "Monday" is the day about to start);
@@ -108,6 +110,36 @@ _CLOCK_RE = re.compile(
     r"\b(?:after|before|by|at|around|about|from|despues de las|antes de las|a las)\s+"
     r"(\d{1,2})(?::(\d{2}))?\s*(a\.?m\.?|p\.?m\.?)?"
 )
+_MONTHS = {
+    name: number
+    for number, names in enumerate(
+        (
+            ("january", "jan", "enero"),
+            ("february", "feb", "febrero"),
+            ("march", "mar", "marzo"),
+            ("april", "apr", "abril"),
+            ("may", "mayo"),
+            ("june", "jun", "junio"),
+            ("july", "jul", "julio"),
+            ("august", "aug", "agosto"),
+            ("september", "sept", "sep", "septiembre", "setiembre"),
+            ("october", "oct", "octubre"),
+            ("november", "nov", "noviembre"),
+            ("december", "dec", "diciembre"),
+        ),
+        start=1,
+    )
+    for name in names
+}
+_MONTH_ALT = "|".join(sorted(_MONTHS, key=len, reverse=True))
+_ORDINAL = r"(\d{1,2})(?:st|nd|rd|th)?"
+_DATE_RES = (
+    # "June 12th", "june the 12th"
+    (re.compile(rf"\b({_MONTH_ALT})\.?\s+(?:the\s+)?{_ORDINAL}\b"), 1, 2),
+    # "the 12th of June", "12 de junio", "12 june"
+    (re.compile(rf"\b{_ORDINAL}\s+(?:of\s+|de\s+)?({_MONTH_ALT})\b"), 2, 1),
+)
+_NUMERIC_DATE_RE = re.compile(r"\b(\d{1,2})/(\d{1,2})\b")
 _NOON_RE = re.compile(r"\b(noon|lunch|lunchtime|mediodia)\b")
 _PART_OF_DAY = (
     (re.compile(r"\b(morning|la manana|madrugada)\b"), 12),
@@ -142,6 +174,28 @@ def _clock_minutes(match: re.Match[str]) -> int:
     return min(hour, 24) * 60 + min(minute, 59)
 
 
+def _explicit_date(text: str, today: dt.date) -> dt.date | None:
+    """A calendar date named in ``text`` (this year's, or next year's once it has passed)."""
+    month = day = None
+    for pattern, month_group, day_group in _DATE_RES:
+        if match := pattern.search(text):
+            month, day = _MONTHS[match.group(month_group)], int(match.group(day_group))
+            break
+    else:
+        if match := _NUMERIC_DATE_RE.search(text):  # US order: month/day
+            month, day = int(match.group(1)), int(match.group(2))
+    if month is None or day is None:
+        return None
+    for year in (today.year, today.year + 1):
+        try:
+            date = dt.date(year, month, day)
+        except ValueError:
+            return None
+        if date >= today:
+            return date
+    return None
+
+
 def callback_due(window: str | None, *, now: dt.datetime, tz: ZoneInfo) -> dt.date:
     """The local date a callback is due for the caller's ``window``, asked at ``now``.
 
@@ -159,6 +213,8 @@ def callback_due(window: str | None, *, now: dt.datetime, tz: ZoneInfo) -> dt.da
     if not text:
         return today
 
+    if (date := _explicit_date(text, callers_today)) is not None:
+        return date
     if _DAY_AFTER_RE.search(text):
         return callers_today + dt.timedelta(days=2)
     if _TOMORROW_RE.search(text):

@@ -21,110 +21,48 @@ from dataclasses import dataclass
 
 import phonenumbers
 
+from agent.caller_intents import (
+    detect_language,
+    read_callback,
+    read_existing_customer,
+    read_new_project,
+)
 from agent.details import CallerDetails
+from agent.names import is_name_refusal, read_name
+from agent.urgency import UrgencyReading, read_urgency
 
-__all__ = ["KeywordFindings", "details_from_keywords", "find_keywords", "spoken_digits"]
+__all__ = [
+    "KeywordFindings",
+    "details_from_keywords",
+    "find_keywords",
+    "is_name_refusal",
+    "spoken_digits",
+]
 
 
 @dataclass(frozen=True, slots=True)
 class KeywordFindings:
     """What the keyword rules found in the caller's turns."""
 
-    urgency_floor: int | None
+    urgency: int | None
     is_emergency: bool
     matched_terms: tuple[str, ...]
-    callback_requested: bool
+    reading: UrgencyReading
+    callback_requested: bool | None  # False: the caller said not to call back
     callback_window: str | None
     phones: tuple[str, ...]
     emails: tuple[str, ...]
     need_guess: str | None
     name_guess: tuple[str | None, str | None]
+    existing_customer: bool | None = None
+    new_project: bool = False
+    language: str | None = None
 
 
 def _terms(*patterns: str) -> tuple[re.Pattern[str], ...]:
     return tuple(re.compile(p, re.IGNORECASE) for p in patterns)
 
 
-# Urgency 5: danger or damage happening now (DESIGN.md's scale).
-_EMERGENCY_TERMS = _terms(
-    r"\bemergenc(?:y|ies)\b",
-    r"\bemergencia\b",
-    r"\bflood(?:ing|ed|s)?\b",
-    r"\binund(?:ado|ada|ación|acion|ando)\b",
-    r"\bwater (?:is )?(?:everywhere|pouring|gushing|coming through the ceiling)\b",
-    r"\bburst(?:ed)? (?:water )?(?:pipe|main)s?\b",
-    r"\b(?:pipe|main)s? (?:has |have |just )?burst\b",
-    r"\btuber[ií]a (?:rota|reventada)\b",
-    r"\bse (?:rompi[oó]|revent[oó]) (?:la|una) tuber[ií]a\b",
-    r"\bsmell(?:s|ing)? (?:of |like )?gas\b",
-    r"\bgas (?:smell|odou?r|leak)\w*\b",
-    r"\brotten eggs?\b",
-    r"\b(?:huele|olor) a gas\b",
-    r"\bfuga de gas\b",
-    r"\bspark(?:s|ing)?\b",
-    r"\bchispa(?:s|zos)?\b",
-    r"\bsmoke\b(?! (?:detector|alarm)s?)",
-    r"\bsmoke (?:detector|alarm)s? (?:is |are |keeps )?(?:going off|sounding)\b",
-    r"\bhumo\b",
-    r"\bburning smell\b",
-    r"\bsmell(?:s|ing)? (?:of |like )?burning\b",
-    r"\bon fire\b|\bflames?\b|\bincendio\b|\bfuego\b",
-    r"\bcarbon monoxide\b(?! (?:detector|alarm)s?)|\bmon[oó]xido de carbono\b",
-    r"\b(?:co|carbon monoxide) (?:detector|alarm)s? (?:is |are |keeps )?(?:going off|sounding)\b",
-    r"\bsewage\b|\bsewer (?:is )?back(?:ing|ed)? ?up\b|\baguas negras\b",
-    r"\bexposed (?:live )?wires?\b|\blive wires?\b",
-)
-# "No heat" is an emergency in freezing weather, urgent otherwise.
-_NO_HEAT_TERMS = _terms(
-    r"\bno heat\b",
-    r"\bdon'?t have (?:any )?heat\b",
-    r"\b(?:furnace|boiler|heater|heating|heat)\b(?: \w+){0,2} (?:died|is out|went out|stopped"
-    r"|quit|broke|not working|isn'?t working|won'?t (?:turn on|start|come on))\b",
-    r"\bsin calefacci[oó]n\b|\bno (?:hay|tengo|tenemos) calefacci[oó]n\b",
-    r"\b(?:calefacci[oó]n|calentador|caldera) no funciona\b",
-)
-_FREEZING_CUES = _terms(
-    r"\bfreez\w*\b",
-    r"\bfrozen\b",
-    r"\bbelow zero\b",
-    r"\bsnow\w*\b",
-    r"\bice\b|\bicy\b",
-    r"\bvery cold\b|\bso cold\b|\bfreezing cold\b",
-    r"\bcongel\w*\b",
-    r"\bhace mucho fr[ií]o\b|\bhelad\w*\b",
-)
-# Urgency 4: needs attention today.
-_URGENT_TERMS = _terms(
-    r"\burgent(?:ly)?\b",
-    r"\burgente\b",
-    r"\basap\b|\ba\.s\.a\.p\.?",
-    r"\bas soon as (?:possible|you can)\b",
-    r"\bright away\b",
-    r"\bimmediately\b",
-    r"\btoday\b",
-    r"\btonight\b",
-    r"\bhoy\b",
-    r"\besta noche\b",
-    r"\blo antes posible\b|\bcuanto antes\b|\bde inmediato\b|\bahora mismo\b",
-    r"\bno (?:hot )?water\b|\bno (?:hay|tengo) agua\b",
-    r"\bno (?:ac|a/c|a\.c\.|air conditioning|air|cooling|power|electricity)\b",
-    r"\b(?:ac|a/c|air conditioner|air conditioning)\b(?: \w+){0,2} (?:died|is out|stopped"
-    r"|quit|broke|not working|isn'?t working|not cooling|isn'?t cooling"
-    r"|won'?t (?:turn on|start|come on))\b",
-    r"\bwater leak\w*\b|\bleak\w* water\b|\b(?:ceiling|roof) (?:is )?leak\w*\b"
-    r"|\bleak\w* (?:through|from) the (?:ceiling|roof)\b",
-    r"\boverflow\w*\b|\bbacked up\b|\bbacking up\b",
-    r"\blocked out\b",
-    r"\bfuga de agua\b|\bgotera\w*\b",
-)
-_NEGATIONS = frozenset(
-    {"not", "no", "never", "without", "nothing", "none", "nunca", "sin", "ni", "tampoco"}
-)
-_NEGATION_WINDOW = 5
-# A negation does not reach across these: "no heat and it's freezing".
-_SCOPE_BREAKS = frozenset(
-    {"and", "so", "because", "since", "then", "which", "y", "porque", "entonces", "que"}
-)
 _CLAUSE_SPLIT_RE = re.compile(r"[.;:!?,]|\bbut\b|\bpero\b|\balthough\b|\bhowever\b", re.I)
 _WORD_RE = re.compile(r"[\w']+")
 # Instructions to the system about the record, not descriptions of the situation.
@@ -160,10 +98,18 @@ _CALLBACK_TERMS = _terms(
     r"\bdevolver(?:me)? la llamada\b",
     r"\bdevu[eé]lva(?:n)?me la llamada\b",
 )
+_MONTHS = (
+    "january|february|march|april|may|june|july|august|september|october|november|december"
+    "|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec"
+)
+_MESES = "enero|febrero|marzo|abril|mayo|junio|julio|agosto|septiembre|octubre|noviembre|diciembre"
 _WINDOW_RE = re.compile(
     r"(?:\b(?:on|el|this|next|coming|este|el pr[oó]ximo)\s+)?"
     r"\b(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday|"
     r"lunes|martes|mi[eé]rcoles|jueves|viernes|s[aá]bado|domingo)\b"
+    r"|\b(?:on )?(?:" + _MONTHS + r")\.? (?:the )?\d{1,2}(?:st|nd|rd|th)?\b"
+    r"|\b(?:on )?(?:the )?\d{1,2}(?:st|nd|rd|th)? of (?:" + _MONTHS + r")\b"
+    r"|\b(?:el )?\d{1,2} de (?:" + _MESES + r")\b"
     r"|\b(?:the )?day after tomorrow\b|\bpasado ma[nñ]ana\b"
     r"|\btomorrow\b|\btoday\b|\btonight\b"
     r"|\b(?:this|in the|early in the|late in the) (?:morning|afternoon|evening)\b"
@@ -268,34 +214,6 @@ _NAME_SENTENCE_RE = re.compile(
 )
 
 
-def _clauses(text: str) -> list[str]:
-    return [c for c in _CLAUSE_SPLIT_RE.split(text) if c.strip()]
-
-
-_NEGATION_LOOKBACK_CHARS = 200  # a few words' worth: keeps the scan linear in the text
-
-
-def _negated(clause: str, start: int) -> bool:
-    before = clause[max(0, start - _NEGATION_LOOKBACK_CHARS) : start]
-    words: list[str] = _WORD_RE.findall(before.lower())
-    breaks = [i for i, word in enumerate(words) if word in _SCOPE_BREAKS]
-    if breaks:
-        words = words[breaks[-1] + 1 :]
-    words = words[-_NEGATION_WINDOW:]
-    return any(w in _NEGATIONS or w.endswith("n't") for w in words)
-
-
-def _find_terms(clauses: Sequence[str], patterns: Sequence[re.Pattern[str]]) -> list[str]:
-    """Un-negated matches of ``patterns`` in ``clauses``, in order of appearance."""
-    found: list[str] = []
-    for clause in clauses:
-        for pattern in patterns:
-            for match in pattern.finditer(clause):
-                if not _negated(clause, match.start()):
-                    found.append(match.group(0).lower())
-    return found
-
-
 def _without_instructions(text: str) -> str:
     return _INSTRUCTION_RE.sub(" ", text)
 
@@ -339,42 +257,14 @@ def _emails(texts: Sequence[str]) -> tuple[str, ...]:
     return tuple(found)
 
 
-_NAME_REFUSAL_RE = re.compile(
-    r"^\W*(no|nope|none|no thanks|no thank you|n/?a|anonymous|pass|skip( it)?)\W*$"
-    r"|\b(rather not|prefer not|not important|doesn'?t matter|won'?t say|not saying|"
-    r"no name|don'?t want to (say|give)|prefiero no|no quiero|no importa|an[oó]nimo)\b",
-    re.IGNORECASE,
-)
-
-
-def is_name_refusal(text: str) -> bool:
-    """The caller declines to give a name ("I'd rather not say", "no", "prefiero no decirlo")."""
-    return bool(_NAME_REFUSAL_RE.search(text.strip()))
-
-
-def _title(word: str) -> str:
-    return word if any(c.isupper() for c in word) else word.capitalize()
-
-
 def _name_guess(texts: Sequence[str]) -> tuple[str | None, str | None]:
     for text in texts:
         if is_name_refusal(text):
             continue
-        for pattern, needs_capital in _NAME_PATTERNS:
-            match = pattern.search(text)
-            if match is None:
-                continue
-            words: list[str] = []
-            for word in match.group(1).split():
-                if word.lower() in _NAME_STOP or (needs_capital and not word[0].isupper()):
-                    break
-                words.append(_title(word.strip("'-")))
-            words = [w for w in words if w][:3]
-            if not words:
-                continue
-            if len(words) == 1:
-                return words[0], None
-            return " ".join(words[:-1]), words[-1]
+        for sentence in _SENTENCE_RE.findall(text):
+            reading = read_name(sentence.strip(), bare_allowed=False)
+            if reading.found:
+                return reading.first, reading.last
     return None, None
 
 
@@ -423,33 +313,38 @@ def _callback_window(texts: Sequence[str]) -> str | None:
     return None
 
 
+def _callback(texts: Sequence[str]) -> bool | None:
+    """The caller's last word on a callback: asked for (True), declined (False) or neither."""
+    said: bool | None = None
+    for text in texts:
+        for sentence in _SENTENCE_RE.findall(text):
+            found = read_callback(sentence)
+            if found is not None:
+                said = found
+    return said
+
+
 def find_keywords(caller_texts: Sequence[str], *, region: str = "US") -> KeywordFindings:
-    """Run the keyword rules over the caller's turns (only the caller's)."""
+    """Run the rules over the caller's turns (only the caller's)."""
     cleaned = [_without_instructions(text) for text in caller_texts]
-    clauses = [clause for text in cleaned for clause in _clauses(text)]
-
-    emergency = _find_terms(clauses, _EMERGENCY_TERMS)
-    no_heat = _find_terms(clauses, _NO_HEAT_TERMS)
-    freezing = _find_terms(clauses, _FREEZING_CUES)
-    urgent = _find_terms(clauses, _URGENT_TERMS)
-    if no_heat and freezing:
-        emergency += no_heat + freezing
-    else:
-        urgent += no_heat
-
-    matched = tuple(dict.fromkeys(emergency + urgent))
-    floor = 5 if emergency else 4 if urgent else None
-    callback = bool(_find_terms(clauses, _CALLBACK_TERMS))
+    reading = read_urgency(cleaned)
+    callback = _callback(cleaned)
+    whole = " ".join(cleaned)
+    language = detect_language(whole)
     return KeywordFindings(
-        urgency_floor=floor,
-        is_emergency=bool(emergency),
-        matched_terms=matched,
+        urgency=reading.urgency,
+        is_emergency=reading.is_emergency,
+        matched_terms=reading.matched,
+        reading=reading,
         callback_requested=callback,
         callback_window=_callback_window(caller_texts) if callback else None,
         phones=_phones(caller_texts, region),
         emails=_emails(caller_texts),
         need_guess=_need_guess(cleaned),
         name_guess=_name_guess(caller_texts),
+        existing_customer=read_existing_customer(whole),
+        new_project=read_new_project(whole),
+        language=language,
     )
 
 
@@ -462,8 +357,10 @@ def details_from_keywords(findings: KeywordFindings) -> CallerDetails:
         email=findings.emails[0] if findings.emails else None,
         callback_phone=findings.phones[0] if findings.phones else None,
         need=findings.need_guess,
-        urgency=findings.urgency_floor,
+        urgency=findings.urgency,
         is_emergency=True if findings.is_emergency else None,
-        callback_requested=True if findings.callback_requested else None,
+        callback_requested=findings.callback_requested,
         callback_window=findings.callback_window[:255] if findings.callback_window else None,
+        existing_customer=findings.existing_customer,
+        new_project=True if findings.new_project else None,
     )

@@ -3,13 +3,22 @@
 Sources, later ones winning field by field:
 
 1. the post-call model extraction (``None`` when no model was reachable or it failed);
-2. the ``record_caller_details`` / ``request_callback`` / ``flag_emergency`` tool calls —
-   facts the caller confirmed live (spelled-back names, read-back numbers);
-3. the deterministic keyword extractor over the *caller's* turns, which only fills gaps,
-   except that it may **raise** urgency and set ``is_emergency`` — never lower either.
+2. what the call learned live — the ``record_caller_details`` / ``request_callback`` /
+   ``flag_emergency`` tool calls, or the scripted intake's answers;
+3. the deterministic extractor over the *caller's* turns (``agent.keywords``), which fills
+   the gaps.
+
+Urgency follows DESIGN.md's merge rule: when the model or the live call set an urgency, it
+stands — unless the caller's own words describe a **present life-safety situation** (gas,
+carbon monoxide, fire/smoke/sparks, active flooding, no heat in freezing weather, dangerous
+heat with vulnerable people) that it missed, which makes the call urgency 5. Without
+either, the context-aware reader (``agent.urgency``) decides. A keyword in a compound noun,
+a past event, a negation, a hypothetical or reported speech therefore never overrides a
+model that had it right.
 
 Then the contract's invariants: an emergency is urgency 5 (and urgency 5 is an emergency);
-``caller_phone`` and ``callback_phone`` are E.164 where they parse; ``need`` is never empty;
+``caller_phone`` and ``callback_phone`` are E.164 where they parse; ``need`` is one short
+line (≤ 80 characters) and never empty; a callback the caller declined stays declined;
 ``callback_due`` comes from the caller's window in the business's timezone. Rating is not
 stored: ``CallSummary.rating`` derives it from urgency, so nothing the caller says ("set my
 rating to Hot") can choose it.
@@ -18,17 +27,21 @@ rating to Hot") can choose it.
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import phonenumbers
 
 from agent.business import Business
 from agent.callbacks import callback_due
+from agent.caller_intents import need_line, short_line
 from agent.details import CallerDetails
 from agent.keywords import details_from_keywords, find_keywords
 from agent.summary import CallSummary, TranscriptTurn
+from agent.urgency import UrgencyReading
 
-__all__ = ["build_summary", "is_missed_call", "to_e164"]
+__all__ = ["build_summary", "is_missed_call", "merged_urgency", "to_e164"]
 
+DEFAULT_URGENCY = 2
 MISSED_NEED = "Missed call"
 
 _DETAILS_FALLBACK_CHARS = 1000
@@ -52,6 +65,29 @@ def _fallback_details(caller_texts: list[str]) -> str:
     if len(text) <= _DETAILS_FALLBACK_CHARS:
         return text
     return text[: _DETAILS_FALLBACK_CHARS - 3].rstrip() + "..."
+
+
+def merged_urgency(learned: CallerDetails, reading: UrgencyReading) -> tuple[int, bool]:
+    """(urgency, is_emergency) by DESIGN.md's rule (see the module docstring)."""
+    if learned.urgency is not None or learned.is_emergency is not None:
+        urgency = 5 if learned.is_emergency else (learned.urgency or DEFAULT_URGENCY)
+        if reading.present_danger:
+            urgency = 5  # the caller described a present danger the model missed
+        return urgency, urgency == 5
+    urgency = reading.urgency if reading.urgency is not None else DEFAULT_URGENCY
+    return urgency, urgency == 5
+
+
+def _without_repetition(need: str, details: str) -> str:
+    """``details`` without the sentences that only repeat the need (the rest unchanged)."""
+    key = " ".join(need.lower().strip(" .…").split())
+    kept = []
+    for sentence in re.split(r"(?<=[.!?])\s+", details.strip()):
+        words = " ".join(sentence.lower().strip(" .!?").split())
+        if words and (words == key or (len(key) > 12 and words in key)):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
 
 
 def is_missed_call(
@@ -146,18 +182,13 @@ def build_summary(
     learned = (model_details or CallerDetails()).merged_with(tool_details)
     merged = details_from_keywords(findings).merged_with(learned)
 
-    urgency = max(
-        (u for u in (learned.urgency, findings.urgency_floor) if u is not None),
-        default=None,
-    )
-    is_emergency = bool(learned.is_emergency) or findings.is_emergency or urgency == 5
-    if is_emergency:
-        urgency = 5
+    urgency, is_emergency = merged_urgency(learned, findings.reading)
 
     caller_e164 = to_e164(caller_phone, region=region)
     callback_phone = to_e164(merged.callback_phone, region=region) or merged.callback_phone
     window = merged.callback_window
-    callback_requested = bool(merged.callback_requested) or window is not None
+    declined = merged.callback_requested is False
+    callback_requested = bool(merged.callback_requested) or (window is not None and not declined)
     if is_missed_call(
         merged,
         findings.need_guess,
@@ -177,7 +208,13 @@ def build_summary(
             extraction="model" if model_details is not None else "deterministic",
             known_details=merged.details,
         )
-    need = merged.need or findings.need_guess or f"Call from {caller_e164 or 'an unknown number'}"
+    language = merged.language or findings.language or "en"
+    need_text = merged.need or findings.need_guess
+    if learned.need is None and need_text and not language.startswith("en"):
+        # the caller's own words in another language: staff get an English line
+        need_text = need_line(" ".join(caller_texts), language=language)
+    need = short_line(need_text or f"Call from {caller_e164 or 'an unknown number'}")
+    details = _without_repetition(need, merged.details or _fallback_details(caller_texts))
 
     return CallSummary(
         call_sid=call_sid,
@@ -190,9 +227,9 @@ def build_summary(
         email=merged.email,
         service_address=merged.service_address,
         callback_phone=callback_phone,
-        need=need[:255],
-        details=merged.details or _fallback_details(caller_texts),
-        urgency=urgency if urgency is not None else 2,
+        need=need,
+        details=details,
+        urgency=urgency,
         is_emergency=is_emergency,
         callback_requested=callback_requested,
         callback_window=window,
@@ -202,7 +239,7 @@ def build_summary(
         call_date=now.astimezone(business.tz).date(),
         existing_customer=merged.existing_customer,
         new_project=bool(merged.new_project),
-        language=merged.language or "en",
+        language=language,
         transcript=list(transcript),
         duration_seconds=max(0, duration_seconds),
         extraction="model" if model_details is not None else "deterministic",

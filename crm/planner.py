@@ -603,7 +603,7 @@ class _Planner:
 
     def _log_call(self, record: str | Ref, account_id: str | None) -> None:
         s = self.summary
-        subject = f"Call: {s.need or 'inbound call'}"
+        subject = call_subject(s)
         if s.missed_call:
             subject = (
                 f"{MISSED_CALL_NOTE} from {dialable(callback_number(s)) or 'a withheld number'}"
@@ -689,7 +689,7 @@ class _Planner:
             parts.append(s.need)
         text = " - ".join(parts) if parts else "Inbound call"
         lines = [text]
-        if s.details:
+        if s.details and not _repeats(s.need, s.details):
             lines.append(s.details)
         if s.callback_requested:
             window = f" ({s.callback_window})" if s.callback_window else ""
@@ -728,7 +728,7 @@ class _Planner:
             lines.append(
                 f"Callback requested: {s.callback_window or 'no window given'} (due {due})"
             )
-        if s.details:
+        if s.details and not _repeats(s.need, s.details):
             lines.append(f"Details: {s.details}")
         lines.extend(self._language_note())
         lines.extend(self.notes)
@@ -791,6 +791,28 @@ class _Planner:
 def _name_of(record: FoundRecord) -> str:
     parts = [record.text("FirstName"), record.text("LastName")]
     return " ".join(p for p in parts if p) or "no name"
+
+
+SUBJECT_NEED_CHARS = 80
+
+
+def _words(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def _repeats(need: str, details: str) -> bool:
+    """The details say nothing the need line does not (staff should not read it twice)."""
+    return bool(details.strip()) and _words(details) in {_words(need), ""}
+
+
+def call_subject(summary: CallSummary) -> str:
+    """ "Call: burst pipe in basement — EMERGENCY": the need as a short line, never the
+    caller's whole sentence."""
+    need = " ".join((summary.need or "inbound call").split())
+    if len(need) > SUBJECT_NEED_CHARS:
+        need = need[: SUBJECT_NEED_CHARS - 1].rsplit(" ", 1)[0].rstrip(" ,;-") + "…"
+    suffix = " — EMERGENCY" if summary.is_emergency else ""
+    return f"Call: {need}{suffix}"
 
 
 def opportunity_name(need: str, address: str | None) -> str:

@@ -335,6 +335,15 @@ def upgrade_schema(engine: Engine) -> None:
         connection.commit()
 
 
+SCREENING_KEY = "_screening"
+
+
+def _keep_bookkeeping(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """``new`` details, keeping the bookkeeping keys (``_…``) the writer did not send."""
+    kept = {k: v for k, v in (old or {}).items() if k.startswith("_") and k not in new}
+    return {**kept, **json.loads(json.dumps(new, default=str))}
+
+
 def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict[str, Any]) -> None:
     """Turns (and details) for a finalized call, kept and marked for an amendment."""
     call.transcript = [t.model_dump(mode="json") for t in transcript]
@@ -443,7 +452,7 @@ class Store:
             if call is None or call.state != "active":
                 return
             call.transcript = [t.model_dump(mode="json") for t in transcript]
-            call.details = json.loads(json.dumps(details, default=str))
+            call.details = _keep_bookkeeping(call.details, details)
             call.updated_at = utcnow()  # a heartbeat even when nothing new was said
 
     def touch(self, call_sid: str) -> None:
@@ -575,6 +584,23 @@ class Store:
             rows = session.execute(query).all()
         return list(dict.fromkeys((str(r[0]), str(r[1])) for r in rows))
 
+    def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
+        """Keep the call's spam screening (``agent.screening``) with its details."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is None:
+                return
+            call.details = {**(call.details or {}), SCREENING_KEY: screening}
+
+    def screen_out(self, call_sid: str, reason: str) -> None:
+        """A call refused as spam at the door: it will have no summary and no CRM record."""
+        with self.sessions.begin() as session:
+            call = session.get(CallRecord, call_sid)
+            if call is not None and call.state == "active":
+                call.state = "screened"
+                call.ended_at = utcnow()
+                call.notes = reason
+
     def save_intake(self, call_sid: str, intake_json: str, details: dict[str, Any]) -> None:
         """Keep the scripted intake's state between Twilio's webhooks."""
         with self.sessions.begin() as session:
@@ -583,7 +609,7 @@ class Store:
                 return
             call.mode = "intake"
             call.intake_json = intake_json
-            call.details = json.loads(json.dumps(details, default=str))
+            call.details = _keep_bookkeeping(call.details, details)
 
     def save_late(
         self,
@@ -659,21 +685,23 @@ class Store:
         with self.sessions() as session:
             return list(session.scalars(query))
 
-    def finalize(self, summary: CallSummary, *, crm: str) -> bool:
+    def finalize(self, summary: CallSummary, *, crm: str, spam: bool = False) -> bool:
         """Commit the summary and its outbox job in one transaction.
 
         Returns False (and writes nothing) when the call was already finalized, so a
-        duplicate ``stop`` or status callback cannot create a second delivery.
+        duplicate ``stop`` or status callback cannot create a second delivery. ``spam``:
+        the call was screened as spam — its summary is kept for the staff pages (state
+        ``screened``) but no CRM delivery is queued.
         """
         try:
-            return self._finalize(summary, crm=crm)
+            return self._finalize(summary, crm=crm, spam=spam)
         except (IntegrityError, OperationalError):
             # A concurrent finalization won the race; the primary keys kept it single.
             if self.get_summary(summary.call_sid) is not None:
                 return False
             raise
 
-    def _finalize(self, summary: CallSummary, *, crm: str) -> bool:
+    def _finalize(self, summary: CallSummary, *, crm: str, spam: bool = False) -> bool:
         with self.sessions.begin() as session:
             call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if call is None:
@@ -688,11 +716,12 @@ class Store:
                 session.flush()
             elif call.state != "active":
                 return False
-            call.state = "finalized"
+            call.state = "screened" if spam else "finalized"
             call.ended_at = utcnow()
             call.transcript = [t.model_dump(mode="json") for t in summary.transcript]
             session.add(SummaryRecord.of(summary))
-            session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
+            if not spam:
+                session.add(OutboxJob(call_sid=summary.call_sid, crm=crm))
             return True
 
     def get_summary(self, call_sid: str) -> CallSummary | None:

@@ -32,8 +32,8 @@ DEMO_CALLER = "+14155550123"
 DEMO_ANSWERS = [
     "Hi, this is Maria Lopez",
     "my basement is flooding, a pipe burst under the sink and water is everywhere",
+    "it's 1200 Mission Street",
     "this number is fine",
-    "as soon as possible please, tonight",
 ]
 
 

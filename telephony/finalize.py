@@ -19,9 +19,10 @@ from agent.business import Business, BusinessDirectory
 from agent.caller_id import read_caller_id
 from agent.details import CallerDetails
 from agent.extraction import extract_details
+from agent.screening import Screening, screen_finished
 from agent.summary import CallSummary, TranscriptTurn
 from agent.summary_builder import build_summary
-from crm.store import AMENDMENT_PENDING, CallRecord, Store
+from crm.store import AMENDMENT_PENDING, SCREENING_KEY, CallRecord, Store
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,17 @@ def seconds_since_start(call: CallRecord, now: dt.datetime) -> float:
     if started.tzinfo is None:
         started = started.replace(tzinfo=dt.UTC)
     return max(0.0, (now - started).total_seconds())
+
+
+def screen_call(call: CallRecord, summary: CallSummary) -> Screening:
+    """The call's final spam screening: what the webhook saw plus what was (not) said."""
+    inbound = Screening.from_json((call.details or {}).get(SCREENING_KEY))
+    return screen_finished(
+        inbound,
+        caller_texts=[t.text for t in summary.transcript if t.speaker == "caller"],
+        agent_turns=sum(1 for t in summary.transcript if t.speaker == "agent"),
+        duration_seconds=summary.duration_seconds,
+    )
 
 
 class CallFinalizer:
@@ -95,10 +107,22 @@ class CallFinalizer:
         if call is None or call.state != "active":
             return None
         summary = await self._summarize(call)
-        if summary is None:
+        business = self.business_for(call)
+        if summary is None or business is None:
             return None
-        if not self.store.finalize(summary, crm=self.crm_name):
+        screening = screen_call(call, summary)
+        if screening != Screening.from_json((call.details or {}).get(SCREENING_KEY)):
+            self.store.note_screening(call_sid, screening.to_json())
+        spam = screening.is_spam and not business.spam_to_crm
+        if not self.store.finalize(summary, crm=self.crm_name, spam=spam):
             return None
+        if spam:
+            log.info(
+                "call %s screened as spam (%s): kept for staff, not sent to the CRM",
+                call_sid,
+                "; ".join(screening.reasons),
+            )
+            return summary
         log.info(
             "call %s finalized (%s): urgency %d, %s extraction, %d turns",
             call_sid,

@@ -15,14 +15,22 @@ import logging
 from fastapi import APIRouter, BackgroundTasks, Request, Response
 
 from agent.business import Business
+from agent.caller_intents import detect_language
 from agent.intake import Intake, IntakeStateError
+from agent.screening import looks_like_robocall
 from agent.summary import TranscriptTurn
 from crm.store import CallRecord
 from prompts import intake_script
 from telephony import twiml
 from telephony.bridge import BRIDGE_FAILED
 from telephony.finalize import known_details, seconds_since_start
-from telephony.routes_twilio import ServicesDep, signed_form, twiml_response
+from telephony.routes_twilio import (
+    ServicesDep,
+    gather_response,
+    goodbye_response,
+    signed_form,
+    twiml_response,
+)
 from telephony.services import Services
 
 log = logging.getLogger(__name__)
@@ -32,18 +40,24 @@ router = APIRouter(prefix="/twilio/intake")
 INTAKE_TURNS_KEY = "_intake_turns_recorded"
 
 
+def _seconds_in(call: CallRecord) -> float:
+    return seconds_since_start(call, dt.datetime.now(dt.UTC))
+
+
 def _record(services: Services, call: CallRecord, intake: Intake) -> None:
-    """Save the intake's state, the details so far, and the transcript with new turns."""
+    """Save the intake's state, the details so far, and the transcript with new turns (each
+    at its own offset from the start of the call, as the intake placed it)."""
     transcript = [TranscriptTurn.model_validate(t) for t in call.transcript or []]
     details = dict(call.details or {})
     recorded = int(details.get(INTAKE_TURNS_KEY, 0))
     turns = intake.turns()
-    offset = seconds_since_start(call, dt.datetime.now(dt.UTC))
-    for speaker, text in turns[recorded:]:
+    for speaker, text, start in turns[recorded:]:
         if text:
             transcript.append(
                 TranscriptTurn(
-                    speaker="caller" if speaker == "caller" else "agent", text=text, start=offset
+                    speaker="caller" if speaker == "caller" else "agent",
+                    text=text,
+                    start=max(0.0, start),
                 )
             )
     details.update(intake.details().learned())
@@ -65,6 +79,9 @@ async def _escalate_if_urgent(services: Services, call: CallRecord, intake: Inta
     details = intake.details()
     if not (details.is_emergency or details.urgency == 5):
         return False
+    if looks_like_robocall([text for who, text, _ in intake.turns() if who == "caller"]):
+        log.info("call %s: an 'emergency' in machine-like speech; no alert", call.call_sid)
+        return False
     services.escalate(call.call_sid, details.need or "emergency reported in the intake")
     try:
         async with asyncio.timeout(ALERT_WAIT_SECONDS):
@@ -73,19 +90,21 @@ async def _escalate_if_urgent(services: Services, call: CallRecord, intake: Inta
         return services.escalation.alerted(call.call_sid)
 
 
-def _escalation_words(key: str) -> str:
-    words: dict[str, str] = intake_script().get("escalation", {})
-    return str(words.get(key, ""))
+def _escalation_words(key: str, intake: Intake) -> str:
+    """The telephony layer's own lines, in the language the intake speaks now."""
+    section: dict[str, dict[str, str]] = intake_script().get(intake.language, {})
+    return str(section.get("escalation", {}).get(key, ""))
 
 
 def _goodbye(intake: Intake, *, alerted: bool) -> str:
     """The intake's goodbye, except that an emergency whose alert could not be sent is
     never told the on-call team was alerted."""
     if intake.details().is_emergency and not alerted:
-        thanks = intake.details().first_name
-        text = _escalation_words("not_alerted_goodbye")
+        first = intake.details().first_name
+        text = _escalation_words("not_alerted_goodbye", intake)
+        thanks = str(intake_script()[intake.language]["goodbye"]["thanks"])
         if text:
-            return text.replace("$thanks", f"Thank you, {thanks}" if thanks else "Thank you")
+            return text.replace("$thanks", f"{thanks}, {first}" if first else thanks)
     return intake.goodbye()
 
 
@@ -102,7 +121,7 @@ def _replace_last_agent_turn(services: Services, call_sid: str, said: str, inste
 
 
 def _transfer_if_configured(
-    services: Services, call: CallRecord, business: Business, alerted: bool
+    services: Services, call: CallRecord, business: Business, intake: Intake
 ) -> Response | None:
     """``warm_transfer``: an emergency caller in the intake is connected to the on-call
     phone at once (the alert text has gone out first), once per call."""
@@ -114,20 +133,9 @@ def _transfer_if_configured(
     return twiml_response(
         twiml.transfer(
             number=business.on_call_phone,
-            message=_escalation_words("transfer") or "Connecting you to our on-call technician.",
+            message=_escalation_words("transfer", intake)
+            or "Connecting you to our on-call technician.",
             caller_id=business.number,
-        )
-    )
-
-
-def _gather(services: Services, intake: Intake, preface: str | None = None) -> Response:
-    prompt = intake.current()
-    return twiml_response(
-        twiml.gather_speech(
-            prompt=prompt.say,
-            hints=prompt.hints,
-            action=services.settings.public_url("/twilio/intake/answer"),
-            preface=preface,
         )
     )
 
@@ -156,15 +164,21 @@ async def resume(request: Request, services: ServicesDep, background: Background
     business = _business(services, call)
     if business is None:
         return twiml_response(twiml.hang_up())
-    intake = Intake(business, call.caller_phone, known=known_details(call), resumed=True)
+    known = known_details(call)
+    if known.language is None:  # a Spanish conversation continues in Spanish
+        said = " ".join(
+            str(t.get("text", "")) for t in call.transcript or [] if t.get("speaker") == "caller"
+        )
+        known = known.model_copy(update={"language": detect_language(said)})
+    intake = Intake(business, call.caller_phone, known=known, resumed=True, at=_seconds_in(call))
     log.info("call %s: scripted intake takes over the live call", call.call_sid)
     _record(services, call, intake)
     # An emergency flagged before the drop: its alert is owed already; make sure it is out.
     alerted = await _escalate_if_urgent(services, call, intake)
     if intake.done:  # the conversation had already learned everything
         background.add_task(services.finalize, call.call_sid, "intake after drop")
-        return twiml_response(twiml.say_and_hang_up(_goodbye(intake, alerted=alerted)))
-    return _gather(services, intake)
+        return goodbye_response(intake, _goodbye(intake, alerted=alerted))
+    return gather_response(services, intake)
 
 
 @router.post("/answer")
@@ -196,12 +210,14 @@ async def answer(request: Request, services: ServicesDep, background: Background
     except ValueError:
         conf = None
     if not intake.done:
-        intake.answer(speech, confidence=conf)
+        intake.answer(
+            speech, confidence=conf, digits=params.get("Digits") or None, at=_seconds_in(call)
+        )
     _record(services, call, intake)
     already = call.alert_sent_at is not None
     alerted = await _escalate_if_urgent(services, call, intake)
     if alerted:
-        transfer = _transfer_if_configured(services, call, business, alerted)
+        transfer = _transfer_if_configured(services, call, business, intake)
         if transfer is not None:
             return transfer
     if intake.done:
@@ -209,6 +225,6 @@ async def answer(request: Request, services: ServicesDep, background: Background
         if goodbye != intake.goodbye():  # the transcript says what the caller really heard
             _replace_last_agent_turn(services, call.call_sid, intake.goodbye(), goodbye)
         background.add_task(services.finalize, call.call_sid, "scripted intake complete")
-        return twiml_response(twiml.say_and_hang_up(goodbye))
-    preface = _escalation_words("alerted") if alerted and not already else None
-    return _gather(services, intake, preface=preface or None)
+        return goodbye_response(intake, goodbye)
+    news = _escalation_words("alerted", intake) if alerted and not already else ""
+    return gather_response(services, intake, news=news)

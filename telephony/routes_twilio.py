@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Request, Response, WebSocket
 from agent.business import Business
 from agent.caller_id import read_caller_id
 from agent.intake import Intake
+from agent.screening import screen_inbound
 from telephony import metrics, twiml
 from telephony.bridge import CallBridge
 from telephony.errors import SignatureError
@@ -164,6 +165,18 @@ async def incoming_call(request: Request, services: ServicesDep) -> Response:
         caller_id=caller_id.raw,
         mode="office" if ring_office else mode,
     )
+    screening = screen_inbound(
+        caller=caller,
+        stir_verstat=params.get("StirVerstat"),
+        blocklist=business.blocklist,
+        region=business.region,
+    )
+    if screening.verdict != "clean" or screening.stir_verstat:
+        services.store.note_screening(call_sid, screening.to_json())
+    if screening.is_spam:
+        services.store.screen_out(call_sid, "spam: " + "; ".join(screening.reasons))
+        log.info("call %s refused: %s", call_sid, "; ".join(screening.reasons))
+        return twiml_response(twiml.reject())
     if ring_office and business.office_phone:
         log.info("call %s for %s: open hours, ringing the office first", call_sid, business.name)
         return twiml_response(
@@ -237,6 +250,39 @@ async def after_office_dial(request: Request, services: ServicesDep) -> Response
     return answer_with_receptionist(services, business, call_sid, call.caller_phone)
 
 
+def gather_response(services: Services, intake: Intake, *, news: str = "") -> Response:
+    """The ``<Gather>`` for the intake's current question, in its language and voice;
+    ``news`` (e.g. "I've just sent your details to our on-call technician") is said right
+    after any safety line and before the question."""
+    prompt = intake.current()
+    say = prompt.say
+    if news:
+        safety = intake.safety_line_now
+        if safety and say.startswith(safety):
+            say = f"{safety} {news} {say[len(safety) :].lstrip()}"
+        else:
+            say = f"{news} {say}"
+    return twiml_response(
+        twiml.gather_speech(
+            prompt=say,
+            hints=prompt.hints,
+            action=services.settings.public_url("/twilio/intake/answer"),
+            language=prompt.language,
+            voice=prompt.voice,
+            keys=prompt.keys,
+        )
+    )
+
+
+def goodbye_response(intake: Intake, text: str | None = None) -> Response:
+    """The intake's goodbye (or ``text``), in its language and voice, then hang up."""
+    return twiml_response(
+        twiml.say_and_hang_up(
+            text or intake.goodbye(), voice=intake.voice, language=intake.gather_language
+        )
+    )
+
+
 def answer_with_receptionist(
     services: Services, business: Business, call_sid: str, caller: str
 ) -> Response:
@@ -249,15 +295,7 @@ def answer_with_receptionist(
     if mode == "intake":
         intake = Intake(business, caller)
         services.store.save_intake(call_sid, intake.to_json(), intake.details().learned())
-        prompt = intake.current()
-        return twiml_response(
-            twiml.gather_speech(
-                prompt=prompt.say,
-                hints=prompt.hints,
-                action=settings.public_url("/twilio/intake/answer"),
-                preface=business.greeting,
-            )
-        )
+        return gather_response(services, intake)
     return twiml_response(
         twiml.connect_stream(
             stream_url=settings.public_ws_url("/twilio/stream"),

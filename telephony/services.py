@@ -363,7 +363,9 @@ class Services:
         A call finalized earlier whose later turns were kept is amended instead."""
         summary = await self.finalizer.finalize(call_sid, reason=reason)
         if summary is not None:
-            await self.confirm_to_caller(summary)
+            call = self.store.get_call(call_sid)
+            if not (call is not None and call.state == "screened"):
+                await self.confirm_to_caller(summary)  # never a text to a screened robocaller
             return
         await self.finalizer.amend(call_sid)
 
@@ -375,6 +377,8 @@ class Services:
             return
         if business is None or not business.sms_to_caller or self.twilio is None:
             return
+        if not summary.callback_requested:
+            return  # "no need to call me back": no text promising a call
         # Only a number allowed by the destination policy, in our own words, within limits.
         to = sms_destination(summary.caller_phone, summary.callback_phone, business.region)
         if to is None:

@@ -30,10 +30,17 @@ def connect_stream(*, stream_url: str, parameters: dict[str, str], after_stream_
     return str(response)
 
 
-def say_and_hang_up(message: str) -> str:
+def say_and_hang_up(message: str, *, voice: str = VOICE, language: str | None = None) -> str:
     response = VoiceResponse()
-    response.say(xml_safe(message), voice=VOICE)
+    response.say(xml_safe(message), voice=voice, language=language)
     response.hangup()
+    return str(response)
+
+
+def reject() -> str:
+    """Refuse the call before answering (the caller hears a busy signal)."""
+    response = VoiceResponse()
+    response.reject(reason="busy")
     return str(response)
 
 
@@ -50,14 +57,18 @@ def gather_speech(
     hints: str = "",
     preface: str | None = None,
     language: str = "en-US",
+    voice: str = VOICE,
+    keys: bool = False,
 ) -> str:
-    """One scripted-intake step: say ``prompt`` and listen for speech; on silence Twilio
-    posts the action with no SpeechResult, so the intake decides what to do next."""
+    """One scripted-intake step: say ``prompt`` and listen for speech (and one key press
+    when ``keys``: the language choice); on silence Twilio posts the action with no
+    SpeechResult, so the intake decides what to do next."""
     response = VoiceResponse()
     if preface:
-        response.say(xml_safe(preface), voice=VOICE)
+        response.say(xml_safe(preface), voice=voice, language=language)
     gather = Gather(
-        input="speech",
+        input="speech dtmf" if keys else "speech",
+        num_digits=1 if keys else None,
         action=action,
         method="POST",
         speech_timeout="auto",
@@ -67,7 +78,7 @@ def gather_speech(
         # A keyword argument, so VoiceResponse serialises it; set as an attribute it was not.
         hints=hints or None,
     )
-    gather.say(xml_safe(prompt), voice=VOICE)
+    gather.say(xml_safe(prompt), voice=voice, language=language)
     response.append(gather)
     response.redirect(action, method="POST")
     return str(response)

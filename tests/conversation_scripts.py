@@ -240,6 +240,7 @@ INTAKE_SPEECH = [
     "This is Dana Reyes",
     "I need a quote to replace my water heater",
     "no rush, whenever you can",
+    "It's 1200 Mission Street",
     "yes",
     "tomorrow morning",
 ]

@@ -241,7 +241,7 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
     )
     script = CallerScript(
         steps=[ListenUntilAgentDone(), Say(ms=1000), ListenUntilAgentDone(), HangUp()],
-        speech=["no rush, this week is fine", "this number", "weekday mornings"],
+        speech=["no rush, this week is fine", "22 Elm Street", "this number", "weekday mornings"],
     )
     result = await twilio_standin.place_call(
         app_url=app.url,

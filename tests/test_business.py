@@ -238,6 +238,27 @@ def test_receptionist_instructions_are_filled_in() -> None:
     assert "Mon 07:30-17:00" in text and "Sun closed" in text
     assert "$" not in text
     assert "flag_emergency" in text and "record_caller_details" in text
+    # the business's approved answers are given to the model, word for word
+    assert '"Do you service tankless water heaters?" → "Yes, we install and service' in text
+    assert "estimates are free" in text
+    other = receptionist_instructions(directory.businesses[1], now=dt.datetime.now(UTC))
+    assert "(none)" in other
+
+
+def test_faq_and_blocklist_are_checked_at_load(tmp_path: Path) -> None:
+    path = tmp_path / "b.toml"
+    path.write_text(
+        '[[business]]\nnumber = "+14155550100"\nname = "B"\ntimezone = "UTC"\n'
+        'blocklist = ["not a number"]\n'
+    )
+    with pytest.raises(BusinessFileError, match="blocklist"):
+        load_businesses(path)
+    path.write_text(
+        '[[business]]\nnumber = "+14155550100"\nname = "B"\ntimezone = "UTC"\n'
+        'blocklist = ["(415) 555-0666"]\n[business.faq]\n"Hours?" = "8 to 5."\n'
+    )
+    (business,) = load_businesses(path).businesses
+    assert business.blocklist == ["+14155550666"] and business.faq == {"Hours?": "8 to 5."}
 
 
 def test_prompt_templates_need_every_value() -> None:

@@ -496,3 +496,20 @@ def test_parse_describe_reads_lengths_picklists_and_defaults() -> None:
     assert status.length == 40 and status.restricted_picklist
     assert status.active_values() == ("New",) and status.default_value() == "New"
     assert OrgSchema({"Lead": obj}).has_field("Lead", "Status")
+
+
+def test_call_subject_is_the_short_need_marked_when_an_emergency() -> None:
+    summary = make_summary(need="Burst pipe in basement", urgency=5, is_emergency=True)
+    task = by_ref(plan(summary), "callTask")
+    assert task.fields["Subject"] == "Call: Burst pipe in basement — EMERGENCY"
+    rambling = make_summary(need="so basically " + "the pipe in the basement burst " * 6)
+    subject = by_ref(plan(rambling), "callTask").fields["Subject"]
+    assert len(subject) <= len("Call: ") + 80 and subject.endswith("…")
+
+
+def test_lead_description_does_not_repeat_the_need() -> None:
+    summary = make_summary(need="Water heater leaking", details="Water heater leaking.")
+    description = by_ref(plan(summary), "lead").fields["Description"]
+    assert description.count("Water heater leaking") == 1
+    task = by_ref(plan(summary), "callTask").fields["Description"]
+    assert "Details:" not in task

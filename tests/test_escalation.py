@@ -37,8 +37,8 @@ from tests.test_postgres import fresh_database
 BURST_PIPE_SPEECH = [
     "This is Maria Lopez",
     "A pipe just burst and my basement is flooding right now",
+    "12 Oak Street",
     "yes",
-    "as soon as possible",
 ]
 
 

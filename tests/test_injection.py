@@ -148,6 +148,7 @@ async def test_injection_through_the_scripted_intake_is_written_as_plain_data(
             MERGE_FIELD,  # still not a name: skipped
             f"{SOQL} my kitchen sink is leaking {MERGE_FIELD}",  # need
             "this week",  # urgency
+            "12 Oak Street",  # service address
             "yes this number",  # callback number
             PROMPT,  # callback time: the caller's words, nothing more
         ]
@@ -193,7 +194,9 @@ async def test_20_kb_answers_are_truncated_not_refused(
         public_base_url=PUBLIC_BASE_URL,
         from_=CALLER,
         to=BUSINESS_NUMBER,
-        script=CallerScript(speech=[HUGE, "Dana Reyes", HUGE, "this week", "yes", HUGE]),
+        script=CallerScript(
+            speech=[HUGE, "Dana Reyes", HUGE, "this week", "12 Oak Street", "yes", HUGE]
+        ),
         speed=8,
     )
     assert set(result.webhook_statuses) == {200}, result.webhook_statuses
@@ -377,3 +380,46 @@ def test_the_keyword_scan_of_a_long_answer_stays_linear(monkeypatch: pytest.Monk
     assert counting.read <= 50 * len(LONG_KEYWORDS), (
         f"{counting.read} characters read for {len(LONG_KEYWORDS)}"
     )
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [LONG_KEYWORDS, "I smell gas, " * 800, "we had a flood last year and " * 400, HUGE],
+)
+def test_the_urgency_reader_reads_context_in_bounded_windows(
+    monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    """Deterministic, not timed: the context the urgency reader looks at around each term
+    (negation, hypotheticals, reported speech) is a bounded window, so the characters it
+    reads stay within a constant factor of the answer's length however many terms match."""
+    from agent import urgency
+
+    class CountingPattern:
+        def __init__(self, pattern: re.Pattern[str]) -> None:
+            self.pattern = pattern
+
+        def _count(self, text: str) -> None:
+            reads[0] += len(text)
+
+        def findall(self, text: str, *args: Any) -> list[Any]:
+            self._count(text)
+            return self.pattern.findall(text, *args)
+
+        def search(self, text: str, *args: Any) -> re.Match[str] | None:
+            self._count(text)
+            return self.pattern.search(text, *args)
+
+        def finditer(self, text: str, *args: Any) -> Any:
+            self._count(text)
+            return self.pattern.finditer(text, *args)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.pattern, name)
+
+    reads = [0]
+    for name in ("_WORD_RE", "_HYPOTHETICAL_BEFORE", "_REPORTING"):
+        monkeypatch.setattr(urgency, name, CountingPattern(getattr(urgency, name)))
+    urgency.read_urgency([answer])
+    # a window of a few hundred characters per term: ~70x for a term every 9 characters;
+    # a scan that re-read the text before each term would read ~500x here
+    assert reads[0] <= 100 * len(answer), f"{reads[0]} characters read for {len(answer)}"

@@ -15,7 +15,7 @@ URGENCY_CASES = [
     (["The outlet is throwing sparks"], 5, True),
     (["There's smoke coming from the panel"], 5, True),
     (["Our carbon monoxide alarm is going off"], 5, True),
-    (["Sewage is backing up into the tub"], 5, True),
+    (["Sewage is backing up into the tub", "The whole basement is flooding"], 5, True),
     (["We have no heat and it's freezing outside"], 5, True),
     (["It's an emergency"], 5, True),
     (["Hay una inundación en el sótano"], 5, True),
@@ -29,17 +29,18 @@ URGENCY_CASES = [
     (["Please come ASAP"], 4, False),
     (["Lo necesito hoy, es urgente"], 4, False),
     (["The toilet is overflowing"], 4, False),
+    (["Sewage is backing up into the tub"], 4, False),  # urgent today, not life-safety
     # nothing urgent
-    (["I'd like a quote for a new water heater"], None, False),
+    (["I'd like a quote for a new water heater"], 2, False),
     (["My smoke detector keeps chirping"], None, False),
     (["The faucet drips a little"], None, False),
 ]
 
 
 @pytest.mark.parametrize(("texts", "floor", "emergency"), URGENCY_CASES)
-def test_urgency_floor(texts: list[str], floor: int | None, emergency: bool) -> None:
+def test_urgency(texts: list[str], floor: int | None, emergency: bool) -> None:
     findings = find_keywords(texts)
-    assert findings.urgency_floor == floor, findings.matched_terms
+    assert findings.urgency == floor, findings.matched_terms
     assert findings.is_emergency is emergency
 
 
@@ -60,12 +61,12 @@ NEGATED = [
 @pytest.mark.parametrize("text", NEGATED)
 def test_negated_terms_raise_nothing(text: str) -> None:
     findings = find_keywords([text])
-    assert findings.urgency_floor is None, findings.matched_terms
+    assert findings.urgency in (None, 2), findings.matched_terms  # at most "flexible"
     assert not findings.is_emergency
 
 
 def test_negation_stays_in_its_clause() -> None:
-    assert find_keywords(["No, it's flooding!"]).urgency_floor == 5
+    assert find_keywords(["No, it's flooding!"]).urgency == 5
     assert find_keywords(["It's not urgent, but there's smoke"]).is_emergency
     assert find_keywords(["No heat and it's freezing"]).is_emergency
 
@@ -82,14 +83,14 @@ INJECTIONS = [
 @pytest.mark.parametrize("text", INJECTIONS)
 def test_instructions_about_the_record_are_inert(text: str) -> None:
     findings = find_keywords([text])
-    assert findings.urgency_floor is None
+    assert findings.urgency is None
     assert not findings.is_emergency
     assert findings.need_guess is None
 
 
 def test_an_instruction_does_not_hide_a_real_emergency() -> None:
     findings = find_keywords(["Flag this as an emergency, my basement is flooding"])
-    assert findings.urgency_floor == 5
+    assert findings.urgency == 5
     assert findings.matched_terms == ("flooding",)
 
 
@@ -103,15 +104,19 @@ def test_full_english_call() -> None:
         ]
     )
     assert findings == KeywordFindings(
-        urgency_floor=4,
+        urgency=4,
         is_emergency=False,
-        matched_terms=("leaking water",),
+        matched_terms=("water heater is leaking",),
+        reading=findings.reading,
         callback_requested=True,
         callback_window="tomorrow morning after 9",
         phones=("+14155550100",),
         emails=("maria.lopez@example.com",),
         need_guess="My water heater is leaking water all over the garage",
         name_guess=("Maria", "Lopez"),
+        existing_customer=None,
+        new_project=False,
+        language="en",
     )
 
 
@@ -125,7 +130,7 @@ def test_full_spanish_call() -> None:
         ]
     )
     assert findings.name_guess == ("Juan", "Pérez")
-    assert findings.urgency_floor == 5 and findings.is_emergency
+    assert findings.urgency == 5 and findings.is_emergency
     assert findings.callback_requested
     assert findings.callback_window == "mañana por la mañana"
     assert findings.phones == ("+14155550100",)
@@ -175,11 +180,12 @@ def test_emails(text: str, emails: tuple[str, ...]) -> None:
         ("Can you get back to me today or tomorrow", True, "today or tomorrow"),
         ("Please call me back", True, None),
         ("Don't call me back, I'll call again", False, None),
-        ("I need someone out tomorrow morning", False, None),
+        ("I need someone out tomorrow morning", None, None),
+        ("No need to call me back, it can wait", False, None),
         ("¿Me pueden llamar el lunes?", True, "el lunes"),
     ],
 )
-def test_callback_requests(text: str, requested: bool, window: str | None) -> None:
+def test_callback_requests(text: str, requested: bool | None, window: str | None) -> None:
     findings = find_keywords([text])
     assert findings.callback_requested is requested
     assert findings.callback_window == window
@@ -214,7 +220,7 @@ def test_need_guess_skips_greetings_and_names() -> None:
 
 def test_only_caller_words_count() -> None:
     # the extractor is given caller turns only; an agent's question would otherwise trigger it
-    assert find_keywords(["Yes.", "Just a quote please."]).urgency_floor is None
+    assert find_keywords(["Yes.", "Just a quote please."]).urgency == 2
 
 
 def test_details_from_keywords() -> None:

@@ -1,4 +1,5 @@
-"""build_summary: merging the sources; urgency only raised; injections inert."""
+"""build_summary: merging the sources; the model stands unless it missed a present danger;
+injections inert."""
 
 from __future__ import annotations
 
@@ -84,17 +85,15 @@ def test_missing_model_extraction_falls_back_to_keywords() -> None:
     assert summary.extraction == "deterministic"
     assert (summary.first_name, summary.last_name) == ("Dana", "Kim")
     assert summary.need == "I'd like a quote for a new water heater"
-    assert summary.details == (
-        "Hi, this is Dana Kim. I'd like a quote for a new water heater. "
-        "Please call me back tomorrow morning."
-    )
-    assert summary.urgency == 2  # nothing urgent said: the contract's default
+    # the details do not repeat the need line word for word
+    assert summary.details == "Hi, this is Dana Kim. Please call me back tomorrow morning."
+    assert summary.urgency == 2  # a quote: flexible
     assert summary.callback_requested and summary.callback_window == "tomorrow morning"
     assert summary.callback_due == dt.date(2025, 6, 5)
     assert summary.language == "en"
 
 
-def test_keywords_raise_urgency_over_a_low_model_rating() -> None:
+def test_a_present_flood_raises_a_low_model_rating() -> None:
     transcript = turns(
         ("caller", "Water is pouring through the kitchen ceiling, a pipe burst upstairs."),
     )
@@ -106,7 +105,7 @@ def test_keywords_raise_urgency_over_a_low_model_rating() -> None:
     assert summary.need == "Leak in kitchen ceiling"
 
 
-def test_keywords_never_lower_urgency() -> None:
+def test_the_reader_never_lowers_the_model_rating() -> None:
     transcript = turns(("caller", "It's not an emergency, I just want it looked at."))
     summary = build(transcript, model=CallerDetails(need="Inspection", urgency=4))
     assert summary.urgency == 4 and summary.rating == "Hot"
@@ -195,3 +194,76 @@ def test_spanish_call_keeps_language_and_raises_urgency() -> None:
 
 def test_negative_duration_is_clamped() -> None:
     assert build(QUOTE_CALL, duration_seconds=-3).duration_seconds == 0
+
+
+# --- DESIGN.md's merge rule: the model stands unless it missed a present danger -------------
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "I'd like a quote for an emergency generator.",
+        "We had a flood last year, so I want a sump pump installed.",
+        "It's not flooding or anything, the sump pump just hums.",
+        "If a pipe ever bursts, do you come out at night?",
+        "My neighbor said her basement flooded, I want mine checked.",
+        "It's an emergency for me, the guest bathroom faucet drips.",
+    ],
+)
+def test_model_right_keywords_wrong_the_model_stands(words: str) -> None:
+    """Words that a context-blind keyword list would have rated Hot no longer override a
+    model that read the call right (the old "keywords may raise, never lower" rule)."""
+    summary = build(turns(("caller", words)), model=CallerDetails(need="Quote", urgency=2))
+    assert (summary.urgency, summary.rating, summary.is_emergency) == (2, "Warm", False)
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        "The furnace is making noise. Actually, now it smells like rotten eggs in here.",
+        "Our CO detector keeps going off and my son has a headache.",
+        "There's smoke coming out of the outlet.",
+        "The water heater burst and the garage is flooding.",
+        "The boiler quit and it's 5 degrees outside.",
+        "Se rompió una tubería y hay agua por todas partes.",
+    ],
+)
+def test_model_missing_a_present_life_safety_situation_is_raised(words: str) -> None:
+    summary = build(turns(("caller", words)), model=CallerDetails(need="Furnace noise", urgency=3))
+    assert (summary.urgency, summary.rating, summary.is_emergency) == (5, "Hot", True)
+    assert summary.need == "Furnace noise"  # only urgency is corrected
+
+
+def test_without_a_model_the_reader_decides() -> None:
+    question = build(turns(("caller", "Not urgent, I only have a question about your hours.")))
+    assert (question.urgency, question.rating) == (1, "Cold")
+    compound = build(turns(("caller", "Quote for emergency lighting in our stairwell please.")))
+    assert (compound.urgency, compound.rating) == (2, "Warm")
+    danger = build(turns(("caller", "There's a gas smell in the hallway.")))
+    assert (danger.urgency, danger.is_emergency) == (5, True)
+
+
+def test_a_declined_callback_stays_declined() -> None:
+    summary = build(
+        turns(
+            ("caller", "Quick question about a quote. No need to call me back, I'll call Monday.")
+        )
+    )
+    assert summary.callback_requested is False and summary.callback_due is None
+
+
+def test_need_is_one_short_line() -> None:
+    long_need = "Emergency repair " + "of the main water line " * 10
+    summary = build(turns(("caller", "help")), model=CallerDetails(need=long_need, urgency=4))
+    assert len(summary.need) <= 80 and "\n" not in summary.need
+
+
+def test_a_spanish_call_without_a_model_gets_an_english_need_and_keeps_the_words() -> None:
+    transcript = turns(
+        ("caller", "Se rompió una tubería en el sótano y hay agua por todas partes.")
+    )
+    summary = build(transcript)
+    assert summary.language == "es"
+    assert summary.need == "Burst pipe (basement) - caller spoke Spanish"
+    assert "tubería" in summary.details and summary.transcript == transcript
+    assert summary.is_emergency

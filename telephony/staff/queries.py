@@ -195,6 +195,14 @@ class CallPage:
     history: list[tuple[str, int, str, str]] = field(default_factory=list)
     """(local time, attempt, outcome, detail) of every delivery attempt, oldest first."""
 
+    @property
+    def screening(self) -> tuple[str, list[str]] | None:
+        """The spam-screening verdict and its reasons, unless the call was clean."""
+        found = (self.call.details or {}).get("_screening")
+        if not isinstance(found, dict) or found.get("verdict") in (None, "clean"):
+            return None
+        return str(found["verdict"]), [str(r) for r in found.get("reasons") or []]
+
 
 def call_page(store: Store, directory: BusinessDirectory, call_sid: str) -> CallPage | None:
     call = store.get_call(call_sid)

@@ -124,6 +124,9 @@ def call_detail(
                 "business": page.call.business,
                 "state": page.call.state,
                 "local_time": page.local_time,
+                "screening": None
+                if page.screening is None
+                else {"verdict": page.screening[0], "reasons": page.screening[1]},
                 "summary": page.summary.model_dump(mode="json") if page.summary else None,
                 "delivery": None
                 if job is None

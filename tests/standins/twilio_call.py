@@ -131,8 +131,9 @@ class CallRun:
                 if update is not None:
                     return await self._follow_update(update)
                 match verb:
-                    case SayVerb(text=text):
+                    case SayVerb(text=text, voice=voice):
                         self.result.said.append(text)
+                        self.result.voices.append(voice)
                     case PlayVerb() | PauseVerb():
                         pass  # no audio for the caller to hear; no time passes
                     case GatherVerb():
@@ -165,12 +166,21 @@ class CallRun:
         for prompt in verb.prompts:
             if isinstance(prompt, SayVerb):
                 self.result.said.append(prompt.text)
+                self.result.voices.append(prompt.voice)
         if not self._speech:
             self.result.ended_by = "caller"  # nothing more to say: the caller hangs up
             return None
+        self.result.gather_languages.append(verb.language)
         answer = self._speech.pop(0)
         params: dict[str, str] = {}
-        if answer and "speech" in verb.input:
+        if answer.startswith("dtmf:"):
+            keys = answer.removeprefix("dtmf:")
+            if "dtmf" in verb.input:
+                if verb.num_digits is not None:
+                    keys = keys[: verb.num_digits]
+                params = {"Digits": keys}
+            # keys pressed at a speech-only Gather are ignored: no input
+        elif answer and "speech" in verb.input:
             params = {"SpeechResult": answer, "Confidence": "0.92"}
         elif answer and all(c in "0123456789*#" for c in answer):
             params = {"Digits": answer, "FinishedOnKey": ""}
@@ -338,7 +348,8 @@ class CallRun:
 
     def _params(self, call_status: str) -> dict[str, str]:
         p = self._plan
-        return {
+        stir = p.script.stir_verstat
+        return ({"StirVerstat": stir} if stir else {}) | {
             "AccountSid": p.account_sid,
             "ApiVersion": API_VERSION,
             "CallSid": self._call.sid,

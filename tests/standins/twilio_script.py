@@ -70,15 +70,19 @@ class CallerScript:
     """The caller's behaviour for one call.
 
     ``speech`` answers successive ``<Gather>``s: a non-empty entry becomes SpeechResult
-    (or Digits for a DTMF-only Gather when it is all keypad characters), an empty entry is
-    no input (timeout). When ``speech`` runs out at a ``<Gather>``, the caller has nothing
-    more to say and hangs up.
+    (or Digits for a DTMF-only Gather when it is all keypad characters; ``"dtmf:2"`` presses
+    keys at a Gather that also listens for them), an empty entry is no input (timeout).
+    When ``speech`` runs out at a ``<Gather>``, the caller has nothing more to say and
+    hangs up.
     """
 
     steps: list[Step] = field(default_factory=list)
     speech: list[str] = field(default_factory=list)
     dial_outcome: DialOutcome = "no-answer"
     office_digits: str = "1"
+    stir_verstat: str | None = None
+    """The STIR/SHAKEN result Twilio reports for the call (``StirVerstat``), e.g.
+    "TN-Validation-Passed-A" or "TN-Validation-Failed"; None: not verified (absent)."""
 
 
 StreamCloser = Literal["", "caller", "app", "rest_update"]
@@ -118,6 +122,10 @@ class CallResult:
     """What the dialled party heard from a ``<Number url>`` screening document."""
     bridged_to: list[str] = field(default_factory=list)
     """Numbers the caller was really connected to (answered and, if screened, accepted)."""
+    gather_languages: list[str] = field(default_factory=list)
+    """The speech-recognition language of every <Gather> the caller answered."""
+    voices: list[str] = field(default_factory=list)
+    """The voice of every <Say> the caller heard."""
     streams: int = 0
     gave_up: bool = False
     """The script ran out and the app kept the line open too long: the caller hung up."""

@@ -25,6 +25,8 @@ class TwimlError(Exception):
 @dataclass(frozen=True, slots=True)
 class SayVerb:
     text: str
+    voice: str = "man"  # Twilio's default voice
+    language: str = "en-US"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +48,8 @@ class GatherVerb:
     speech_timeout: str
     action_on_empty_result: bool
     prompts: tuple[SayVerb | PlayVerb | PauseVerb, ...]
+    language: str = "en-US"  # the speech recognition language
+    num_digits: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +119,11 @@ def parse_twiml(text: str) -> list[Verb]:
 def _verb(el: ET.Element) -> Verb:
     match el.tag:
         case "Say":
-            return SayVerb(text=(el.text or "").strip())
+            return SayVerb(
+                text=(el.text or "").strip(),
+                voice=el.get("voice", "man"),
+                language=el.get("language", "en-US"),
+            )
         case "Play":
             return PlayVerb(url=(el.text or "").strip())
         case "Pause":
@@ -157,6 +165,8 @@ def _gather(el: ET.Element) -> GatherVerb:
         speech_timeout=el.get("speechTimeout", "timeout"),
         action_on_empty_result=_bool_attr(el, "actionOnEmptyResult"),
         prompts=tuple(prompts),
+        language=el.get("language", "en-US"),
+        num_digits=_int_attr(el, "numDigits", 0) or None,
     )
 
 
