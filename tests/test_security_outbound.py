@@ -206,7 +206,14 @@ async def test_scripted_intake_cannot_send_a_phishing_text_to_a_foreign_number(
         from_=CALLER,
         to=BUSINESS_NUMBER,
         script=CallerScript(
-            speech=["Ivan Petrov", "my sink is leaking", "this week", FOREIGN, PHISH]
+            speech=[
+                "Ivan Petrov",
+                "my sink is leaking",
+                "this week",
+                "12 Oak Street",
+                FOREIGN,
+                PHISH,
+            ]
         ),
         speed=8,
     )
@@ -290,7 +297,14 @@ async def test_a_caller_without_caller_id_gets_no_text(
         from_="anonymous",
         to=BUSINESS_NUMBER,
         script=CallerScript(
-            speech=["Ivan Petrov", "my sink is leaking", "this week", "415 555 0123", "tomorrow"]
+            speech=[
+                "Ivan Petrov",
+                "my sink is leaking",
+                "this week",
+                "12 Oak Street",
+                "415 555 0123",
+                "tomorrow",
+            ]
         ),
         speed=8,
     )
