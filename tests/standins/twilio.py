@@ -215,6 +215,7 @@ class TwilioStandin:
         give_up_after_s: float = 20.0,
         ssl_context: ssl.SSLContext | None = None,
         between_webhooks: BetweenWebhooks | None = None,
+        catch_up: bool = False,
     ) -> CallResult:
         """Place one inbound call to the app and run it to its end.
 
@@ -222,7 +223,10 @@ class TwilioStandin:
         frames in real time. ``give_up_after_s``: wall seconds the caller stays on a
         stream, silent, after its last step before hanging up (`CallResult.gave_up`).
         ``ssl_context``: the trust for an ``https://`` ``app_url`` (e.g. a proxy's test CA);
-        the stream then opens over ``wss://``.
+        the stream then opens over ``wss://``. ``catch_up``: a stream tick the machine made
+        late is caught up with a burst, as a real line's clock runs on whatever the machine
+        does (for measuring latency at the caller's ear); by default (tests) the caller's
+        audio clock never runs ahead of the event loop.
         """
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -251,6 +255,7 @@ class TwilioStandin:
             ssl_context=ssl_context,
             between_webhooks=between_webhooks,
             agent_busy=self.agent_busy,
+            catch_up=catch_up,
         )
         verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         async with httpx.AsyncClient(trust_env=False, timeout=30.0, verify=verify) as http:

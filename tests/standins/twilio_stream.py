@@ -1,11 +1,11 @@
 """One bidirectional Media Stream from the caller's side, over a real websocket.
 
 The shell around `twilio_media`: it sends ``connected`` and ``start``, then every 20 ms of
-audio time (``speed`` × faster than real time; a tick the machine made late is not caught
-up) plays 20 ms of queued agent audio and sends one inbound ``media`` frame; a reader
-task applies the app's media/mark/clear as they arrive. The stream ends when the caller
-hangs up (``stop`` then close), the app closes the socket, or a REST update takes the call
-elsewhere (``stop`` then close, as Twilio does).
+audio time (``speed`` × faster than real time; a tick the machine made late is caught up
+only with ``catch_up``) plays 20 ms of queued agent audio and sends one inbound ``media``
+frame; a reader task applies the app's media/mark/clear as they arrive. The stream ends
+when the caller hangs up (``stop`` then close), the app closes the socket, or a REST
+update takes the call elsewhere (``stop`` then close, as Twilio does).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class StreamSession:
         speed: float,
         give_up_after_s: float,
         agent_busy: Callable[[], object] | None = None,
+        catch_up: bool = False,
     ) -> None:
         self._ws = ws
         self._id = identity
@@ -69,6 +70,7 @@ class StreamSession:
         self._speed = speed
         self._give_up_after_s = give_up_after_s
         self._agent_busy = agent_busy
+        self._catch_up = catch_up
         self._playback = Playback()
         self._send_lock = asyncio.Lock()
         self._sequence = 0
@@ -165,7 +167,7 @@ class StreamSession:
             # The app closing or a REST update is noticed at the next tick (<= 20 ms later).
             deadline = start + tick * FRAME_MS / 1000 / self._speed
             late = loop.time() - deadline
-            if late > 0:
+            if late > 0 and not self._catch_up:
                 # A late tick is not caught up with a burst of ticks: after a stall of the
                 # machine, the caller's audio clock never runs ahead of the app's loop.
                 start += late
