@@ -315,7 +315,15 @@ async def test_odd_caller_ids_are_stored_and_recorded_honestly(
             from_=caller,
             to=BUSINESS_NUMBER,
             script=CallerScript(
-                speech=["Ana Diaz", "my heater is broken", "this week", "no", "no", "tomorrow"]
+                speech=[
+                    "Ana Diaz",
+                    "my heater is broken",
+                    "this week",
+                    "12 Oak Street",
+                    "no",
+                    "no",
+                    "tomorrow",
+                ]
             ),
             speed=8,
         )
@@ -484,7 +492,14 @@ async def test_personal_data_is_removed_after_the_retention_period(
             from_=CALLER,
             to=BUSINESS_NUMBER,
             script=CallerScript(
-                speech=["Dana Reyes", "a leaking tap", "this week", "yes", "tomorrow"]
+                speech=[
+                    "Dana Reyes",
+                    "a leaking tap",
+                    "this week",
+                    "12 Oak Street",
+                    "yes",
+                    "tomorrow",
+                ]
             ),
             speed=8,
         )

@@ -40,7 +40,7 @@ from tests.conftest import (
 )
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Pause, Say
+from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
 from tests.test_postgres import fresh_database
 
 FOREIGN = "+7 912 345 67 89"
@@ -206,7 +206,14 @@ async def test_scripted_intake_cannot_send_a_phishing_text_to_a_foreign_number(
         from_=CALLER,
         to=BUSINESS_NUMBER,
         script=CallerScript(
-            speech=["Ivan Petrov", "my sink is leaking", "this week", FOREIGN, PHISH]
+            speech=[
+                "Ivan Petrov",
+                "my sink is leaking",
+                "this week",
+                "12 Oak Street",
+                FOREIGN,
+                PHISH,
+            ]
         ),
         speed=8,
     )
@@ -247,6 +254,7 @@ async def test_the_models_callback_tool_cannot_send_a_phishing_text_either(
         ],
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         businesses_file=businesses(tmp_path, "sms_to_caller = true\n"),
         clock=lambda: EVENING,
@@ -289,7 +297,14 @@ async def test_a_caller_without_caller_id_gets_no_text(
         from_="anonymous",
         to=BUSINESS_NUMBER,
         script=CallerScript(
-            speech=["Ivan Petrov", "my sink is leaking", "this week", "415 555 0123", "tomorrow"]
+            speech=[
+                "Ivan Petrov",
+                "my sink is leaking",
+                "this week",
+                "12 Oak Street",
+                "415 555 0123",
+                "tomorrow",
+            ]
         ),
         speed=8,
     )
@@ -334,6 +349,7 @@ async def test_five_emergency_flags_give_one_bounded_alert_and_one_transfer(
         ],
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         businesses_file=businesses(tmp_path, "warm_transfer = true\n"),
         openai_api_key=ai.api_key,
@@ -345,9 +361,11 @@ async def test_five_emergency_flags_give_one_bounded_alert_and_one_transfer(
         public_base_url=PUBLIC_BASE_URL,
         from_=CALLER,
         to=BUSINESS_NUMBER,
-        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=1200), Pause(ms=6000), HangUp()]),
+        # After speaking, the caller holds on until the app moves the call.
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=1200), Hold(), HangUp()]),
         speed=3,
     )
+    assert result.script_timeouts == []
     store = app.services.store
     await wait_for(lambda: store.get_summary(result.call_sid) is not None)
     await wait_for(lambda: twilio_standin.messages)
@@ -380,6 +398,7 @@ async def test_alerts_beyond_the_business_limit_are_held_not_sent(
         ],
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         openai_api_key=ai.api_key,
         openai_base_url=ai.base_url,
