@@ -123,8 +123,8 @@ class Escalation:
 
     async def send(self, call_sid: str) -> bool:
         """Send the call's owed alert if nobody else is; True when it has been sent (by
-        this call or earlier, by any process)."""
-        call = self.store.get_call(call_sid)
+        this call or earlier, by any process). Its database work runs in threads."""
+        call = await asyncio.to_thread(self.store.get_call, call_sid)
         if call is None or call.emergency_at is None:
             return False
         if call.alert_sent_at is not None:
@@ -137,15 +137,19 @@ class Escalation:
             if call.alert_error == why:
                 return False  # said once already
             log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
-            self.store.alert_failed(call_sid, why, retry_after=dt.timedelta(days=3650))
+            await asyncio.to_thread(
+                self.store.alert_failed, call_sid, why, retry_after=dt.timedelta(days=3650)
+            )
             return False
-        refusal = self._rate_limited(OutboundKind.SMS, business, call_sid)
+        refusal = await asyncio.to_thread(self._rate_limited, OutboundKind.SMS, business, call_sid)
         if refusal is not None:  # owed still: the sweep tries again after ``retry_after``
-            self.store.alert_failed(call_sid, refusal, retry_after=self.retry_after)
+            await asyncio.to_thread(
+                self.store.alert_failed, call_sid, refusal, retry_after=self.retry_after
+            )
             return False
-        if not self.store.claim_alert(call_sid, lease=self.lease):
-            return self.alerted(call_sid)
-        call = self.store.get_call(call_sid) or call
+        if not await asyncio.to_thread(self.store.claim_alert, call_sid, lease=self.lease):
+            return await asyncio.to_thread(self.alerted, call_sid)
+        call = await asyncio.to_thread(self.store.get_call, call_sid) or call
         try:
             await self.twilio.send_sms(
                 to=business.on_call_phone,
@@ -156,9 +160,11 @@ class Escalation:
         except TwilioRestError as exc:
             log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
             error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
-            self.store.alert_failed(call_sid, error, retry_after=self.retry_after)
+            await asyncio.to_thread(
+                self.store.alert_failed, call_sid, error, retry_after=self.retry_after
+            )
             return False
-        self.store.alert_sent(call_sid)
+        await asyncio.to_thread(self.store.alert_sent, call_sid)
         metrics.EMERGENCY_ALERTS.inc()
         log.info("call %s: on-call phone alerted", call_sid)
         self.on_sent(call_sid)
@@ -179,7 +185,8 @@ class Escalation:
     async def send_owed(self) -> int:
         """Send every alert that is owed and unclaimed; the number sent."""
         sent = 0
-        for call_sid in self.store.unsent_alerts(max_attempts=self.max_attempts):
+        owed = await asyncio.to_thread(self.store.unsent_alerts, max_attempts=self.max_attempts)
+        for call_sid in owed:
             if await self.send(call_sid):
                 sent += 1
         return sent
@@ -205,9 +212,9 @@ class Escalation:
         """Connect the live caller to the on-call phone (once per call)."""
         if self.twilio is None or not business.on_call_phone:
             return False
-        if self._rate_limited(OutboundKind.CALL, business, call_sid) is not None:
+        if await asyncio.to_thread(self._rate_limited, OutboundKind.CALL, business, call_sid):
             return False
-        if not self.store.claim_transfer(call_sid):
+        if not await asyncio.to_thread(self.store.claim_transfer, call_sid):
             return False
         document = twiml.transfer(
             number=business.on_call_phone, message=TRANSFER_MESSAGE, caller_id=business.number
