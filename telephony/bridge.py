@@ -305,6 +305,9 @@ class CallBridge:
     async def _limit_call_length(self) -> None:
         await asyncio.sleep(self.ctx.max_call_seconds)
         log.warning("call %s reached the maximum call length", self.call_sid)
+        # Noted before the stream closes: the TwiML after the stream must hang up, not start
+        # the intake (finalizing, which also stops it, may still be running then).
+        await asyncio.to_thread(self.ctx.store.mark_ended_by_agent, self.call_sid)
         raise _CallOver("maximum call length")
 
     # -- actions ---------------------------------------------------------------------
