@@ -46,6 +46,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import StaticPool
 
 from agent.summary import CallSummary, TranscriptTurn
 
@@ -286,7 +287,14 @@ def make_engine(url: str) -> Engine:
     url = normalize_database_url(url)
     if url.startswith("sqlite"):
         _create_private_file(url)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 10})
+        memory = url.rstrip("/").endswith((":memory:", "sqlite:", "sqlite+pysqlite:"))
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 10},
+            # An in-memory database exists once per connection: the service's database work
+            # runs in threads, so they must all share the one connection.
+            **({"poolclass": StaticPool} if memory else {}),
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
         engine = create_engine(url, pool_pre_ping=True)
