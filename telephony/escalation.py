@@ -144,6 +144,8 @@ class Escalation:
             return False
         if call.alert_sent_at is not None:
             return True
+        if call.alert_attempts >= self.max_attempts:
+            return False  # given up (the owner was told); staff pages show the call
         business = self.business_of(call)
         if business is None or not business.on_call_phone or self.twilio is None:
             why = "no on-call phone" if business is not None else "no business"
