@@ -82,6 +82,7 @@ async def run_mode(calls: int, *, instant: bool, workdir: Path) -> tuple[list[in
                 from_=CALLER,
                 to=BUSINESS_NUMBER,
                 script=script,
+                catch_up=True,  # the line's clock runs on when the machine is slow
             )
             if result.first_audio_ms is not None:
                 first.append(result.first_audio_ms)

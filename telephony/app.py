@@ -50,7 +50,7 @@ async def recover_idle_calls(services: Services) -> int:
     calls). A live call has a heartbeat (bridge progress every few seconds, a webhook per
     intake answer), so a restart or a second process never cuts it."""
     idle = dt.timedelta(seconds=services.settings.recovery_idle_seconds)
-    recovered = await services.finalizer.recover(idle_for=idle)
+    recovered = await services.finalizer.recover(idle_for=idle, serving=services.live_calls)
     if recovered:
         log.warning("finalized %d call(s) idle for over %s", recovered, idle)
     return recovered

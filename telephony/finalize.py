@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from openai import AsyncOpenAI
 
@@ -204,10 +204,13 @@ class CallFinalizer:
         )
         return note_missing_caller_id(summary, call)
 
-    async def recover(self, *, idle_for: dt.timedelta | None) -> int:
-        """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None)."""
+    async def recover(self, *, idle_for: dt.timedelta | None, serving: Collection[str] = ()) -> int:
+        """Finalize calls a crashed process left behind (all of them when ``idle_for`` is None),
+        never one in ``serving``: this process's own live calls, however late their heartbeat."""
         count = 0
         for call in self.store.active_calls(idle_for=idle_for):
+            if call.call_sid in serving:
+                continue
             if await self.finalize(call.call_sid, reason="recovered after restart") is not None:
                 count += 1
         return count

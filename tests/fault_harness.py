@@ -60,8 +60,8 @@ from tests.standins.twilio_script import (
     CallerScript,
     CallResult,
     HangUp,
+    Hold,
     ListenUntilAgentDone,
-    Pause,
     Say,
 )
 
@@ -331,6 +331,7 @@ class FaultRun:
         sf.start()
         ai = RealtimeStandin(turns=[], extraction=None, generation_speed=8.0)
         twilio = SharedClientTwilioStandin()
+        twilio.agent_busy = ai.responding  # callers wait for whole answers
         children: list[ChildProcess] = []
         try:
             async with twilio, httpx.AsyncClient(trust_env=False, timeout=30.0) as http:
@@ -531,7 +532,8 @@ class FaultRun:
         ai.drop_after_turns = 1
         sessions_before = len(ai.sessions)
         script = CallerScript(
-            steps=[ListenUntilAgentDone(), Say(ms=1000), Pause(ms=60_000), HangUp()],
+            # After speaking, the caller holds on until the app hands the call over.
+            steps=[ListenUntilAgentDone(), Say(ms=1000), Hold(timeout_s=60), HangUp()],
             speech=[rng.choice(URGENCIES), "this number", rng.choice(CALLBACK_TIMES)],
         )
         result = await twilio.place_call_over(

@@ -188,6 +188,7 @@ class SharedClientTwilioStandin(TwilioStandin):
             duplicate_status_callback=duplicate_status_callback,
             speed=speed,
             give_up_after_s=20.0,
+            agent_busy=self.agent_busy,
         )
         return await CallRun(plan, call, http).run()
 

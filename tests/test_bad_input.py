@@ -14,7 +14,7 @@ from twilio.request_validator import RequestValidator
 from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Pause, Say
+from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
 from tests.stream_helpers import stream_parameters
 
 TOKEN = "test-auth-token"
@@ -180,8 +180,9 @@ async def test_realtime_refused_at_start_caller_hears_apology_and_call_is_record
         openai_api_key=ai.api_key,
         openai_base_url=ai.base_url,
     )
+    # The caller stays on the line until the app moves the call (not for a set time).
     script = CallerScript(
-        steps=[Pause(ms=5000), HangUp()],
+        steps=[Hold(), HangUp()],
         speech=["Dana Reyes", "my water heater is leaking", "this number", "tomorrow afternoon"],
     )
     result = await twilio_standin.place_call(
@@ -192,6 +193,7 @@ async def test_realtime_refused_at_start_caller_hears_apology_and_call_is_record
         script=script,
         speed=8,
     )
+    assert result.script_timeouts == []  # the app moved the call while the caller held on
     assert result.said, (
         "the caller must hear something, not dead air",
         result.twiml,
@@ -231,6 +233,7 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
         )
     ]
     ai: RealtimeStandin = await make_realtime_standin(turns=turns, extraction=None)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     ai.drop_after_turns = 1
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
@@ -240,7 +243,8 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
         openai_base_url=ai.base_url,
     )
     script = CallerScript(
-        steps=[ListenUntilAgentDone(), Say(ms=1000), ListenUntilAgentDone(), HangUp()],
+        # After speaking, the caller stays on the line until the app hands the call over.
+        steps=[ListenUntilAgentDone(), Say(ms=1000), Hold(), HangUp()],
         speech=["no rush, this week is fine", "22 Elm Street", "this number", "weekday mornings"],
     )
     result = await twilio_standin.place_call(
@@ -251,6 +255,7 @@ async def test_realtime_drop_mid_call_hands_over_to_the_intake_keeping_what_was_
         script=script,
         speed=4,
     )
+    assert result.script_timeouts == []
     assert result.said, "the intake took over the live call"
     store = app.services.store
     await wait_for(lambda: store.get_summary(result.call_sid) is not None)
@@ -279,7 +284,7 @@ async def test_a_call_longer_than_the_limit_is_ended_and_still_recorded(
         openai_base_url=ai.base_url,
     )
     app.services.settings.max_call_seconds = 2  # the setting's floor is 30 s; too slow here
-    script = CallerScript(steps=[Pause(ms=20_000), HangUp()])
+    script = CallerScript(steps=[Hold(), HangUp()])  # until the app ends the stream
     result = await twilio_standin.place_call(
         app_url=app.url,
         public_base_url=PUBLIC_BASE_URL,
@@ -287,6 +292,7 @@ async def test_a_call_longer_than_the_limit_is_ended_and_still_recorded(
         to=BUSINESS_NUMBER,
         script=script,
     )
+    assert result.script_timeouts == []
     assert result.stream_closed_by == "app"
     assert result.said == []  # no intake after the limit: the follow-up TwiML hangs up
     assert app.services.store.get_summary(result.call_sid) is not None

@@ -11,7 +11,6 @@ where the date matters.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 from collections.abc import Callable
@@ -59,8 +58,8 @@ from tests.standins.twilio_script import (
     CallResult,
     DialOutcome,
     HangUp,
+    Hold,
     ListenUntilAgentDone,
-    Pause,
     Say,
     Step,
 )
@@ -179,6 +178,7 @@ async def realtime_app(
     **overrides: Any,
 ) -> tuple[RunningApp, RealtimeStandin]:
     ai = await make_realtime_standin(turns=turns, extraction=extraction)
+    twilio.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(**twilio_settings(twilio), **openai_settings(ai), **overrides)
     return app, ai
 
@@ -200,15 +200,20 @@ async def test_emergency_texts_the_on_call_phone_while_the_caller_is_still_on_th
         extraction=EMERGENCY_EXTRACTION,
     )
     call_sid = new_sid("CA")
-    # The caller stays on the line for a while after the agent's reply.
-    script = conversation(1, then=[Pause(ms=4000), HangUp()])
-    call = asyncio.create_task(place_call(twilio_standin, app, script, call_sid=call_sid))
+    live_when_texted: list[bool] = []
 
-    await wait_for(lambda: twilio_standin.messages or call.done())
-    live_when_texted = call_sid in app.services.live_calls and not call.done()
-    result = await call
+    def texted() -> bool:
+        """Checked by the caller every tick, on the event loop the service runs on."""
+        if twilio_standin.messages and not live_when_texted:
+            live_when_texted.append(call_sid in app.services.live_calls)
+        return bool(live_when_texted)
 
-    assert live_when_texted, "the on-call SMS must leave before the call ends"
+    # After the agent's reply the caller stays on the line until the on-call SMS is sent.
+    script = conversation(1, then=[Hold(until=texted), HangUp()])
+    result = await place_call(twilio_standin, app, script, call_sid=call_sid)
+
+    assert result.script_timeouts == []
+    assert live_when_texted == [True], "the on-call SMS must leave while the call is live"
     (sms,) = twilio_standin.messages
     assert (sms["To"], sms["From"]) == (ON_CALL_PHONE, BUSINESS_NUMBER)
     for expected in ("EMERGENCY", "Maria Lopez", CALLER, EMERGENCY_ADDRESS, "burst pipe"):
@@ -641,8 +646,11 @@ async def test_warm_transfer_connects_the_emergency_caller_to_the_on_call_phone(
         extraction=EMERGENCY_EXTRACTION,
         businesses_file=businesses_file(tmp_path, WARM_TRANSFER),
     )
-    script = conversation(1, then=[Pause(ms=8000), HangUp()])
+    # The caller stays on the line until the app moves the call.
+    script = conversation(1, then=[Hold(), HangUp()])
     result = await place_call(twilio_standin, app, script)
+
+    assert result.script_timeouts == []
 
     (update,) = twilio_standin.call_updates
     assert update["CallSid"] == result.call_sid
@@ -651,6 +659,8 @@ async def test_warm_transfer_connects_the_emergency_caller_to_the_on_call_phone(
     assert result.stream_closed_by == "rest_update"
     assert result.dialed == [ON_CALL_PHONE]
     assert any("on-call" in s.lower() for s in result.said)
+    # The on-call SMS and the transfer leave side by side; the call may be over first.
+    await wait_for(lambda: twilio_standin.messages)
     assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
 
     summary = await delivered(app, result.call_sid)
@@ -673,7 +683,7 @@ async def test_warm_transfer_tells_the_model_the_caller_is_being_connected(
         extraction=EMERGENCY_EXTRACTION,
         businesses_file=businesses_file(tmp_path, WARM_TRANSFER),
     )
-    result = await place_call(twilio_standin, app, conversation(1, then=[Pause(ms=4000), HangUp()]))
+    result = await place_call(twilio_standin, app, conversation(1, then=[Hold(), HangUp()]))
     await delivered(app, result.call_sid)
 
     (flag_output,) = [

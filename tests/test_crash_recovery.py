@@ -35,7 +35,7 @@ from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, free_port, 
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript, ListenUntilAgentDone, Pause, Say
+from tests.standins.twilio_script import CallerScript, Hold, ListenUntilAgentDone, Say
 
 RECEPTIONIST = Path(sys.executable).with_name("receptionist")
 
@@ -97,6 +97,7 @@ async def deployment(
     salesforce_standin: SalesforceStandin,
 ) -> Deployment:
     ai = await make_realtime_standin(turns=TURNS, extraction=None)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     db_path = tmp_path / "receptionist.db"
     env = {
         "PATH": os.environ.get("PATH", ""),
@@ -214,7 +215,8 @@ async def test_sigkill_mid_call_then_restart_delivers_the_call_to_salesforce(
     the caller's name; a late (duplicate) status callback writes nothing twice."""
     service = await start_service()
     script = CallerScript(
-        steps=[ListenUntilAgentDone(), Say(ms=1500), ListenUntilAgentDone(), Pause(ms=60_000)]
+        # The caller then stays on the line until the service dies under it.
+        steps=[ListenUntilAgentDone(), Say(ms=1500), ListenUntilAgentDone(), Hold(timeout_s=120)]
     )
     call = asyncio.create_task(
         twilio_standin.place_call(
@@ -240,6 +242,7 @@ async def test_sigkill_mid_call_then_restart_delivers_the_call_to_salesforce(
     assert await service.process.wait() == -signal.SIGKILL
     async with asyncio.timeout(30):
         result = await call  # the caller's stream dropped; Twilio could not reach us
+    assert result.script_timeouts == []
     assert result.status_callbacks == [0]
     assert not salesforce_standin.records("Lead")
 

@@ -265,7 +265,9 @@ def test_server_error_is_transient_and_the_retry_duplicates_nothing(
 
 
 def test_timeout_is_transient(standin: SalesforceStandin) -> None:
-    standin.timeout_seconds = 1.0  # how long the stand-in stalls before hanging up
+    # The stand-in stalls until it is stopped: the client's 0.5 s timeout is certainly
+    # what ends the request, never the stand-in hanging up first on a slow machine.
+    standin.timeout_seconds = 300
     crm = SalesforceCrm(config_for(standin, timeout_seconds=0.5))
     crm.schema()
     standin.inject_fault("timeout", path_contains="/search")
@@ -276,7 +278,7 @@ def test_timeout_is_transient(standin: SalesforceStandin) -> None:
 def test_lost_response_after_commit_is_retried_without_duplicates(
     standin: SalesforceStandin,
 ) -> None:
-    standin.timeout_seconds = 1.0
+    standin.timeout_seconds = 300  # the answer never comes; stop() ends the stall
     crm = SalesforceCrm(config_for(standin, timeout_seconds=0.5))
     crm.schema()
     standin.inject_fault("timeout_after_processing", path_contains="/composite")

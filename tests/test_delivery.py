@@ -33,6 +33,10 @@ def store(tmp_path: Path) -> Store:
     return store
 
 
+POLICY = RetryPolicy(base_delay=2.0, rate_limit_delay=300.0, max_attempts=3)
+SEED = 7
+
+
 def make_worker(store: Store, standin: SalesforceStandin) -> DeliveryWorker:
     crm = SalesforceCrm(
         SalesforceConfig(
@@ -46,8 +50,8 @@ def make_worker(store: Store, standin: SalesforceStandin) -> DeliveryWorker:
         store,
         crm,
         lambda name: CrmProfile(business=name),
-        policy=RetryPolicy(base_delay=2.0, rate_limit_delay=300.0, max_attempts=3),
-        rng=random.Random(7),
+        policy=POLICY,
+        rng=random.Random(SEED),
     )
 
 
@@ -68,6 +72,16 @@ def later(seconds: float) -> dt.datetime:
     return utcnow() + dt.timedelta(seconds=seconds)
 
 
+def next_attempt(store: Store) -> dt.datetime:
+    job = store.outbox_job(summary().call_sid)
+    assert job is not None and job.state == "pending"
+    return job.next_attempt_at.replace(tzinfo=dt.UTC)
+
+
+def seconds(delay: float) -> dt.timedelta:
+    return dt.timedelta(seconds=delay)
+
+
 def test_a_summary_is_finalized_once(store: Store) -> None:
     assert store.finalize(summary(), crm="salesforce") is True
     assert store.finalize(summary(), crm="salesforce") is False
@@ -81,14 +95,19 @@ def test_503_is_retried_with_backoff_and_delivered_once(
     worker = make_worker(store, standin)
     store.finalize(summary(), crm="salesforce")
     standin.inject_fault("503", times=1)
+    # The jittered delay the worker's seeded generator draws for a first retry (1-3 s).
+    delay = POLICY.backoff(1, random.Random(SEED))
+    assert 1.0 <= delay <= 3.0
+    before = utcnow()
     outcome = worker.deliver_one()
+    after = utcnow()
     assert outcome is not None and outcome.state == "pending"
-    job = store.outbox_job(summary().call_sid)
-    assert job is not None
-    wait = (job.next_attempt_at.replace(tzinfo=dt.UTC) - utcnow()).total_seconds()
-    assert 0.5 < wait < 4.0  # ~base delay with jitter, not immediately (no hot loop)
-    assert worker.deliver_one() is None  # not due yet
-    outcome = worker.deliver_one(now=later(10))
+    # Retried that long after the failure, not immediately (no hot loop): the bounds come
+    # from the clock read around the attempt, so a slow machine cannot move them.
+    retry_at = next_attempt(store)
+    assert before + seconds(delay) <= retry_at <= after + seconds(delay)
+    assert worker.deliver_one(now=retry_at - dt.timedelta(milliseconds=1)) is None  # not due
+    outcome = worker.deliver_one(now=retry_at)
     assert outcome is not None and outcome.state == "delivered"
     assert len(standin.records("Lead")) == 1
 
@@ -97,13 +116,14 @@ def test_request_limit_backs_off_for_minutes(store: Store, standin: SalesforceSt
     worker = make_worker(store, standin)
     store.finalize(summary(), crm="salesforce")
     standin.inject_fault("403_limit", times=1)
+    before = utcnow()
     outcome = worker.deliver_one()
+    after = utcnow()
     assert outcome is not None and outcome.state == "pending"
-    job = store.outbox_job(summary().call_sid)
-    assert job is not None
-    assert (job.next_attempt_at.replace(tzinfo=dt.UTC) - utcnow()).total_seconds() > 250
-    assert worker.deliver_one(now=later(60)) is None
-    outcome = worker.deliver_one(now=later(400))
+    retry_at = next_attempt(store)
+    assert before + seconds(300) <= retry_at <= after + seconds(300)
+    assert worker.deliver_one(now=retry_at - seconds(240)) is None
+    outcome = worker.deliver_one(now=retry_at)
     assert outcome is not None and outcome.state == "delivered"
     assert len(standin.records("Lead")) == 1
 

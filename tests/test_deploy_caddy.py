@@ -123,6 +123,7 @@ async def test_a_call_through_caddy_over_https_and_wss(
 ) -> None:
     https_port, upstream, ca_root = proxy
     ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     database = tmp_path / "calls.db"
     public = f"https://{DOMAIN}:{https_port}"
     env = {

@@ -82,6 +82,7 @@ async def test_call_end_to_end_to_local_crm(
     start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin
 ) -> None:  # type: ignore[no-untyped-def]
     ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,
@@ -91,6 +92,7 @@ async def test_call_end_to_end_to_local_crm(
     )
     result = await run_john_call(app, twilio_standin)
 
+    assert result.script_timeouts == []
     assert result.webhook_statuses[0] == 200
     assert result.played_audio_ms > 1000  # the caller heard the greeting and replies
     assert result.cleared_audio_ms > 0  # the interruption cleared queued audio
@@ -127,6 +129,7 @@ async def test_call_end_to_end_to_salesforce(
     Salesforce with name, E.164 phone, need, Rating and LeadSource, the transcript attached,
     and the call and its summary in the database."""
     ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,
@@ -139,6 +142,7 @@ async def test_call_end_to_end_to_salesforce(
     )
     result = await run_john_call(app, twilio_standin)
 
+    assert result.script_timeouts == []
     # Barge-in: nothing queued before the clear reached the caller, and the truncate's
     # audio_end_ms is exactly a mark the caller echoed for that item, never past the audio sent.
     assert result.cleared_audio_ms > 0

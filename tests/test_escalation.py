@@ -24,7 +24,7 @@ from tests.conversation_scripts import EMERGENCY_ADDRESS, EMERGENCY_TURNS
 from tests.standins.plugin_openai import MakeRealtimeStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_rest import new_sid
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
+from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
 from tests.test_conversation_e2e import (
     businesses_file,
     delivered,
@@ -161,13 +161,16 @@ async def test_a_realtime_drop_right_after_flag_emergency_still_texts_once(
     tasks); the intake that takes over does not send it again — exactly one text."""
     ai = await make_realtime_standin(turns=EMERGENCY_TURNS, extraction=None)
     ai.drop_after_turns = 1
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     script = CallerScript(
-        steps=[ListenUntilAgentDone(), Say(ms=1200), ListenUntilAgentDone(), HangUp()],
+        # After speaking, the caller holds on until the app hands the call over.
+        steps=[ListenUntilAgentDone(), Say(ms=1200), Hold(), HangUp()],
         speech=["yes", "as soon as possible"],
     )
     result = await place_call(twilio_standin, app, script)
 
+    assert result.script_timeouts == []
     assert result.said, "the scripted intake took over the live call"
     await wait_for(lambda: on_call_texts(twilio_standin))
     summary = await delivered(app, result.call_sid)

@@ -12,7 +12,7 @@ from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, StartApp, w
 from tests.standins.audio import rms
 from tests.standins.openai_realtime import RealtimeStandin
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Pause
+from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone
 
 GREETING = "Thanks for calling Bay Plumbing and Air. How can I help?"
 
@@ -69,7 +69,8 @@ async def test_caller_hears_the_greeting_even_when_the_model_cannot_be_reached(
     assert greetings is not None
     await wait_for(lambda: greetings.get(GREETING) is not None)
     assert ai.speech_requests[0]["response_format"] == "pcm"
-    script = CallerScript(steps=[Pause(ms=3000), HangUp()], speech=["Dana Reyes"])
+    # The caller stays on the line until the app moves the call to the intake.
+    script = CallerScript(steps=[Hold(), HangUp()], speech=["Dana Reyes"])
     result = await twilio_standin.place_call(
         app_url=app.url,
         public_base_url=PUBLIC_BASE_URL,
@@ -78,6 +79,7 @@ async def test_caller_hears_the_greeting_even_when_the_model_cannot_be_reached(
         script=script,
         speed=4,
     )
+    assert result.script_timeouts == []
     assert result.played_audio_ms > 500
     assert result.said and "sorry" in result.said[0].lower()
 
@@ -86,6 +88,7 @@ async def test_with_the_model_connected_it_does_not_greet_a_second_time(
     start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin
 ) -> None:  # type: ignore[no-untyped-def]
     ai: RealtimeStandin = await make_realtime_standin()
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,

@@ -65,6 +65,7 @@ async def start_service(
     openai: dict[str, Any] = {}
     if ai is not None:
         openai = {"openai_api_key": ai.api_key, "openai_base_url": ai.base_url}
+        twilio.agent_busy = ai.responding  # the caller waits for whole answers
     return await start_app(
         twilio_account_sid=twilio.account_sid,
         twilio_auth_token=twilio.auth_token,
@@ -340,6 +341,7 @@ async def test_a_refused_tool_call_is_logged(
         turns=tool_turns(ToolCall("record_caller_details", {"OwnerId": "005000000000001AAA"})),
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         twilio_account_sid=twilio_standin.account_sid,
         twilio_auth_token=twilio_standin.auth_token,

@@ -17,7 +17,7 @@ from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCa
 from tests.standins.plugin_openai import MakeRealtimeStandin
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
+from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
 from tests.test_conversation_e2e import (
     at,
     businesses_file,
@@ -209,12 +209,15 @@ async def test_a_spanish_voice_call_that_drops_continues_in_spanish(
     ]
     ai: RealtimeStandin = await make_realtime_standin(turns=turns, extraction=None)
     ai.drop_after_turns = 1
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     script = CallerScript(
-        steps=[ListenUntilAgentDone(), Say(ms=1000), ListenUntilAgentDone(), HangUp()],
+        # After speaking, the caller holds on until the app hands the call over.
+        steps=[ListenUntilAgentDone(), Say(ms=1000), Hold(), HangUp()],
         speech=["hoy por favor", "calle Luna 15", "sí", "esta tarde"],
     )
     result = await place_call(twilio_standin, app, script)
+    assert result.script_timeouts == []
     assert result.gather_languages and set(result.gather_languages) == {"es-US"}
     assert result.said[0].startswith("Disculpe, se perdió la conexión")
     summary = await delivered(app, result.call_sid)

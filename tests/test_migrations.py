@@ -6,10 +6,11 @@ idempotent, safe when several processes start at once, adopts a database made by
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,16 @@ from sqlalchemy import Engine, inspect, select
 
 import crm.local  # noqa: F401 - the local CRM's tables are part of Base.metadata
 from crm.local import LocalCrm
-from crm.store import Base, CallRecord, Store, _enable_wal, alembic_config, make_engine
-from tests.test_postgres import fresh_database
+from crm.store import (
+    MIGRATION_LOCK_KEY,
+    Base,
+    CallRecord,
+    Store,
+    _enable_wal,
+    alembic_config,
+    make_engine,
+)
+from tests.test_postgres import fresh_database, psycopg, wait_until
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 TABLES = {
@@ -89,7 +98,19 @@ def test_create_schema_again_changes_nothing_and_keeps_the_data(store: Store) ->
 
 RACE = """
 import sys
+from sqlalchemy.engine import Connection
 from crm.store import Store
+
+begin = Connection.exec_driver_sql
+
+
+def announced(self, statement, *args, **kwargs):
+    if statement == "BEGIN IMMEDIATE":  # SQLite: this process now waits for the lock
+        print("waiting", flush=True)
+    return begin(self, statement, *args, **kwargs)
+
+
+Connection.exec_driver_sql = announced
 store = Store.from_url(sys.argv[1])
 print("ready", flush=True)
 sys.stdin.readline()
@@ -98,10 +119,47 @@ print("migrated", flush=True)
 """
 
 
+@contextlib.contextmanager
+def migration_lock_held(database_url: str) -> Iterator[Callable[[], None]]:
+    """Hold the lock ``upgrade_schema`` takes (SQLite's write lock, or the PostgreSQL
+    advisory lock); yields the function that releases it."""
+    if database_url.startswith("sqlite"):
+        connection = sqlite3.connect(database_url.removeprefix("sqlite:///"), isolation_level=None)
+        connection.execute("PRAGMA journal_mode=WAL")  # as the store's engine sets it
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield lambda: connection.execute("ROLLBACK")
+        finally:
+            connection.close()
+        return
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        connection.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        yield lambda: connection.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK_KEY,))
+
+
+def waiting_for_the_lock(database_url: str, procs: list[subprocess.Popen[str]]) -> int:
+    """How many of ``procs`` are blocked on the migration lock."""
+    if database_url.startswith("sqlite"):
+        waiting = 0
+        for proc in procs:  # each says so right before it blocks
+            assert proc.stdout is not None and proc.stdout.readline() == "waiting\n"
+            waiting += 1
+        return waiting
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        row = connection.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND objid = %s AND database = (SELECT oid FROM pg_database"
+            " WHERE datname = current_database())",
+            (MIGRATION_LOCK_KEY,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def test_processes_starting_at_once_all_come_up_on_one_migrated_schema(database_url: str) -> None:
-    """Two processes, all imported and waiting, are released together onto an empty
-    database; each one's ``create_schema()`` succeeds (without the migration lock, the
-    losers fail with "table already exists" or a duplicate catalog entry)."""
+    """Two processes are both made to wait on the migration lock (the test holds it until
+    both are blocked there), then released together onto an empty database; each one's
+    ``create_schema()`` succeeds (without the lock, the loser fails with "table already
+    exists" or a duplicate catalog entry; with it, it finds the schema at head)."""
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", RACE, database_url],
@@ -115,10 +173,13 @@ def test_processes_starting_at_once_all_come_up_on_one_migrated_schema(database_
     try:
         for proc in procs:
             assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
-        for proc in procs:
-            assert proc.stdin is not None
-            proc.stdin.write("go\n")
-            proc.stdin.flush()
+        with migration_lock_held(database_url) as release:
+            for proc in procs:
+                assert proc.stdin is not None
+                proc.stdin.write("go\n")
+                proc.stdin.flush()
+            wait_until(lambda: waiting_for_the_lock(database_url, procs) == 2)
+            release()
         results = [proc.communicate(timeout=60) for proc in procs]
     finally:
         for proc in procs:

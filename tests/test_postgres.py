@@ -28,7 +28,9 @@ from sqlalchemy.engine import make_url
 
 from agent.summary import CallSummary, TranscriptTurn
 from crm.store import CallRecord, OutboxJob, Store, SummaryRecord
+from tests.fault_rig import written_call_sid
 from tests.standins.salesforce import SalesforceStandin
+from tests.standins.salesforce_http import Response
 
 try:
     import psycopg
@@ -77,13 +79,14 @@ def fresh_database() -> Iterator[str]:
             conn.execute(psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
 
 
-def lock_waiters(url: str, table: str) -> int:
-    """How many sessions of ``url``'s database wait for a lock in a statement on ``table``."""
+def lock_waiters(url: str, statement: str) -> int:
+    """How many sessions of ``url``'s database wait for a lock in a statement containing
+    ``statement`` (e.g. ``"FROM calls"``, ``"INSERT INTO calls"``)."""
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND wait_event_type = 'Lock' AND query ILIKE %s",
-            (f"%FROM {table}%",),
+            (f"%{statement}%",),
         ).fetchone()
     return int(row[0]) if row else 0
 
@@ -155,7 +158,7 @@ def test_two_connections_finalizing_the_same_call_at_once_write_it_once(
             futures = [
                 pool.submit(s.finalize, summary(sid), crm="salesforce") for s in (pg_store, other)
             ]
-            wait_until(lambda: lock_waiters(pg_url, "calls") == 2)
+            wait_until(lambda: lock_waiters(pg_url, "FROM calls") == 2)
             holder.rollback()
             results = sorted(f.result(timeout=30) for f in futures)
     finally:
@@ -170,26 +173,29 @@ def test_two_connections_finalizing_the_same_call_at_once_write_it_once(
 def test_concurrent_finalize_of_a_call_never_begun_writes_it_once(
     pg_url: str, pg_store: Store
 ) -> None:
-    """The status-callback path: no call row yet, two finalizers insert it at the same
-    moment (lined up by a barrier); the primary key lets one win, the other writes nothing."""
+    """The status-callback path: no call row yet, and both finalizers have looked for it
+    and found none before either inserts it (the test holds a SHARE lock on ``calls``,
+    which lets their ``SELECT … FOR UPDATE`` through but stops their ``INSERT``; it is
+    released once both wait there). The primary key lets one win; the other's insert
+    fails and it writes nothing."""
+    sid = new_sid()
     other = Store.from_url(pg_url)
     try:
-        for _ in range(8):
-            sid = new_sid()
-            barrier = threading.Barrier(2)
-
-            def finalize(
-                store: Store, sid: str = sid, barrier: threading.Barrier = barrier
-            ) -> bool:
-                barrier.wait(timeout=10)
-                return store.finalize(summary(sid), crm="salesforce")
-
-            with ThreadPoolExecutor(max_workers=2) as pool:
-                results = sorted(pool.map(finalize, (pg_store, other)))
-            assert results == [False, True]
-            assert rows_for(pg_store, OutboxJob, sid) == 1
+        with ThreadPoolExecutor(max_workers=2) as pool, pg_store.engine.connect() as gate:
+            gate.execute(text("LOCK TABLE calls IN SHARE MODE"))
+            futures = [
+                pool.submit(s.finalize, summary(sid), crm="salesforce") for s in (pg_store, other)
+            ]
+            try:
+                wait_until(lambda: lock_waiters(pg_url, "INSERT INTO calls") == 2)
+            finally:
+                gate.rollback()
+            results = sorted(f.result(timeout=30) for f in futures)
     finally:
         other.engine.dispose()
+    assert results == [False, True]
+    assert rows_for(pg_store, OutboxJob, sid) == 1
+    assert rows_for(pg_store, SummaryRecord, sid) == 1
 
 
 def test_progress_is_saved_as_the_call_goes_and_frozen_once_finalized(pg_store: Store) -> None:
@@ -238,21 +244,61 @@ def worker_env(pg_url: str, standin: SalesforceStandin) -> dict[str, str]:
     }
 
 
+class RendezvousSalesforceStandin(SalesforceStandin):
+    """The Salesforce stand-in, holding the first request that writes a call's records
+    (in the thread serving it) until a second such request arrives. A worker delivers
+    one job at a time, so the second write is the other worker's: both are certainly
+    delivering at once, however the two processes happen to be scheduled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendezvous = threading.Barrier(2)
+        self.writes = 0
+        self.met = False
+
+    def _data_request(
+        self, method: str, path: str, query: str, raw: bytes, headers: Any
+    ) -> Response:
+        if written_call_sid(method, path, raw) is not None:
+            with self._lock:
+                self.writes += 1
+                waits = self.writes <= 2
+            if waits:
+                try:
+                    self.rendezvous.wait(timeout=30)  # bounds a broken worker only
+                    self.met = True
+                except threading.BrokenBarrierError:
+                    pass  # the test fails on ``met``, saying why
+        return super()._data_request(method, path, query, raw, headers)
+
+
+@pytest.fixture
+def rendezvous_standin() -> Iterator[RendezvousSalesforceStandin]:
+    standin = RendezvousSalesforceStandin()
+    standin.start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
+
+
 def test_two_worker_processes_drain_one_outbox_delivering_each_job_exactly_once(
-    salesforce_standin: SalesforceStandin, tmp_path: Path
+    rendezvous_standin: RendezvousSalesforceStandin, tmp_path: Path
 ) -> None:
     """40 finalized calls, two ``receptionist worker --once`` processes released onto the
     outbox at the same moment (both first wait on a table lock the test holds): the org
     ends with 40 Leads, each CallSid logged once, 40 write composites and 40 "already
-    delivered?" checks (a job claimed twice would be checked twice); both processes
-    delivered some jobs and no job was reported by both."""
+    delivered?" checks (a job claimed twice would be checked twice); the stand-in holds
+    the first write until the other process writes too, so both processes deliver, and
+    no job was reported by both."""
     with fresh_database() as pg_url:  # an outbox holding only this test's jobs
         pg_store = Store.from_url(pg_url)
         try:
             pg_store.create_schema()
-            drain_with_two_processes(pg_url, pg_store, salesforce_standin, tmp_path)
+            drain_with_two_processes(pg_url, pg_store, rendezvous_standin, tmp_path)
         finally:
             pg_store.engine.dispose()
+    assert rendezvous_standin.met, "the two workers were never writing at the same time"
 
 
 def drain_with_two_processes(
@@ -286,7 +332,7 @@ def drain_with_two_processes(
                 for proc in workers:
                     if proc.poll() is not None:
                         raise AssertionError(f"worker exited early: {proc.communicate()}")
-                return lock_waiters(pg_url, "outbox") == 2
+                return lock_waiters(pg_url, "FROM outbox") == 2
 
             wait_until(both_waiting)
         finally:

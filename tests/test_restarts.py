@@ -19,6 +19,7 @@ from sqlalchemy import update
 
 from agent.business import load_businesses
 from crm.store import CallRecord, Store
+from telephony.app import recover_idle_calls
 from telephony.finalize import CallFinalizer
 from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_for
 from tests.conversation_scripts import INTAKE_SPEECH
@@ -27,7 +28,14 @@ from tests.standins.plugin_openai import MakeRealtimeStandin
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_rest import new_sid
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Say
+from tests.standins.twilio_script import (
+    CallerScript,
+    HangUp,
+    Hold,
+    ListenUntilAgentDone,
+    Say,
+    Step,
+)
 from tests.test_conversation_e2e import (
     PUBLIC_BASE_URL,
     SPEED,
@@ -113,9 +121,14 @@ async def test_a_second_process_starting_does_not_cut_a_live_realtime_call(
     on the first (a deploy, a scale-out): its start-up recovery leaves the call alone, the
     later turns are saved, and the call is finalized once, by the process serving it."""
     ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     first = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
-    steps = [ListenUntilAgentDone()]
-    for _ in THREE_TURNS:
+    second_started: list[bool] = []
+    # After its first turn the caller holds on until the second process is up, so the call
+    # is certainly live while it starts and the later turns certainly come after.
+    steps: list[Step] = [ListenUntilAgentDone(), Say(ms=1200), ListenUntilAgentDone()]
+    steps.append(Hold(until=lambda: second_started))
+    for _ in THREE_TURNS[1:]:
         steps += [Say(ms=1200), ListenUntilAgentDone()]
     call_sid = new_sid("CA")
     call = asyncio.create_task(
@@ -130,14 +143,14 @@ async def test_a_second_process_starting_does_not_cut_a_live_realtime_call(
         )
     )
     store = first.services.store
-    await wait_for(
-        lambda: ((c := store.get_call(call_sid)) is not None and bool(c.transcript)) or call.done()
-    )
+    await wait_for(lambda: (c := store.get_call(call_sid)) is not None and bool(c.transcript))
     second = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     live = store.get_call(call_sid)
     assert live is not None and live.state == "active", "the second process cut the live call"
+    second_started.append(True)
 
     result = await call
+    assert result.script_timeouts == []
     assert result.stream_closed_by == "caller"
     summary = await delivered(first, call_sid)
     caller_turns = [t.text for t in summary.transcript if t.speaker == "caller"]
@@ -197,6 +210,59 @@ async def test_recovery_finalizes_only_calls_idle_beyond_the_bound(
     assert live_call is not None and live_call.state == "active"
 
 
+async def test_a_process_never_recovers_a_call_it_is_serving(
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    make_realtime_standin: MakeRealtimeStandin,
+) -> None:
+    """However late a live call's heartbeat (a loaded machine can delay it past the idle
+    bound), the process serving the call does not take it for a dead process's call; a
+    stale call nobody serves is recovered by the same sweep."""
+    ai = await make_realtime_standin(turns=[], extraction=None)
+    twilio_standin.agent_busy = ai.responding
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
+    store = app.services.store
+    live, stale = new_sid("CA"), new_sid("CA")
+    swept: list[tuple[int, str]] = []
+    call = asyncio.create_task(
+        twilio_standin.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(steps=[Hold(until=lambda: swept), HangUp()]),
+            call_sid=live,
+            speed=SPEED,
+        )
+    )
+    await wait_for(lambda: live in app.services.live_calls)
+    store.begin_call(
+        stale,
+        business="Bay Plumbing & Air",
+        business_number=BUSINESS_NUMBER,
+        caller_phone="+14155550177",
+        mode="intake",
+    )
+    long_ago = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    with store.sessions.begin() as session:
+        session.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid.in_([live, stale]))
+            .values(updated_at=long_ago)
+        )
+    recovered = await recover_idle_calls(app.services)
+    live_call = store.get_call(live)
+    assert live_call is not None
+    swept.append((recovered, live_call.state))
+    result = await call
+
+    assert swept == [(1, "active")]
+    stale_call = store.get_call(stale)
+    assert stale_call is not None and stale_call.state == "finalized"
+    assert result.script_timeouts == [] and result.stream_closed_by == "caller"
+    await wait_for(lambda: store.get_summary(live) is not None)  # ended by the caller
+
+
 async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
     start_app: StartApp,
     twilio_standin: TwilioStandin,
@@ -220,11 +286,14 @@ async def test_a_bridge_crash_finalizes_the_call_instead_of_stranding_it(
         public_base_url=PUBLIC_BASE_URL,
         from_=CALLER,
         to=BUSINESS_NUMBER,
-        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=3000), HangUp()]),
+        # The caller stays on the line until the app ends the call (the crash is timed
+        # by the wall clock; the caller's script is not).
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=3000), Hold(), HangUp()]),
         speed=SPEED,
         status_callback=False,  # nothing else would find the call
     )
 
+    assert result.script_timeouts == []
     assert result.stream_closed_by == "app"
     assert "technical problem" in result.said[-1]
     summary = await delivered(app, result.call_sid)

@@ -40,7 +40,7 @@ from tests.conftest import (
 )
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
-from tests.standins.twilio_script import CallerScript, HangUp, ListenUntilAgentDone, Pause, Say
+from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
 from tests.test_postgres import fresh_database
 
 FOREIGN = "+7 912 345 67 89"
@@ -309,6 +309,7 @@ async def test_the_models_callback_tool_cannot_send_a_phishing_text_either(
         ],
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         businesses_file=businesses(tmp_path, "sms_to_caller = true\n"),
         clock=lambda: EVENING,
@@ -403,6 +404,7 @@ async def test_five_emergency_flags_give_one_bounded_alert_and_one_transfer(
         ],
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         businesses_file=businesses(tmp_path, "warm_transfer = true\n"),
         openai_api_key=ai.api_key,
@@ -414,9 +416,11 @@ async def test_five_emergency_flags_give_one_bounded_alert_and_one_transfer(
         public_base_url=PUBLIC_BASE_URL,
         from_=CALLER,
         to=BUSINESS_NUMBER,
-        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=1200), Pause(ms=6000), HangUp()]),
+        # After speaking, the caller holds on until the app moves the call.
+        script=CallerScript(steps=[ListenUntilAgentDone(), Say(ms=1200), Hold(), HangUp()]),
         speed=3,
     )
+    assert result.script_timeouts == []
     store = app.services.store
     await wait_for(lambda: store.get_summary(result.call_sid) is not None)
     await wait_for(lambda: twilio_standin.messages)
@@ -450,6 +454,7 @@ async def test_caller_facing_text_limits_never_hold_an_emergency_alert(
         ],
         extraction=None,
     )
+    twilio_standin.agent_busy = ai.responding  # the caller waits for whole answers
     app = await start_app(
         openai_api_key=ai.api_key,
         openai_base_url=ai.base_url,

@@ -212,12 +212,13 @@ async def test_a_scripted_tool_the_session_does_not_declare_is_a_script_problem(
 async def test_barge_in_cancels_the_response_and_truncate_cuts_the_transcript(
     make_realtime_standin: MakeRealtimeStandin,
 ) -> None:
-    # Slow generation keeps the greeting in progress while the caller talks over it.
+    # The greeting holds after its first 100 ms chunk, so it is certainly in progress,
+    # with exactly 100 ms sent, when the caller talks over it.
     standin = await make_realtime_standin(
         greeting="Thanks for calling Acme Plumbing, how can I help you tonight?",
         greeting_ms=3000,
-        generation_speed=0.2,
     )
+    standin.audio_hold_ms = 100
     async with realtime(standin) as connection:
         await connection.response.create()
         opening = await events_until(connection, "response.output_audio.delta")
@@ -301,7 +302,8 @@ async def test_unknown_events_and_parameters_are_rejected(
 async def test_response_create_during_a_response_and_unknown_call_ids_are_rejected(
     make_realtime_standin: MakeRealtimeStandin,
 ) -> None:
-    standin = await make_realtime_standin(greeting_ms=3000, generation_speed=0.2)
+    standin = await make_realtime_standin(greeting_ms=3000)
+    standin.audio_hold_ms = 100  # the greeting is still in progress at the second create
     async with realtime(standin) as connection:
         await connection.response.create()
         await events_until(connection, "response.output_audio.delta")

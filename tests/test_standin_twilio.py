@@ -25,6 +25,7 @@ from tests.standins.twilio import (
     CallerScript,
     CallResult,
     HangUp,
+    Hold,
     InterruptAgent,
     ListenUntilAgentDone,
     Pause,
@@ -33,9 +34,11 @@ from tests.standins.twilio import (
     TwilioStandin,
 )
 from tests.standins.twilio_media import (
+    SILENT_FRAME,
     AppClear,
     AppMark,
     AppMedia,
+    CallerVoice,
     Playback,
     ProtocolViolation,
     parse_app_message,
@@ -127,6 +130,15 @@ class StreamSide:
 
     def media(self) -> list[dict[str, Any]]:
         return [m for m in self.received if m["event"] == "media"]
+
+    def echoed(self, name: str) -> bool:
+        """The caller echoed mark ``name`` back (so it handled everything sent before)."""
+        return any(m["event"] == "mark" and m["mark"]["name"] == name for m in self.received)
+
+
+def app_got_echo(tiny: TinyApp, name: str) -> Callable[[], bool]:
+    """For `Hold`: the app has received the caller's echo of mark ``name``."""
+    return lambda: bool(tiny.streams) and tiny.streams[0].echoed(name)
 
 
 def build_app(tiny: TinyApp) -> FastAPI:
@@ -446,9 +458,10 @@ async def test_marks_are_echoed_once_the_audio_before_them_has_played(
         await side.drain()
 
     tiny.stream = handler
-    script = CallerScript(steps=[ListenUntilAgentDone(quiet_ms=100), HangUp()])
+    script = CallerScript(steps=[Hold(until=app_got_echo(tiny, "second")), HangUp()])
     result = await call(standin, url, script)
 
+    assert result.script_timeouts == []
     assert result.marks_echoed == ["nothing-queued", "first", "second"]
     assert result.played_audio_ms == 600 and result.heard_audio == greeting
     sent = result.sent
@@ -491,19 +504,24 @@ async def test_clear_drops_queued_audio_and_echoes_pending_marks(
 
     tiny.stream = handler
     script = CallerScript(
-        steps=[InterruptAgent(after_ms=300, say_ms=200), ListenUntilAgentDone(200), HangUp()]
+        steps=[
+            InterruptAgent(after_ms=300, say_ms=200),
+            Hold(until=app_got_echo(tiny, "c")),
+            HangUp(),
+        ]
     )
     result = await call(standin, url, script)
 
+    assert result.script_timeouts == []
     assert result.marks_echoed == ["a", "b", "c"]
     assert result.played_after_clear == []
-    assert result.cleared_audio_ms > 0
-    assert result.played_audio_ms + result.cleared_audio_ms == 2200
+    # The audio clock stood still from the caller's first word to the clear: exactly the
+    # 300 ms before it were heard, the rest of the answer was dropped.
+    assert result.cleared_audio_ms == 1700
+    assert result.played_audio_ms == 300 + 200
     # What was heard: the start of the long answer, then only the post-clear audio.
     heard = result.heard_audio
-    assert heard.endswith(after_clear)
-    before = heard[: -len(after_clear)]
-    assert len(before) >= 300 * 8 and long_answer.startswith(before)
+    assert heard == long_answer[: 300 * 8] + after_clear
     # "a" and "b" are echoed at the clear, before anything queued after it has played.
     received = tiny.streams[0].received
     clear_echoes = [i for i, m in enumerate(received) if m["event"] == "mark"]
@@ -532,9 +550,10 @@ async def test_invalid_app_messages_are_recorded_and_ignored(
         await side.drain()
 
     tiny.stream = handler
-    script = CallerScript(steps=[Pause(300), HangUp()])
+    script = CallerScript(steps=[Hold(until=app_got_echo(tiny, "valid")), HangUp()])
     result = await call(standin, url, script)
 
+    assert result.script_timeouts == []
     assert len(result.protocol_errors) == 6
     assert "wrong or missing streamSid" in result.protocol_errors[0]
     assert "base64" in result.protocol_errors[1]
@@ -596,7 +615,7 @@ async def test_rest_update_with_twiml_moves_a_streaming_call(
         await side.drain()
 
     tiny.stream = handler
-    result = await call(standin, url, CallerScript(steps=[Pause(5000)]))
+    result = await call(standin, url, CallerScript(steps=[Hold()]))
 
     side = tiny.streams[0]
     assert side.received[-1]["event"] == "stop" and side.closed_by_caller
@@ -629,7 +648,7 @@ async def test_rest_update_with_url_fetches_new_twiml(
         await side.drain()
 
     tiny.stream = handler
-    result = await call(standin, url, CallerScript(steps=[Pause(5000)]))
+    result = await call(standin, url, CallerScript(steps=[Hold()]))
 
     wrap_up = tiny.hits_to("/twilio/wrap-up")
     assert len(wrap_up) == 1 and wrap_up[0].signature_ok
@@ -655,7 +674,7 @@ async def test_rest_status_completed_hangs_up(
         await side.drain()
 
     tiny.stream = handler
-    result = await call(standin, url, CallerScript(steps=[Pause(5000)]))
+    result = await call(standin, url, CallerScript(steps=[Hold()]))
 
     assert fetched == ["completed"]
     assert tiny.streams[0].received[-1]["event"] == "stop"
@@ -732,3 +751,46 @@ def test_app_messages_are_parsed_strictly() -> None:
     assert parse_app_message(json.dumps({"event": "clear", "streamSid": sid}), sid) == AppClear()
     assert isinstance(parse_app_message(json.dumps({"event": "clear"}), sid), ProtocolViolation)
     assert isinstance(parse_app_message("[]", sid), ProtocolViolation)
+
+
+def test_caller_script_runs_on_audio_time_and_events() -> None:
+    """The caller's steps, one 20 ms tick at a time: listening ends on quiet audio, the
+    interruption waits for the agent to be mid-sentence and stops the clock for the
+    app's clear, and holding on ends on the test's event, not on a duration."""
+    texted: list[str] = []
+    voice = CallerVoice(
+        [
+            ListenUntilAgentDone(quiet_ms=60),
+            InterruptAgent(after_ms=40, say_ms=40),
+            Hold(until=lambda: texted),
+            HangUp(),
+        ]
+    )
+    quiet = {"agent_playing": False, "playing_run_ms": 0, "now": 0.0}
+    assert all(voice.tick(**quiet).frame == SILENT_FRAME for _ in range(10))  # nothing heard yet
+    for run_ms in (20, 40):
+        voice.tick(agent_playing=True, playing_run_ms=run_ms, now=0.0)
+    # A pause while the model is still answering is not the end of the answer ...
+    for _ in range(10):
+        assert voice.tick(**quiet, agent_busy=True).frame == SILENT_FRAME
+    first_word = voice.tick(agent_playing=True, playing_run_ms=60, now=0.0, agent_queued=True)
+    assert first_word.frame == SILENT_FRAME and first_word.await_clear_s is None  # still listening
+    # ... 60 ms of quiet once it has finished is.
+    assert [voice.tick(**quiet).frame for _ in range(3)] == [SILENT_FRAME] * 3
+    # Long enough, but nothing queued behind this tick: the agent is finishing, not talking.
+    ending = voice.tick(agent_playing=True, playing_run_ms=40, now=0.0, agent_queued=False)
+    assert ending.frame == SILENT_FRAME
+    first = voice.tick(agent_playing=True, playing_run_ms=60, now=0.0, agent_queued=True)
+    assert audio.rms(first.frame) > 1000 and first.await_clear_s == 15
+    second = voice.tick(agent_playing=True, playing_run_ms=80, now=0.0, agent_queued=True)
+    assert audio.rms(second.frame) > 1000 and second.utterance_ended
+    assert second.await_clear_s is None
+    held = [voice.tick(**{**quiet, "now": float(t)}) for t in range(10)]
+    assert not any(t.hang_up or t.timed_out for t in held)
+    texted.append("SM1")
+    assert voice.tick(**quiet).hang_up and voice.exhausted
+
+    patient = CallerVoice([Hold(timeout_s=5), HangUp()])
+    assert patient.tick(**quiet).timed_out is None
+    gave_up = patient.tick(**{**quiet, "now": 6.0})
+    assert gave_up.timed_out is not None and "Hold" in gave_up.timed_out and gave_up.hang_up

@@ -112,6 +112,11 @@ class RealtimeStandin:
         """Model ids ``GET /v1/models`` lists and ``GET /v1/models/{id}`` finds."""
         self.speech_requests: list[Any] = []
         self.speech_fails = False
+        self.audio_hold_ms: int | None = None
+        """Pause every response's audio once this many ms of it have been sent, until the
+        response is cancelled (a barge-in) or `release_audio` is called: a test then acts
+        while a response is certainly still in progress, with a known amount of it sent,
+        whatever the machine's speed."""
         self.drop_after_turns: int | None = None
         """Cut the next session's TCP connection (no close frame) once it has answered this
         many caller turns. Fires once, then resets to None (so a reconnect carries on)."""
@@ -129,6 +134,7 @@ class RealtimeStandin:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: uvicorn.Server | None = None
+        self._connections: list[_Connection] = []
 
     # ------------------------------------------------------------ lifecycle
 
@@ -190,6 +196,22 @@ class RealtimeStandin:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
+
+    def responding(self) -> bool:
+        """A response is being generated on an open session, or events of one are not yet
+        written to the socket (for ``TwilioStandin.agent_busy``: once this is False, all of
+        the answer is on its way to the app)."""
+        return any(c.session.active is not None or c.unsent > 0 for c in list(self._connections))
+
+    def release_audio(self) -> None:
+        """Lift `audio_hold_ms`: held responses carry on generating."""
+        self.audio_hold_ms = None
+        loop = self._loop
+        if loop is None:
+            return
+        for connection in list(self._connections):
+            with contextlib.suppress(RuntimeError):  # the loop is already closed
+                loop.call_soon_threadsafe(connection.wake.set)
 
     # -------------------------------------------------------------- waiting
 
@@ -361,7 +383,12 @@ class RealtimeStandin:
             greeting=self.greeting,
             greeting_ms=self.greeting_ms,
         )
-        await _Connection(self, websocket, session).run()
+        connection = _Connection(self, websocket, session)
+        self._connections.append(connection)
+        try:
+            await connection.run()
+        finally:
+            self._connections.remove(connection)
 
     def _transport_of(self, websocket: WebSocket) -> asyncio.Transport | None:
         """The TCP transport under ``websocket`` (uvicorn keeps one protocol per connection)."""
@@ -388,6 +415,8 @@ class _Connection:
         self.outbox: asyncio.Queue[object] = asyncio.Queue()
         self.wake = asyncio.Event()
         self.dropping = False
+        self.unsent = 0
+        """Events queued for the socket and not yet written."""
 
     async def run(self) -> None:
         writer = asyncio.create_task(self._write())
@@ -427,7 +456,7 @@ class _Connection:
         while True:
             await self.wake.wait()
             self.wake.clear()
-            while not self.dropping:
+            while not self.dropping and not self._held():
                 answered = self.log.turns_answered
                 step = self.session.next_step()
                 if step is None:
@@ -438,6 +467,14 @@ class _Connection:
                 self.standin._changed()
                 if step.audio_ms:
                     await asyncio.sleep(step.audio_ms / 1000 / self.standin.generation_speed)
+
+    def _held(self) -> bool:
+        """The active response has sent `audio_hold_ms` of audio: wait (woken by the next
+        client event, e.g. the barge-in that cancels it, or by `release_audio`)."""
+        hold = self.standin.audio_hold_ms
+        run = self.session.active
+        item = run.audio_item if run is not None else None
+        return hold is not None and item is not None and item.sent_ms >= hold
 
     def _maybe_drop(self) -> None:
         limit = self.standin.drop_after_turns
@@ -456,6 +493,7 @@ class _Connection:
                 self.standin.internal_errors.append(str(bug))
                 continue
             self.log.server_events.append(event)
+            self.unsent += 1
             self.outbox.put_nowait(event)
 
     async def _write(self) -> None:
@@ -474,6 +512,8 @@ class _Connection:
                 await self.websocket.send_text(json.dumps(event))
             except (WebSocketDisconnect, RuntimeError, OSError):
                 return
+            finally:
+                self.unsent -= 1
 
 
 def _resolve(future: asyncio.Future[None]) -> None:

@@ -2,8 +2,8 @@
 
 - ``salesforce_standin``: a started :class:`~tests.standins.salesforce.SalesforceStandin`,
   stopped after the test. Its search-index lag is on: records created through the API stay
-  invisible to SOSL for ``INDEX_LAG_SECONDS`` (longer than any test), as a busy real org's
-  may for minutes.
+  invisible to SOSL for ``INDEX_LAG_SECONDS``, as a busy real org's may for minutes; the
+  index clock stands still, so they stay invisible however slowly a test runs.
 - ``salesforce_ca_env``: points ``REQUESTS_CA_BUNDLE`` and ``SSL_CERT_FILE`` at the
   stand-in's test CA for the test's duration; yields the stand-in.
 """
@@ -22,6 +22,7 @@ INDEX_LAG_SECONDS = 600.0
 @pytest.fixture
 def salesforce_standin() -> Iterator[SalesforceStandin]:
     standin = SalesforceStandin(index_lag_seconds=INDEX_LAG_SECONDS)
+    standin.org.clock = lambda: 0.0  # the index never catches up during a test
     standin.start()
     try:
         yield standin

@@ -26,6 +26,7 @@ import asyncio
 import secrets
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -44,6 +45,7 @@ from tests.standins.twilio_script import (
     CallerScript,
     CallResult,
     HangUp,
+    Hold,
     InterruptAgent,
     ListenUntilAgentDone,
     Pause,
@@ -57,6 +59,7 @@ __all__ = [
     "CallResult",
     "CallerScript",
     "HangUp",
+    "Hold",
     "InterruptAgent",
     "ListenUntilAgentDone",
     "Pause",
@@ -82,6 +85,12 @@ class TwilioStandin:
         self._state = RestState(account_sid=account_sid, auth_token=auth_token)
         self._server = ThreadedAsgiServer(build_rest_app(self._state))
         self.api_base_url = ""
+        self.agent_busy: Callable[[], object] | None = None
+        """Whether the model behind the app is still producing its answer (e.g.
+        ``RealtimeStandin.responding``). The caller cannot understand speech, so it cannot
+        tell a pause in the agent's audio from the end of its answer; with this set,
+        `ListenUntilAgentDone` counts no quiet while the model is still answering, and a
+        slow machine cannot make the caller speak over the agent."""
 
     # -- recorded REST traffic (appended from the REST thread) ----------------------
 
@@ -206,6 +215,7 @@ class TwilioStandin:
         give_up_after_s: float = 20.0,
         ssl_context: ssl.SSLContext | None = None,
         between_webhooks: BetweenWebhooks | None = None,
+        catch_up: bool = False,
     ) -> CallResult:
         """Place one inbound call to the app and run it to its end.
 
@@ -213,7 +223,10 @@ class TwilioStandin:
         frames in real time. ``give_up_after_s``: wall seconds the caller stays on a
         stream, silent, after its last step before hanging up (`CallResult.gave_up`).
         ``ssl_context``: the trust for an ``https://`` ``app_url`` (e.g. a proxy's test CA);
-        the stream then opens over ``wss://``.
+        the stream then opens over ``wss://``. ``catch_up``: a stream tick the machine made
+        late is caught up with a burst, as a real line's clock runs on whatever the machine
+        does (for measuring latency at the caller's ear); by default (tests) the caller's
+        audio clock never runs ahead of the event loop.
         """
         if speed <= 0:
             raise ValueError("speed must be positive")
@@ -241,6 +254,8 @@ class TwilioStandin:
             give_up_after_s=give_up_after_s,
             ssl_context=ssl_context,
             between_webhooks=between_webhooks,
+            agent_busy=self.agent_busy,
+            catch_up=catch_up,
         )
         verify: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
         async with httpx.AsyncClient(trust_env=False, timeout=30.0, verify=verify) as http:

@@ -82,6 +82,10 @@ class CallPlan:
     give_up_after_s: float
     ssl_context: ssl.SSLContext | None = None
     between_webhooks: BetweenWebhooks | None = None
+    agent_busy: Callable[[], object] | None = None
+    """See `TwilioStandin.agent_busy`."""
+    catch_up: bool = False
+    """See `TwilioStandin.place_call`."""
 
 
 class CallRun:
@@ -311,6 +315,8 @@ class CallRun:
                     result=self.result,
                     speed=self._plan.speed,
                     give_up_after_s=self._plan.give_up_after_s,
+                    agent_busy=self._plan.agent_busy,
+                    catch_up=self._plan.catch_up,
                 )
                 end = await session.run()
         except InvalidStatus as exc:

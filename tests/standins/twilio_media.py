@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from tests.standins import audio
 from tests.standins.twilio_script import (
     HangUp,
+    Hold,
     ListenUntilAgentDone,
     Pause,
     PressDigit,
@@ -172,6 +173,9 @@ class CallerTick:
     hang_up: bool = False
     timed_out: str | None = None
     utterance_ended: bool = False
+    await_clear_s: float | None = None
+    """Stop the audio clock after this frame until the app's ``clear`` arrives (waiting at
+    most this many wall seconds)."""
 
 
 @dataclass(slots=True)
@@ -200,8 +204,18 @@ class CallerVoice:
         """The stream ended under the current step: it is dropped, the rest carry over."""
         self._current = None
 
-    def tick(self, *, agent_playing: bool, playing_run_ms: int, now: float) -> CallerTick:
-        """What the caller sends this tick, given what it heard during the tick."""
+    def tick(
+        self,
+        *,
+        agent_playing: bool,
+        playing_run_ms: int,
+        now: float,
+        agent_queued: bool = False,
+        agent_busy: bool = False,
+    ) -> CallerTick:
+        """What the caller sends this tick, given what it heard during the tick, whether
+        more agent audio is queued behind it, and whether the model is still answering
+        (see `TwilioStandin.agent_busy`)."""
         timed_out: str | None = None
         while True:
             state = self._current
@@ -226,6 +240,15 @@ class CallerVoice:
                 if state.pause_left_ms <= 0:
                     self._current = None
                 return CallerTick(SILENT_FRAME, timed_out=timed_out)
+            if isinstance(step, Hold):
+                if step.until is not None and step.until():
+                    self._current = None
+                    continue
+                if now - state.started_at > step.timeout_s:
+                    timed_out = f"{step!r}: still holding after timeout_s"
+                    self._current = None
+                    continue
+                return CallerTick(SILENT_FRAME, timed_out=timed_out)
             if isinstance(step, Say):
                 if not state.speaking:
                     state.speaking = True
@@ -236,7 +259,8 @@ class CallerVoice:
                     state.heard_agent = True
                     state.quiet_ms = 0
                 elif state.heard_agent:
-                    state.quiet_ms += FRAME_MS
+                    # A pause while the model is still answering is not the end of it.
+                    state.quiet_ms = 0 if agent_busy else state.quiet_ms + FRAME_MS
                 if state.heard_agent and state.quiet_ms >= step.quiet_ms:
                     self._current = None
                     continue
@@ -248,10 +272,18 @@ class CallerVoice:
             # InterruptAgent
             if state.speaking:
                 return self._speak(state, timed_out)
-            if agent_playing and playing_run_ms >= step.after_ms:
+            if agent_playing and agent_queued and playing_run_ms >= step.after_ms:
                 state.speaking = True
                 state.frames = deque(audio.frames(audio.tone(step.say_ms)))
-                return self._speak(state, timed_out)
+                first = self._speak(state, timed_out)
+                if not step.until_cleared:
+                    return first
+                return CallerTick(
+                    first.frame,
+                    timed_out=first.timed_out,
+                    utterance_ended=first.utterance_ended,
+                    await_clear_s=step.timeout_s,
+                )
             if now - state.started_at > step.timeout_s:
                 timed_out = f"{step!r}: agent audio never played for after_ms"
                 self._current = None

@@ -8,6 +8,7 @@ ends carry over to the next stream of the same call. Outside streams (``<Gather>
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -29,8 +30,9 @@ class Pause:
 @dataclass(frozen=True, slots=True)
 class ListenUntilAgentDone:
     """Wait until agent audio has started playing and then nothing has played for
-    ``quiet_ms`` (audio time). Gives up after ``timeout_s`` of wall time, recording the
-    timeout in `CallResult.script_timeouts`."""
+    ``quiet_ms`` (audio time) — counted only while the model is not still answering, when
+    the test told the stand-in how to know (`TwilioStandin.agent_busy`). Gives up after
+    ``timeout_s`` of wall time, recording the timeout in `CallResult.script_timeouts`."""
 
     quiet_ms: int = 700
     timeout_s: float = 15
@@ -38,12 +40,32 @@ class ListenUntilAgentDone:
 
 @dataclass(frozen=True, slots=True)
 class InterruptAgent:
-    """Wait until agent audio has been playing for ``after_ms`` without a gap, then speak
-    over it for ``say_ms``. Gives up after ``timeout_s`` of wall time (recorded)."""
+    """Wait until agent audio has been playing for ``after_ms`` without a gap and more of
+    it is still queued (the agent is mid-sentence), then speak over it for ``say_ms``.
+    Gives up after ``timeout_s`` of wall time (recorded).
+
+    With ``until_cleared`` (the default), the stream's audio clock stands still right after
+    the caller's first frame of speech — nothing plays, no frame is sent — until the app's
+    ``clear`` arrives: the interruption lands on the audio queued at that moment, however
+    long the app and the machine take to react (a bounded wait of ``timeout_s``, recorded
+    when it runs out). Without it, audio keeps playing while the app reacts, as on a real
+    line, and what is left to clear depends on the machine's speed."""
 
     after_ms: int = 300
     say_ms: int = 900
     timeout_s: float = 15
+    until_cleared: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """The caller stays on the line, silent, until ``until()`` is true (checked every tick)
+    or, without ``until``, until the app ends or moves the stream. Either is an event the
+    test waits for, not a length of time: ``timeout_s`` of wall time only bounds a broken
+    app, and running out is recorded in `CallResult.script_timeouts` (then the step ends)."""
+
+    until: Callable[[], object] | None = None
+    timeout_s: float = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +80,7 @@ class HangUp:
     """The caller hangs up: ``stop`` on the stream, socket closed, status callback."""
 
 
-Step = Say | Pause | ListenUntilAgentDone | InterruptAgent | PressDigit | HangUp
+Step = Say | Pause | Hold | ListenUntilAgentDone | InterruptAgent | PressDigit | HangUp
 DialOutcome = Literal["completed", "no-answer", "busy", "failed", "voicemail"]
 """What happens on a ``<Dial>``ed line: ``completed`` a person answers (and, when the leg is
 screened, presses ``office_digits``), ``voicemail`` a machine answers (it hears the

@@ -1,10 +1,11 @@
 """One bidirectional Media Stream from the caller's side, over a real websocket.
 
 The shell around `twilio_media`: it sends ``connected`` and ``start``, then every 20 ms of
-audio time (``speed`` × faster than real time) plays 20 ms of queued agent audio and sends
-one inbound ``media`` frame; a reader task applies the app's media/mark/clear as they
-arrive. The stream ends when the caller hangs up (``stop`` then close), the app closes the
-socket, or a REST update takes the call elsewhere (``stop`` then close, as Twilio does).
+audio time (``speed`` × faster than real time; a tick the machine made late is caught up
+only with ``catch_up``) plays 20 ms of queued agent audio and sends one inbound ``media``
+frame; a reader task applies the app's media/mark/clear as they arrive. The stream ends
+when the caller hangs up (``stop`` then close), the app closes the socket, or a REST
+update takes the call elsewhere (``stop`` then close, as Twilio does).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import base64
 import contextlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -57,6 +59,8 @@ class StreamSession:
         result: CallResult,
         speed: float,
         give_up_after_s: float,
+        agent_busy: Callable[[], object] | None = None,
+        catch_up: bool = False,
     ) -> None:
         self._ws = ws
         self._id = identity
@@ -65,11 +69,14 @@ class StreamSession:
         self._result = result
         self._speed = speed
         self._give_up_after_s = give_up_after_s
+        self._agent_busy = agent_busy
+        self._catch_up = catch_up
         self._playback = Playback()
         self._send_lock = asyncio.Lock()
         self._sequence = 0
         self._closing = False
         self._app_closed = asyncio.Event()
+        self._cleared = asyncio.Event()
         self._playing_run_ms = 0
         self._utterance_end_tick: int | None = None
         self._heard = bytearray()
@@ -120,7 +127,11 @@ class StreamSession:
                 await self._echo_mark(name)
             now = loop.time()
             caller = self._voice.tick(
-                agent_playing=bool(played.audio), playing_run_ms=self._playing_run_ms, now=now
+                agent_playing=bool(played.audio),
+                playing_run_ms=self._playing_run_ms,
+                now=now,
+                agent_queued=self._playback.queued_bytes > 0,
+                agent_busy=self._agent_busy is not None and bool(self._agent_busy()),
             )
             if caller.timed_out:
                 self._result.script_timeouts.append(caller.timed_out)
@@ -141,13 +152,39 @@ class StreamSession:
                         "dtmf": {"track": "inbound_track", "digit": caller.digit},
                     }
                 )
+            self._cleared.clear()
             await self._send_media(caller.frame, tick)
             if caller.utterance_ended:
                 self._utterance_end_tick = tick + 1
             tick += 1
+            if caller.await_clear_s is not None:
+                # The audio clock stands still until the app reacts; then it runs on from
+                # where it stopped (the wait is not caught up).
+                stopped = loop.time()
+                if not await self._wait_for_clear(caller.await_clear_s):
+                    self._result.script_timeouts.append("InterruptAgent: the app never cleared")
+                start += loop.time() - stopped
             # The app closing or a REST update is noticed at the next tick (<= 20 ms later).
             deadline = start + tick * FRAME_MS / 1000 / self._speed
+            late = loop.time() - deadline
+            if late > 0 and not self._catch_up:
+                # A late tick is not caught up with a burst of ticks: after a stall of the
+                # machine, the caller's audio clock never runs ahead of the app's loop.
+                start += late
             await asyncio.sleep(max(0.0, deadline - loop.time()))
+
+    async def _wait_for_clear(self, timeout_s: float) -> bool:
+        """Wait for the app's ``clear`` (True), the stream's end or ``timeout_s`` (False)."""
+        waits = [
+            asyncio.ensure_future(event.wait())
+            for event in (self._cleared, self._app_closed, self._call.wake)
+        ]
+        try:
+            await asyncio.wait(waits, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return self._cleared.is_set() or self._app_closed.is_set() or self._call.wake.is_set()
 
     def _on_played(self, played: bytes, stale_epochs: tuple[int, ...], tick: int) -> None:
         result = self._result
@@ -196,6 +233,7 @@ class StreamSession:
             result.cleared_audio_ms += dropped // audio.BYTES_PER_MS
             for name in marks:
                 await self._echo_mark(name)
+            self._cleared.set()
 
     async def _echo_mark(self, name: str) -> None:
         self._result.marks_echoed.append(name)
