@@ -749,12 +749,15 @@ class Store:
         window: dt.timedelta,
         per_number: int,
         per_business: int,
+        repeat_ok: bool = False,
     ) -> str | None:
         """Record one outbound send and return ``None``, or return why it is refused
         (nothing recorded): ``per_number`` sends of ``kind`` to ``destination_key`` and
         ``per_business`` from ``business`` within ``window`` before ``now``, and one send
-        of ``purpose`` per ``call_sid``. Serialized across processes (SQLite's write lock,
-        a PostgreSQL advisory lock), so the limits hold for every node on the database."""
+        of ``purpose`` per ``call_sid`` — with ``repeat_ok``, a send of ``purpose`` already
+        recorded for ``call_sid`` is allowed again without being counted a second time (a
+        retry of the same alert). Serialized across processes (SQLite's write lock, a
+        PostgreSQL advisory lock), so the limits hold for every node on the database."""
         since = now - window
         with self.engine.connect() as connection:
             if connection.dialect.name == "sqlite":
@@ -770,7 +773,7 @@ class Store:
                 ).scalar_one()
                 if done:
                     connection.rollback()
-                    return f"already sent a {purpose} for this call"
+                    return None if repeat_ok else f"already sent a {purpose} for this call"
             recent = (sends.kind == kind) & (sends.sent_at > since)
             checks = (
                 (sends.destination_key == destination_key, per_number, "per-number"),

@@ -22,6 +22,17 @@ missing one (Twilio's Messages API has no idempotency key).
 
 The warm transfer (``warm_transfer = true``) is a call update on a live call: it is made
 at most once per call (``claim_transfer``) by the path that is serving the caller.
+
+How often: alerts and transfers go to the business's *own* on-call phone, so they are not
+counted against, or held by, the caller-facing text limits (``OUTBOUND_SMS_*``). They have
+their own budget per business and rolling hour (``EMERGENCY_ALERTS_PER_BUSINESS_PER_HOUR``,
+alerts and transfers counted apart, each call once however often its alert is retried).
+When it is used up, an alert is *held* — still owed, retried by the sweep, sent as soon as
+the window allows, oldest first — and a transfer is skipped (the caller stays with the
+receptionist; the alert still goes out). Neither is silent: the owner is told
+(``owner_phone`` / ``owner_email``) once per window. An alert Twilio keeps refusing gives
+up after ``max_attempts`` and the owner is told that too, once, with the call id (never the
+caller's words); staff pages show the call.
 """
 
 from __future__ import annotations
@@ -42,6 +53,7 @@ from telephony.outbound import (
     emergency_alert_body,
     staff_callback_number,
 )
+from telephony.owner_alerts import OwnerAlerts
 from telephony.twilio_rest import TwilioActions
 
 log = logging.getLogger(__name__)
@@ -86,6 +98,7 @@ class Escalation:
         max_attempts: int = MAX_ATTEMPTS,
         sweep_seconds: float = SWEEP_SECONDS,
         limiter: OutboundLimiter | None = None,
+        owner_alerts: OwnerAlerts | None = None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.store = store
@@ -96,7 +109,9 @@ class Escalation:
         self.max_attempts = max_attempts
         self.sweep_seconds = sweep_seconds
         self.limiter = limiter
+        self.owner_alerts = owner_alerts
         self.clock = clock
+        self.notices: set[asyncio.Task[None]] = set()
         self.wake = asyncio.Event()
         self.on_sent: Callable[[str], None] = lambda _sid: None
 
@@ -123,12 +138,14 @@ class Escalation:
 
     async def send(self, call_sid: str) -> bool:
         """Send the call's owed alert if nobody else is; True when it has been sent (by
-        this call or earlier, by any process). Its database work runs in threads."""
-        call = await asyncio.to_thread(self.store.get_call, call_sid)
+        this call or earlier, by any process)."""
+        call = self.store.get_call(call_sid)
         if call is None or call.emergency_at is None:
             return False
         if call.alert_sent_at is not None:
             return True
+        if call.alert_attempts >= self.max_attempts:
+            return False  # given up (the owner was told); staff pages show the call
         business = self.business_of(call)
         if business is None or not business.on_call_phone or self.twilio is None:
             why = "no on-call phone" if business is not None else "no business"
@@ -137,19 +154,15 @@ class Escalation:
             if call.alert_error == why:
                 return False  # said once already
             log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
-            await asyncio.to_thread(
-                self.store.alert_failed, call_sid, why, retry_after=dt.timedelta(days=3650)
-            )
+            self.store.alert_failed(call_sid, why, retry_after=dt.timedelta(days=3650))
             return False
-        refusal = await asyncio.to_thread(self._rate_limited, OutboundKind.SMS, business, call_sid)
-        if refusal is not None:  # owed still: the sweep tries again after ``retry_after``
-            await asyncio.to_thread(
-                self.store.alert_failed, call_sid, refusal, retry_after=self.retry_after
-            )
+        refusal = self._over_budget(OutboundKind.ALERT, business, call_sid)
+        if refusal is not None:  # held, owed still: the sweep tries again after ``retry_after``
+            self.store.alert_failed(call_sid, refusal, retry_after=self.retry_after)
             return False
-        if not await asyncio.to_thread(self.store.claim_alert, call_sid, lease=self.lease):
-            return await asyncio.to_thread(self.alerted, call_sid)
-        call = await asyncio.to_thread(self.store.get_call, call_sid) or call
+        if not self.store.claim_alert(call_sid, lease=self.lease):
+            return self.alerted(call_sid)
+        call = self.store.get_call(call_sid) or call
         try:
             await self.twilio.send_sms(
                 to=business.on_call_phone,
@@ -158,41 +171,122 @@ class Escalation:
                 call_sid=call_sid,
             )
         except TwilioRestError as exc:
-            log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
             error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
-            await asyncio.to_thread(
-                self.store.alert_failed, call_sid, error, retry_after=self.retry_after
-            )
+            self.store.alert_failed(call_sid, error, retry_after=self.retry_after)
+            if call.alert_attempts < self.max_attempts:
+                log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
+            else:
+                self._gave_up(business, call_sid, call.alert_attempts, exc)
             return False
-        await asyncio.to_thread(self.store.alert_sent, call_sid)
+        self.store.alert_sent(call_sid)
         metrics.EMERGENCY_ALERTS.inc()
         log.info("call %s: on-call phone alerted", call_sid)
         self.on_sent(call_sid)
         return True
 
-    def _rate_limited(self, kind: OutboundKind, business: Business, call_sid: str) -> str | None:
-        """Why the per-number/per-business limits refuse this send now, or None (counted)."""
+    def _over_budget(self, kind: OutboundKind, business: Business, call_sid: str) -> str | None:
+        """Why the emergency budget refuses this alert/transfer now, or None (counted, once
+        per call). At the budget the owner is told, once per window."""
         if self.limiter is None or not business.on_call_phone:
             return None
         refusal = self.limiter.acquire(
-            kind, business=business.name, destination=business.on_call_phone, now=self.clock()
+            kind,
+            business=business.name,
+            destination=business.on_call_phone,
+            now=self.clock(),
+            call_sid=call_sid,
+            purpose=f"emergency {kind.value}",
         )
-        if refusal is not None:
-            metrics.OUTBOUND_REFUSED.labels(kind=kind.value, reason="rate_limit").inc()
-            log.warning("call %s: on-call %s held back: %s", call_sid, kind.value, refusal)
-        return refusal
+        if refusal is None:
+            return None
+        metrics.OUTBOUND_REFUSED.labels(kind=kind.value, reason="rate_limit").inc()
+        log.warning("call %s: on-call %s held back: %s", call_sid, kind.value, refusal)
+        owner = self.owner_alerts
+        budget = self.limiter.limits.emergency_per_business
+        if owner is not None and self._owner_notice_due(OutboundKind.ALERTS_HELD, business, None):
+            self._notify(
+                "alerts_held", call_sid, lambda: owner.alerts_held(business, call_sid, budget)
+            )
+        return f"emergency alert budget: {refusal}"
+
+    def _gave_up(
+        self, business: Business, call_sid: str, attempts: int, exc: TwilioRestError
+    ) -> None:
+        """The alert stops being retried: say so loudly, and tell the owner (once)."""
+        log.error(
+            "call %s: emergency alert NOT delivered, gave up after %d attempts (%s)",
+            call_sid,
+            attempts,
+            exc,
+        )
+        metrics.OUTBOUND_REFUSED.labels(kind=OutboundKind.ALERT.value, reason="gave_up").inc()
+        owner = self.owner_alerts
+        if owner is None or not self._owner_notice_due(
+            OutboundKind.ALERT_FAILED, business, call_sid
+        ):
+            return
+        # Our words only: Twilio's message text can carry a phone number.
+        reason = (
+            f"Twilio answered HTTP {exc.status}, error {exc.code}"
+            if exc.status
+            else "Twilio could not be reached"
+        )
+        self._notify(
+            "alert_failed",
+            call_sid,
+            lambda: owner.alert_failed(business, call_sid, attempts, reason),
+        )
+
+    def _owner_notice_due(
+        self, kind: OutboundKind, business: Business, call_sid: str | None
+    ) -> bool:
+        """Whether this owner notice is to be sent now (claimed in the database, so once
+        per window / per call across every process); False when the owner has no contact."""
+        contact = business.owner_phone or business.owner_email
+        if not contact:
+            return False
+        if self.limiter is None:
+            return True
+        refusal = self.limiter.acquire(
+            kind,
+            business=business.name,
+            destination=contact,
+            now=self.clock(),
+            call_sid=call_sid,
+            purpose=f"owner {kind.value}",
+        )
+        return refusal is None
+
+    def _notify(self, kind: str, call_sid: str, send: Callable[[], None]) -> None:
+        """Send an owner notice off the caller's path (SMTP and Twilio block; a webhook
+        waiting on ``send`` must not). ``settle()`` awaits the ones under way."""
+        metrics.OWNER_ALERTS.labels(kind=kind).inc()
+        log.info("call %s: telling the owner (%s)", call_sid, kind)
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(send))
+        self.notices.add(task)
+        task.add_done_callback(self.notices.discard)
+
+    async def settle(self) -> None:
+        """Wait for the owner notices under way (shutdown, tests)."""
+        while self.notices:
+            await asyncio.gather(*list(self.notices), return_exceptions=True)
 
     async def send_owed(self) -> int:
         """Send every alert that is owed and unclaimed; the number sent."""
         sent = 0
-        owed = await asyncio.to_thread(self.store.unsent_alerts, max_attempts=self.max_attempts)
-        for call_sid in owed:
+        for call_sid in self.store.unsent_alerts(max_attempts=self.max_attempts):
             if await self.send(call_sid):
                 sent += 1
         return sent
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: send owed alerts when woken, and sweep every ``sweep_seconds``."""
+        try:
+            await self._run(stop)
+        finally:
+            await self.settle()
+
+    async def _run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             self.wake.clear()
             try:
@@ -208,13 +302,21 @@ class Escalation:
                     with contextlib.suppress(asyncio.CancelledError):
                         await waiter
 
+    def may_transfer(self, call_sid: str, business: Business) -> bool:
+        """Whether the call may be transferred now: within the emergency budget (a transfer
+        counted apart from the alerts; none past the budget — the caller stays with the
+        receptionist and the owner is told) and the call's one transfer not made yet."""
+        if not business.on_call_phone:
+            return False
+        if self._over_budget(OutboundKind.TRANSFER, business, call_sid) is not None:
+            return False
+        return self.store.claim_transfer(call_sid)
+
     async def transfer(self, call_sid: str, business: Business) -> bool:
         """Connect the live caller to the on-call phone (once per call)."""
         if self.twilio is None or not business.on_call_phone:
             return False
-        if await asyncio.to_thread(self._rate_limited, OutboundKind.CALL, business, call_sid):
-            return False
-        if not await asyncio.to_thread(self.store.claim_transfer, call_sid):
+        if not self.may_transfer(call_sid, business):
             return False
         document = twiml.transfer(
             number=business.on_call_phone, message=TRANSFER_MESSAGE, caller_id=business.number

@@ -14,9 +14,12 @@ repeats), so every outbound text or call goes through three checks here:
   each field bounded, links and e-mail addresses removed, the whole at most one SMS
   segment set (``ALERT_MAX_CHARS``).
 - **How often**: ``OutboundLimiter`` — rolling one-hour windows per destination number and
-  per business for texts and for calls, and one emergency alert / one transfer / one
-  confirmation per call, counted in the database (``outbound_sends``) so every process
-  and node shares them. Time is passed in.
+  per business: caller-facing texts on one budget, the emergency alerts and warm
+  transfers to the business's own on-call phone on their own, higher one (so neither can
+  starve the other), one emergency alert / one transfer / one confirmation per call, and
+  the owner's notices about alerts (budget used up: once a window; an alert given up:
+  once a call), counted in the database (``outbound_sends``) so every process and node
+  shares them. Time is passed in.
 """
 
 from __future__ import annotations
@@ -187,19 +190,44 @@ def emergency_alert_body(
 
 
 class OutboundKind(enum.Enum):
+    """What is sent, and so which budget it counts against (each kind counted apart)."""
+
     SMS = "sms"
-    CALL = "call"
+    """A text to a caller (confirmation, missed-call text-back): the caller-facing limits."""
+    ALERT = "alert"
+    """The emergency text to the business's own on-call phone: the emergency budget."""
+    TRANSFER = "transfer"
+    """A warm transfer of a live emergency call to the on-call phone: the emergency budget."""
+    ALERTS_HELD = "held"
+    """The owner told that the emergency budget is used up: once per business per window."""
+    ALERT_FAILED = "failed"
+    """The owner told that an alert gave up: once per call (within the emergency budget)."""
+
+
+_ONCE_PER_CALL_COUNTED_ONCE = frozenset({OutboundKind.ALERT, OutboundKind.TRANSFER})
+"""Kinds whose repeats for one call (a retried alert) pass without being counted again."""
 
 
 @dataclass(frozen=True, slots=True)
 class OutboundLimits:
-    """Sends allowed per rolling ``window_seconds`` (an hour)."""
+    """Sends allowed per rolling ``window_seconds`` (an hour). Caller-facing texts
+    (``sms_*``) and what goes to the business itself (``emergency_per_business``: on-call
+    alerts, and warm transfers, counted apart) never share a budget, so a flood of texts
+    to callers cannot hold back an emergency alert, nor the other way round."""
 
     sms_per_number: int = 10
     sms_per_business: int = 60
-    calls_per_number: int = 10
-    calls_per_business: int = 30
+    emergency_per_business: int = 120
     window_seconds: float = 3600.0
+
+    def budget(self, kind: OutboundKind) -> tuple[int, int]:
+        """(per destination number, per business) for ``kind`` within the window."""
+        if kind is OutboundKind.SMS:
+            return self.sms_per_number, self.sms_per_business
+        if kind is OutboundKind.ALERTS_HELD:
+            return 1, 1
+        # The on-call phone is the business's own: one budget, per number and business.
+        return self.emergency_per_business, self.emergency_per_business
 
 
 class OutboundLimiter:
@@ -226,13 +254,10 @@ class OutboundLimiter:
         purpose: str = "",
     ) -> str | None:
         """Record one send and return ``None``, or return why it is refused (nothing
-        recorded). With ``call_sid``, at most one send of ``purpose`` per call."""
-        limits = self.limits
-        per_number, per_business = (
-            (limits.sms_per_number, limits.sms_per_business)
-            if kind is OutboundKind.SMS
-            else (limits.calls_per_number, limits.calls_per_business)
-        )
+        recorded). With ``call_sid``, at most one send of ``purpose`` per call — except
+        that an alert or transfer already counted for the call passes again uncounted
+        (its retries are the same alert, and the call's own claim keeps it to one)."""
+        per_number, per_business = self.limits.budget(kind)
         return self.store.claim_outbound(
             kind=kind.value,
             business=business,
@@ -240,7 +265,8 @@ class OutboundLimiter:
             purpose=purpose or kind.value,
             call_sid=call_sid,
             now=now,
-            window=dt.timedelta(seconds=limits.window_seconds),
+            window=dt.timedelta(seconds=self.limits.window_seconds),
             per_number=per_number,
             per_business=per_business,
+            repeat_ok=kind in _ONCE_PER_CALL_COUNTED_ONCE,
         )

@@ -144,6 +144,44 @@ class OwnerAlerts:
         )
         self._send(business, call_sid, "dead-letter alert", sms, subject, body)
 
+    def alerts_held(self, business: Business, call_sid: str, budget: int) -> None:
+        """The emergency budget (``EMERGENCY_ALERTS_PER_BUSINESS_PER_HOUR``) is used up:
+        alerts are held and go out as the window allows. Sent once per window; names the
+        call that was held, never what its caller said."""
+        link = self.staff_link(call_sid)
+        sms = (
+            f"{business.name}: {budget} emergency alerts in the last hour. Further alerts "
+            f"(first: call {call_sid}) are held and sent as the hour allows; warm transfers "
+            f"wait too. Check the calls: {link}"
+        )
+        subject = f"[{business.name}] Emergency alerts held: {budget} in an hour reached"
+        body = (
+            f"The receptionist has sent {budget} emergency alerts to the on-call phone of "
+            f"{business.name} in the last hour, its limit (EMERGENCY_ALERTS_PER_BUSINESS_PER_"
+            f"HOUR). Further alerts, the first for call {call_sid}, are held and sent as soon "
+            f"as the hour allows; warm transfers to the on-call phone wait too.\n\n"
+            f"A storm night, or a flood of fake emergencies: look at the emergency calls on "
+            f"the staff pages and call back the real ones now: {link}\n"
+        )
+        self._send(business, call_sid, "alerts-held notice", sms, subject, body)
+
+    def alert_failed(self, business: Business, call_sid: str, attempts: int, reason: str) -> None:
+        """An emergency alert gave up after ``attempts`` tries. ``reason`` is ours (an HTTP
+        status and Twilio error code), never the caller's words."""
+        link = self.staff_link(call_sid)
+        sms = (
+            f"{business.name}: EMERGENCY call {call_sid} could not be texted to the on-call "
+            f"phone ({attempts} tries). Call the caller back now: {link}"
+        )
+        subject = f"[{business.name}] EMERGENCY alert not delivered: call {call_sid}"
+        body = (
+            f"The receptionist could not text the on-call phone about emergency call "
+            f"{call_sid} and stopped after {attempts} tries.\n\nReason: {_clean(reason, 200)}"
+            f"\n\nThe caller is waiting for a call back. Open the call and call them now: "
+            f"{link}\n"
+        )
+        self._send(business, call_sid, "alert-failed notice", sms, subject, body)
+
     def _send(
         self, business: Business, call_sid: str, what: str, sms: str, subject: str, body: str
     ) -> None:

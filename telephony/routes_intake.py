@@ -125,10 +125,11 @@ def _transfer_if_configured(
     services: Services, call: CallRecord, business: Business, intake: Intake
 ) -> Response | None:
     """``warm_transfer``: an emergency caller in the intake is connected to the on-call
-    phone at once (the alert text has gone out first), once per call."""
+    phone at once (the alert text has gone out first), once per call, within the
+    emergency budget (past it the intake goes on; ``Escalation.may_transfer``)."""
     if not (business.warm_transfer and business.on_call_phone and services.twilio):
         return None
-    if not services.store.claim_transfer(call.call_sid):
+    if not services.escalation.may_transfer(call.call_sid, business):
         return None
     log.info("call %s: emergency in the intake; transferring to the on-call phone", call.call_sid)
     return twiml_response(

@@ -214,13 +214,17 @@ class Services:
             OutboundLimits(
                 sms_per_number=settings.outbound_sms_per_number_per_hour,
                 sms_per_business=settings.outbound_sms_per_business_per_hour,
-                calls_per_number=settings.outbound_calls_per_number_per_hour,
-                calls_per_business=settings.outbound_calls_per_business_per_hour,
+                emergency_per_business=settings.emergency_alerts_per_business_per_hour,
             ),
             secret=settings.twilio_auth_token.get_secret_value(),
         )
         escalation = Escalation(
-            store=store, businesses=businesses, twilio=twilio, limiter=outbound, clock=clock
+            store=store,
+            businesses=businesses,
+            twilio=twilio,
+            limiter=outbound,
+            owner_alerts=alerts,
+            clock=clock,
         )
 
         def on_finalized(summary: CallSummary) -> None:

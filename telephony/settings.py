@@ -85,8 +85,9 @@ class Settings(BaseSettings):
     stream_token_ttl_seconds: Annotated[int, Field(ge=10)] = 300
     outbound_sms_per_number_per_hour: Annotated[int, Field(ge=1)] = 10
     outbound_sms_per_business_per_hour: Annotated[int, Field(ge=1)] = 60
-    outbound_calls_per_number_per_hour: Annotated[int, Field(ge=1)] = 10
-    outbound_calls_per_business_per_hour: Annotated[int, Field(ge=1)] = 30
+    # The business's own on-call phone (alerts, and warm transfers counted apart): not
+    # caller-facing, so never on the OUTBOUND_SMS_* budget.
+    emergency_alerts_per_business_per_hour: Annotated[int, Field(ge=1)] = 120
     personal_data_retention_days: Annotated[int, Field(ge=0)] = 30
     api_docs_enabled: bool = False
 

@@ -114,6 +114,43 @@ async def test_warm_transfer_from_the_intake_connects_the_caller_after_the_text(
     await delivered(app, result.call_sid)
 
 
+async def test_warm_transfers_use_the_emergency_budget_not_the_callers_limits(
+    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
+) -> None:
+    """warm_transfer = true, caller-facing texts limited to 1 an hour, the emergency budget
+    at 2: the first two emergency calls are texted and transferred (the callers' limit
+    does not apply to the business's own on-call phone); past the budget the third is
+    neither — its alert held (owed), no transfer — and the intake goes on with its
+    questions, never saying the on-call team was alerted."""
+    from sqlalchemy import text
+
+    app = await start_app(
+        businesses_file=businesses_file(tmp_path, "warm_transfer = true\n"),
+        outbound_sms_per_number_per_hour=1,
+        outbound_sms_per_business_per_hour=1,
+        emergency_alerts_per_business_per_hour=2,
+        **twilio_settings(twilio_standin),
+    )
+    results = [
+        await place_call(twilio_standin, app, CallerScript(speech=list(BURST_PIPE_SPEECH)))
+        for _ in range(3)
+    ]
+
+    assert [r.dialed for r in results] == [[ON_CALL_PHONE], [ON_CALL_PHONE], []]
+    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE, ON_CALL_PHONE]
+    held = results[2]
+    assert not any("on-call technician" in s for s in held.said)
+    assert len(held.said) > len(results[0].said), "the intake went on instead of transferring"
+    call = app.services.store.get_call(held.call_sid)
+    assert call is not None and call.transferred_at is None and call.alert_sent_at is None
+    assert "emergency alert budget" in call.alert_error
+    with app.services.store.engine.connect() as connection:
+        kinds = connection.execute(
+            text("SELECT kind, COUNT(*) FROM outbound_sends GROUP BY kind ORDER BY kind")
+        ).all()
+    assert [tuple(k) for k in kinds] == [("alert", 2), ("transfer", 2)]
+
+
 async def test_a_realtime_drop_right_after_flag_emergency_still_texts_once(
     start_app: StartApp,
     twilio_standin: TwilioStandin,

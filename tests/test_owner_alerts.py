@@ -10,6 +10,7 @@ or a lead sits in the dead-letter queue for a week with nobody told.
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 from collections.abc import Iterator
 from email.message import Message
@@ -21,10 +22,20 @@ import pytest
 from aiosmtpd.controller import Controller
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import PUBLIC_BASE_URL, StartApp, free_port, wait_for
+from tests.conftest import (
+    BUSINESSES_TOML,
+    CALLER,
+    ON_CALL_PHONE,
+    PUBLIC_BASE_URL,
+    StartApp,
+    free_port,
+    wait_for,
+)
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript
+from tests.test_conversation_e2e import place_call, twilio_settings
+from tests.test_escalation import BURST_PIPE_SPEECH
 
 BUSINESS = "+14155559999"
 OWNER_PHONE = "+14155550177"
@@ -209,3 +220,140 @@ def test_check_talks_to_the_smtp_server(
     closed = run(["check"], env={**base, "SMTP_PORT": str(free_port())}, cwd=tmp_path)
     (line,) = section(closed.stdout, "E-mail (SMTP):")
     assert line.startswith("[FAIL] cannot use the SMTP server") and closed.returncode == 1
+
+
+# --- emergency alerts the owner must hear about ------------------------------------------
+
+
+def on_call_texts(twilio: TwilioStandin) -> list[dict[str, Any]]:
+    return [m for m in twilio.messages if m["To"] == ON_CALL_PHONE]
+
+
+def owner_texts(twilio: TwilioStandin) -> list[dict[str, Any]]:
+    return [m for m in twilio.messages if m["To"] == OWNER_PHONE]
+
+
+def no_caller_words(text: str) -> None:
+    """What the burst-pipe caller said (name, need, address, number) is not in ``text``."""
+    for word in ("Maria", "Lopez", "pipe", "basement", "Oak", CALLER, CALLER[2:]):
+        assert word not in text, (word, text)
+
+
+def emergency_owner_businesses(tmp_path: Path) -> Path:
+    """The test business with its on-call phone, an owner by SMS and e-mail, and no
+    after-call summaries (so every owner message here is an alert notice)."""
+    path = tmp_path / "emergency-owner.toml"
+    path.write_text(
+        BUSINESSES_TOML
+        + f'owner_phone = "{OWNER_PHONE}"\nowner_email = "{OWNER_EMAIL}"\n'
+        + "owner_summaries = false\n"
+    )
+    return path
+
+
+def smtp_settings(port: int) -> dict[str, Any]:
+    return {"smtp_host": "127.0.0.1", "smtp_port": port, "smtp_security": "none"}
+
+
+async def test_past_the_emergency_budget_alerts_are_held_the_owner_told_once_sent_later(
+    start_app: StartApp, twilio_standin: TwilioStandin, smtp: tuple[Inbox, int], tmp_path: Path
+) -> None:
+    """A storm night with ``EMERGENCY_ALERTS_PER_BUSINESS_PER_HOUR=2``: three burst-pipe
+    calls through the scripted intake. The first two reach the on-call phone at once; the
+    third is held (still owed, its error naming the budget; the caller is not told the
+    on-call team was alerted) and the owner is told — by e-mail and SMS, with the call id,
+    none of the caller's words — once, however often the sweep retries within the window.
+    When the clock moves past the hour, the held alert goes out, once."""
+    inbox, port = smtp
+    offset = [dt.timedelta(0)]
+    app = await start_app(
+        clock=lambda: dt.datetime.now(dt.UTC) + offset[0],
+        businesses_file=emergency_owner_businesses(tmp_path),
+        emergency_alerts_per_business_per_hour=2,
+        **smtp_settings(port),
+        **twilio_settings(twilio_standin),
+    )
+    escalation = app.services.escalation
+    escalation.retry_after = dt.timedelta(0)  # the sweep may retry a held alert at once
+    results = [
+        await place_call(twilio_standin, app, CallerScript(speech=list(BURST_PIPE_SPEECH)))
+        for _ in range(3)
+    ]
+    held_sid = results[2].call_sid
+    assert len(on_call_texts(twilio_standin)) == 2
+    told = "sent your details to our on-call technician"
+    assert [any(told in s for s in r.said) for r in results] == [True, True, False]
+    held = app.services.store.get_call(held_sid)
+    assert held is not None and held.alert_sent_at is None
+    assert "emergency alert budget" in held.alert_error and held.alert_attempts == 0
+
+    await wait_for(lambda: inbox.messages and owner_texts(twilio_standin))
+    ((recipients, message),) = inbox.messages
+    assert recipients == [OWNER_EMAIL]
+    assert message["Subject"] == "[Bay Plumbing & Air] Emergency alerts held: 2 in an hour reached"
+    body = message.get_payload(decode=True).decode()
+    assert held_sid in body and f"{PUBLIC_BASE_URL}/calls/{held_sid}" in body
+    (sms,) = owner_texts(twilio_standin)
+    assert sms["From"] == BUSINESS and held_sid in sms["Body"] and len(sms["Body"]) <= 320
+    no_caller_words(body)
+    no_caller_words(sms["Body"])
+
+    # The sweep tries again within the hour: still held, and the owner is not told again.
+    assert await escalation.send_owed() == 0
+    await escalation.settle()
+    assert len(inbox.messages) == 1 and len(owner_texts(twilio_standin)) == 1
+
+    offset[0] = dt.timedelta(minutes=61)  # the first alerts have left the window
+    await escalation.send_owed()  # (or the service's own sweep, whichever is first)
+    await wait_for(lambda: len(on_call_texts(twilio_standin)) == 3)
+    held = app.services.store.get_call(held_sid)
+    assert held is not None and held.alert_sent_at is not None
+    assert await escalation.send_owed() == 0
+    await escalation.settle()
+    assert len(on_call_texts(twilio_standin)) == 3 and len(inbox.messages) == 1
+
+
+async def test_an_alert_twilio_keeps_refusing_gives_up_and_tells_the_owner_once(
+    start_app: StartApp, twilio_standin: TwilioStandin, smtp: tuple[Inbox, int], tmp_path: Path
+) -> None:
+    """Twilio answers every on-call text with a 500 until the escalation gives up (here
+    after 2 attempts): it stops retrying and the owner is told, by e-mail and SMS, once,
+    with the call id and Twilio's status and code — never the caller's words. The caller
+    was not told the on-call team was alerted."""
+    inbox, port = smtp
+    app = await start_app(
+        businesses_file=emergency_owner_businesses(tmp_path),
+        **smtp_settings(port),
+        **twilio_settings(twilio_standin),
+    )
+    escalation = app.services.escalation
+    escalation.max_attempts = 2
+    escalation.retry_after = dt.timedelta(0)
+    twilio_standin.fail_next_messages(2)  # only the alert texts: no other SMS comes first
+
+    result = await place_call(twilio_standin, app, CallerScript(speech=list(BURST_PIPE_SPEECH)))
+
+    await wait_for(lambda: inbox.messages and owner_texts(twilio_standin))
+    call_sid = result.call_sid
+    call = app.services.store.get_call(call_sid)
+    assert call is not None and call.alert_sent_at is None and call.alert_attempts == 2
+    assert on_call_texts(twilio_standin) == []
+    assert not any("on-call technician" in s for s in result.said)
+    ((recipients, message),) = inbox.messages
+    assert recipients == [OWNER_EMAIL]
+    subject = " ".join(str(message["Subject"]).split())  # unfolded, as a mail client shows it
+    assert subject == f"[Bay Plumbing & Air] EMERGENCY alert not delivered: call {call_sid}"
+    body = message.get_payload(decode=True).decode()
+    assert "Twilio answered HTTP 500, error 20500" in body and "2 tries" in body
+    assert f"{PUBLIC_BASE_URL}/calls/{call_sid}" in body
+    (sms,) = owner_texts(twilio_standin)
+    assert call_sid in sms["Body"] and sms["From"] == BUSINESS
+    no_caller_words(body)
+    no_caller_words(sms["Body"])
+
+    # Given up: no further attempt by the sweep or a path, and no second notice.
+    assert await escalation.send_owed() == 0
+    assert not await escalation.send(call_sid)
+    await escalation.settle()
+    assert len(inbox.messages) == 1 and len(owner_texts(twilio_standin)) == 1
+    assert on_call_texts(twilio_standin) == []

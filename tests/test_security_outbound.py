@@ -175,12 +175,67 @@ def test_rate_limits_hold_across_processes_on_one_database(database_url: str) ->
             sms, business="C", destination="+2", now=t0, call_sid="CA1", purpose="alert"
         )
         assert first is None and "already" in (again or "")
-        call = nodes[1].acquire(OutboundKind.CALL, business="B", destination="+1", now=t0)
-        assert call is None  # texts and calls are counted apart
+        alert = nodes[1].acquire(OutboundKind.ALERT, business="B", destination="+1", now=t0)
+        assert alert is None  # caller-facing texts and on-call alerts are counted apart
         with stores[0].engine.connect() as connection:
             keys = connection.execute(text("SELECT destination_key FROM outbound_sends")).all()
         assert keys and all("415555" not in key for (key,) in keys)
         assert stores[0].forget_outbound(before=t0 + dt.timedelta(days=2)) == len(keys)
+    finally:
+        for store in stores:
+            store.engine.dispose()
+
+
+def test_emergency_alerts_have_their_own_budget_counted_once_per_call(
+    database_url: str,
+) -> None:
+    """The on-call phone's budget (``EMERGENCY_ALERTS_PER_BUSINESS_PER_HOUR``, here 2) is
+    apart from the caller-facing texts (used up here): alerts pass while texts are refused,
+    a retried alert of one call is counted once, transfers are counted apart from alerts,
+    the third call's alert is refused until the window moves on, and the owner's "held"
+    notice is due once per window — across two nodes on one database."""
+    stores = [Store.from_url(database_url), Store.from_url(database_url)]
+    stores[0].create_schema()
+    try:
+        limits = OutboundLimits(sms_per_number=1, sms_per_business=1, emergency_per_business=2)
+        nodes = [OutboundLimiter(store, limits, secret="auth-token") for store in stores]
+        t0 = dt.datetime(2026, 3, 3, 20, 0, tzinfo=dt.UTC)
+
+        def send(node: int, kind: OutboundKind, call: str | None, minutes: float = 0) -> str | None:
+            return nodes[node].acquire(
+                kind,
+                business="B",
+                destination=ON_CALL_PHONE,
+                now=t0 + dt.timedelta(minutes=minutes),
+                call_sid=call,
+                purpose=f"emergency {kind.value}",
+            )
+
+        sms = OutboundKind.SMS
+        assert nodes[0].acquire(sms, business="B", destination=CALLER, now=t0) is None
+        assert "per-business sms limit" in (
+            nodes[1].acquire(sms, business="B", destination="+14155550123", now=t0) or ""
+        )
+        alert, transfer, held = OutboundKind.ALERT, OutboundKind.TRANSFER, OutboundKind.ALERTS_HELD
+        assert send(0, alert, "CA1") is None  # texts used up; the alert is not held by them
+        assert send(1, alert, "CA1", 1) is None and send(0, alert, "CA1", 2) is None  # retries
+        assert send(1, alert, "CA2", 3) is None
+        assert "alert limit (2 an hour) reached" in (send(0, alert, "CA3", 4) or "")
+        assert send(1, transfer, "CA1", 4) is None  # transfers on their own count
+        assert send(0, held, None, 4) is None
+        assert "held limit (1 an hour)" in (send(1, held, None, 30) or "")
+        assert send(0, alert, "CA3", 61) is None  # the first alert left the window
+        assert send(1, held, None, 65) is None  # a new window, a new notice
+        with stores[0].engine.connect() as connection:
+            rows = connection.execute(
+                text("SELECT kind, COUNT(*) FROM outbound_sends GROUP BY kind ORDER BY kind")
+            ).all()
+        assert [tuple(row) for row in rows] == [
+            ("alert", 3),
+            ("held", 2),
+            ("sms", 1),
+            ("transfer", 1),
+        ]
     finally:
         for store in stores:
             store.engine.dispose()
@@ -378,14 +433,15 @@ async def test_five_emergency_flags_give_one_bounded_alert_and_one_transfer(
     assert result.dialed == [ON_CALL_PHONE]
 
 
-async def test_alerts_beyond_the_business_limit_are_held_not_sent(
+async def test_caller_facing_text_limits_never_hold_an_emergency_alert(
     start_app: StartApp,
     twilio_standin: TwilioStandin,
     make_realtime_standin: Callable[..., Any],
 ) -> None:
-    """A run of "emergency" calls (one alert per call) stops at the per-business text limit
-    (here 1 an hour): the second call's alert is held — still owed, its error naming the
-    limit — instead of buzzing the on-call phone again."""
+    """Caller-facing texts limited to 1 an hour per number and per business: two emergency
+    calls through the model both reach the on-call phone at once — the business's own
+    phone is on the emergency budget, not on the callers' (what happens at that budget:
+    ``tests/test_owner_alerts.py``)."""
     flag = ToolCall("flag_emergency", {"reason": "gas smell", "need": "Gas leak"})
     ai: RealtimeStandin = await make_realtime_standin(
         turns=[
@@ -403,6 +459,7 @@ async def test_alerts_beyond_the_business_limit_are_held_not_sent(
         openai_api_key=ai.api_key,
         openai_base_url=ai.base_url,
         outbound_sms_per_business_per_hour=1,
+        outbound_sms_per_number_per_hour=1,
         **twilio_settings(twilio_standin),
     )
     store = app.services.store
@@ -426,8 +483,7 @@ async def test_alerts_beyond_the_business_limit_are_held_not_sent(
                 and (call.alert_sent_at is not None or call.alert_error)
             )
         )
-    first, second = (store.get_call(sid) for sid in sids)
-    assert first is not None and first.alert_sent_at is not None
-    assert second is not None and second.alert_sent_at is None
-    assert "per-business sms limit" in second.alert_error
-    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
+    for sid in sids:
+        call = store.get_call(sid)
+        assert call is not None and call.alert_sent_at is not None and call.alert_error == ""
+    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE, ON_CALL_PHONE]
