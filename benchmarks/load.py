@@ -356,6 +356,7 @@ async def run_step(
         await server.stop()
         await rig.stop()
     stats = rig.stats
+    held = (int(variant.env.get("REALTIME_AUDIO_BATCH_FRAMES", "1")) - 1) * 0.020
     crm = [sf.logged[s] - t for s, t in churned.items() if s in sf.logged]
     call_seconds = calls * (t1 - t0)
     late_p99 = percentile(stats.tick_late, 99)
@@ -370,7 +371,8 @@ async def run_step(
         / max(1, ended_in_window),
         rss_base_mb=rss_base,
         rss_per_call_mb=(rss_loaded - rss_base) / calls,
-        late_c2m=sum(1 for v in stats.c2m if v > LATE_S),
+        # Batched caller audio holds frames by design: late means later than that too.
+        late_c2m=sum(1 for v in stats.c2m if v > LATE_S + held),
         frames_c2m=len(stats.c2m),
         late_m2c=sum(1 for v in stats.m2c if v > LATE_S),
         frames_m2c=len(stats.m2c),
@@ -437,7 +439,7 @@ def report(results: list[StepResult]) -> None:
             + ("  GENERATOR BEHIND" if r.generator_behind else "")
             + (
                 "  SERVER BEHIND (its CPU figure is not valid)"
-                if r.c2m_p50 is None or r.c2m_p50 > LATE_S or r.late_c2m > 0.05 * r.frames_c2m
+                if r.c2m_p50 is None or r.late_c2m > 0.05 * r.frames_c2m
                 else ""
             )
             + (f"  {r.failed} calls failed" if r.failed else "")
