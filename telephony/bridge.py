@@ -160,6 +160,8 @@ class CallBridge:
             log.exception("call %s: the bridge failed (%s)", self.call_sid, type(exc).__name__)
             with contextlib.suppress(Exception):
                 await self._save_progress()
+            # Before the stream closes: the <Redirect> webhook reads it.
+            with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.ctx.store.set_notes, self.call_sid, BRIDGE_FAILED)
             reason = "bridge error"
         finally:

@@ -153,10 +153,11 @@ async def resume(request: Request, services: ServicesDep, background: Background
     call = await asyncio.to_thread(services.store.get_call, params.get("CallSid", ""))
     if call is None or call.notes == "ended_by_agent":
         return twiml_response(twiml.hang_up())
-    if call.state != "active":
+    if call.notes == BRIDGE_FAILED or call.state != "active":
         if call.notes != BRIDGE_FAILED:
             return twiml_response(twiml.hang_up())
-        # finalized after a bridge failure while the caller is still on: never silence
+        # A bridge failure while the caller is still on (the bridge finalizes the call,
+        # before or after this webhook arrives): never silence
         return twiml_response(
             twiml.say_and_hang_up(
                 "Sorry, we had a technical problem. The team has what you told us and will "
