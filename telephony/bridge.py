@@ -390,14 +390,16 @@ class CallBridge:
             await asyncio.to_thread(self.ctx.escalate, self.call_sid, request.reason)
             warm = self.business.warm_transfer and self.ctx.transfer is not None
             if warm and group is not None and self.ctx.transfer is not None:
-                group.create_task(self._guard(self.ctx.transfer(self.call_sid, self.business)))
+                transfer, business = self.ctx.transfer, self.business
+                group.create_task(self._guard(lambda: transfer(self.call_sid, business)))
         elif isinstance(request, RequestCallback):
             await self._save_progress()
 
-    async def _guard(self, work: Awaitable[object]) -> None:
-        """Side effects never take the call down; failures are logged for staff."""
+    async def _guard(self, work: Callable[[], Awaitable[object]]) -> None:
+        """Side effects never take the call down; failures are logged for staff. The work
+        starts inside the task, so a call that ends first leaves no coroutine un-awaited."""
         try:
-            await work
+            await work()
         except Exception as exc:
             log.error(
                 "call %s: tool side effect failed (%s: %s)",
