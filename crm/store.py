@@ -602,10 +602,14 @@ class Store:
 
     def screen_out(self, call_sid: str, reason: str) -> None:
         """A call refused as spam at the door: it will have no summary and no CRM record."""
+        self._end_without_summary(call_sid, "screened", reason)
+
+    def _end_without_summary(self, call_sid: str, state: str, reason: str) -> None:
+        """End an active call in ``state`` with no summary: nothing will finalize it."""
         with self.sessions.begin() as session:
             call = session.get(CallRecord, call_sid)
             if call is not None and call.state == "active":
-                call.state = "screened"
+                call.state = state
                 call.ended_at = utcnow()
                 call.notes = reason
 
@@ -664,12 +668,7 @@ class Store:
 
     def close_unsummarized(self, call_sid: str, reason: str) -> None:
         """The call needs no summary (the office picked up): nothing will finalize it."""
-        with self.sessions.begin() as session:
-            call = session.get(CallRecord, call_sid)
-            if call is not None and call.state == "active":
-                call.state = "closed"
-                call.ended_at = utcnow()
-                call.notes = reason
+        self._end_without_summary(call_sid, "closed", reason)
 
     def set_notes(self, call_sid: str, notes: str) -> None:
         with self.sessions.begin() as session:

@@ -7,7 +7,7 @@ import contextlib
 import datetime as dt
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -35,15 +35,44 @@ DATABASE_DOWN_MESSAGE = (
 PURGE_INTERVAL_SECONDS = 3600.0
 
 
-async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
-    """Apply the personal-data retention now and then every hour until ``stop``."""
+async def every(
+    interval: float,
+    stop: asyncio.Event,
+    job: Callable[[], Awaitable[object]],
+    what: str,
+    *,
+    first_now: bool = False,
+) -> None:
+    """Run ``job`` every ``interval`` seconds (first at once with ``first_now``) until
+    ``stop``; a failure is logged and the loop goes on (it outlives database or Twilio
+    hiccups)."""
+    if not first_now and await _stopped_within(interval, stop):
+        return
     while not stop.is_set():
         try:
-            await asyncio.to_thread(services.purge_expired_personal_data)
-        except SQLAlchemyError as exc:
-            log.error("retention purge failed (%s); retrying later", type(exc).__name__)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), PURGE_INTERVAL_SECONDS)
+            await job()
+        except Exception as exc:
+            log.error("%s failed (%s); retrying later", what, type(exc).__name__)
+        if await _stopped_within(interval, stop):
+            return
+
+
+async def _stopped_within(seconds: float, stop: asyncio.Event) -> bool:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+    return stop.is_set()
+
+
+async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
+    """Apply the personal-data retention now and then every hour until ``stop``."""
+    await every(
+        PURGE_INTERVAL_SECONDS,
+        stop,
+        lambda: asyncio.to_thread(services.purge_expired_personal_data),
+        "retention purge",
+        first_now=True,
+    )
 
 
 async def recover_idle_calls(services: Services) -> int:
@@ -61,16 +90,7 @@ async def recover_periodically(services: Services, stop: asyncio.Event) -> None:
     """The same recovery every minute while the service runs (a node that died leaves
     its calls to the survivors)."""
     interval = max(1.0, min(60.0, services.settings.recovery_idle_seconds / 2))
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval):
-                await stop.wait()
-        if stop.is_set():
-            return
-        try:
-            await recover_idle_calls(services)
-        except Exception as exc:  # the loop outlives a database hiccup
-            log.error("recovery sweep failed (%s)", type(exc).__name__)
+    await every(interval, stop, lambda: recover_idle_calls(services), "recovery sweep")
 
 
 async def reconcile_periodically(services: Services, stop: asyncio.Event) -> None:
@@ -78,19 +98,13 @@ async def reconcile_periodically(services: Services, stop: asyncio.Event) -> Non
     (looking back twice that far, at least an hour)."""
     interval = services.settings.reconcile_interval_seconds
     lookback = dt.timedelta(seconds=max(3600.0, 2 * interval))
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(interval):
-                await stop.wait()
-        if stop.is_set():
-            return
-        try:
-            report = await reconcile(services, since=dt.datetime.now(dt.UTC) - lookback)
-        except Exception as exc:  # the loop outlives a Twilio or database hiccup
-            log.error("reconcile failed (%s)", type(exc).__name__)
-            continue
+
+    async def reconcile_once() -> None:
+        report = await reconcile(services, since=dt.datetime.now(dt.UTC) - lookback)
         for error in report.errors:
             log.error("reconcile: %s", error)
+
+    await every(interval, stop, reconcile_once, "reconcile")
 
 
 def create_app(
