@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from typing import TYPE_CHECKING
 
-import openai
-from openai import AsyncOpenAI
 from pydantic import BaseModel, ConfigDict
 
 from agent.details import CallerDetails
 from agent.summary import TranscriptTurn
 from prompts import render
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ async def extract_details(
     """Ask the summary model for the caller's details; ``None`` when it cannot answer."""
     if not any(turn.speaker == "caller" for turn in transcript):
         return None
+    import openai  # already loaded by whoever built ``client``; not at import (startup cost)
+
     instructions = render("extraction", business_name=business_name, today=today.isoformat())
     try:
         completion = await client.chat.completions.parse(

@@ -5,11 +5,12 @@ starts — before the Realtime session is even connected."""
 from __future__ import annotations
 
 import logging
-
-import openai
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING
 
 from agent.audio import pcm24k_to_mulaw8k
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class GreetingAudio:
         """Render ``text`` once (μ-law 8 kHz); ``None`` when the speech endpoint fails."""
         if text in self._audio:
             return self._audio[text]
+        import openai  # loaded with the client; not at import (startup cost)
+
         try:
             response = await self.client.audio.speech.create(
                 model=self.model,

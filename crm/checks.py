@@ -13,7 +13,6 @@ from crm.config import CrmProfile, SalesforceConfig
 from crm.errors import CrmError
 from crm.org_schema import OrgSchema
 from crm.planner import CALL_SID_FIELD, URGENCY_FIELD
-from crm.salesforce import SalesforceCrm
 from crm.salesforce_auth import initial_flow
 
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
@@ -78,6 +77,8 @@ def check_salesforce(config: SalesforceConfig) -> CheckReport:
     except CrmError as exc:
         report.fail(str(exc))
         return report
+    from crm.salesforce import SalesforceCrm  # simple-salesforce only when checking an org
+
     try:
         crm = SalesforceCrm(config)
         token = crm.auth.token()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from crm.config import CrmWriter, SalesforceConfig
 from crm.local import LocalCrm
-from crm.salesforce import SalesforceCrm
 from crm.store import Store, StorePhoneLedger
 
 
@@ -17,5 +16,9 @@ def build_crm(salesforce: SalesforceConfig | None, store: Store) -> CrmWriter:
     """
     if salesforce is None:
         return LocalCrm(store.engine)
+    # Imported here: simple-salesforce (and zeep under it) is a third of a second of startup
+    # that a service on the local CRM never uses.
+    from crm.salesforce import SalesforceCrm
+
     # The phone ledger finds records we wrote while Salesforce's search index lags.
     return SalesforceCrm(salesforce, ledger=StorePhoneLedger(store, "salesforce"))

@@ -12,8 +12,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Collection
-
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING
 
 from agent.business import Business, BusinessDirectory
 from agent.caller_id import read_caller_id
@@ -23,6 +22,9 @@ from agent.screening import Screening, screen_finished
 from agent.summary import CallSummary, TranscriptTurn
 from agent.summary_builder import build_summary
 from crm.store import AMENDMENT_PENDING, SCREENING_KEY, CallRecord, Store
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-from openai import AsyncOpenAI
+from typing import TYPE_CHECKING
 
 from agent.business import (
     Business,
@@ -22,7 +21,6 @@ from crm.config import CrmProfile, CrmWriter, SalesforceConfig
 from crm.delivery import DeliveryWorker, Outcome, RetryPolicy
 from crm.factory import build_crm
 from crm.routing import CrmPerBusiness
-from crm.salesforce import SalesforceCrm
 from crm.store import Store, purge_personal_data
 from telephony import metrics
 from telephony.bridge import BridgeContext, RealtimeConnection
@@ -45,6 +43,9 @@ from telephony.setup_checks import business_connections
 from telephony.signatures import TwilioSignatures
 from telephony.stream_tokens import StreamTokenError, StreamTokens
 from telephony.twilio_rest import TwilioActions
+
+if TYPE_CHECKING:
+    from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,8 @@ def build_crm_for_businesses(
     connections = business_connections(settings, businesses)
     if not connections:
         return default
+    from crm.salesforce import SalesforceCrm  # simple-salesforce only when an org is named
+
     writers = {name: SalesforceCrm(config) for name, config in connections.items()}
     by_business: dict[str, CrmWriter] = {
         b.name: writers[b.salesforce_connection]
@@ -194,6 +197,10 @@ class Services:
         greetings = None
         client: AsyncOpenAI | None = None
         if settings.openai_configured:
+            # Imported only when configured: the SDK's types cost about a second of startup
+            # (``receptionist check``, the demo and every restart) that no call without it uses.
+            from openai import AsyncOpenAI
+
             # One client per process (its connection pool is shared by every call); the
             # app's lifespan closes it at shutdown.
             client = AsyncOpenAI(

@@ -4,7 +4,6 @@ file, and the real service running on a real port."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from fastapi import FastAPI
 from telephony.app import create_app
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
+from tests.ports import bound_socket
 
 pytest_plugins = [
     "tests.standins.plugin_salesforce",
@@ -59,12 +59,6 @@ async def wait_for(predicate: Callable[[], object], timeout: float = 20.0) -> No
         await asyncio.sleep(0.05)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class RunningApp:
     url: str
@@ -95,7 +89,8 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
     servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
 
     async def start(*, clock: Clock | None = None, **overrides: object) -> RunningApp:
-        port = free_port()
+        sock = bound_socket()
+        port = int(sock.getsockname()[1])
         values: dict[str, object] = {
             "public_base_url": PUBLIC_BASE_URL,
             "database_url": f"sqlite:///{tmp_path / 'receptionist.db'}",
@@ -113,7 +108,7 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
             app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
         )
         server = uvicorn.Server(config)
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         servers.append((server, task))
         while not server.started:
             if task.done():

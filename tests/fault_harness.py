@@ -50,10 +50,10 @@ from tests.fault_rig import (
     ChildProcess,
     CountingSalesforceStandin,
     SharedClientTwilioStandin,
-    free_port,
     stop_all,
     wait_until_serving,
 )
+from tests.ports import free_port
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio_script import (

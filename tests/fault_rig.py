@@ -20,7 +20,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -300,9 +299,3 @@ async def wait_until_serving(http: httpx.AsyncClient, child: ChildProcess, url: 
                 return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"{child.name} did not start: see {child.log_path}")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

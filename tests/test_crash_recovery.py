@@ -31,7 +31,8 @@ import httpx
 import pytest
 from twilio.request_validator import RequestValidator
 
-from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, free_port, wait_for
+from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, wait_for
+from tests.ports import free_port
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin

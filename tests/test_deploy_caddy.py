@@ -23,7 +23,8 @@ import httpx
 import pytest
 
 from crm.store import Store
-from tests.conftest import BUSINESS_NUMBER, CALLER, free_port, wait_for
+from tests.conftest import BUSINESS_NUMBER, CALLER, wait_for
+from tests.ports import free_port
 from tests.standins.openai_realtime import RealtimeStandin
 from tests.standins.twilio import TwilioStandin
 from tests.test_e2e_call import JOHN_EXTRACTION, JOHN_TURNS

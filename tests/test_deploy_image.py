@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import free_port
+from tests.ports import free_port
 from tests.test_deploy_caddy import stop, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent

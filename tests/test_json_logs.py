@@ -11,7 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import BUSINESS_NUMBER, PUBLIC_BASE_URL, free_port, wait_for
+from tests.conftest import BUSINESS_NUMBER, PUBLIC_BASE_URL, wait_for
+from tests.ports import free_port
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript
 from tests.test_deploy_caddy import stop, wait_for_port

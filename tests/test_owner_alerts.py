@@ -28,9 +28,9 @@ from tests.conftest import (
     ON_CALL_PHONE,
     PUBLIC_BASE_URL,
     StartApp,
-    free_port,
     wait_for,
 )
+from tests.ports import free_port
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript
