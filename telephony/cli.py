@@ -101,12 +101,14 @@ def _bind(host: str, port: int) -> socket.socket:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from telephony.app import create_app
-
     settings = Settings()
     _startup_checks(settings)
     sock = _bind(args.host, args.port)
     _open_database(settings)
+    # The app (and every library under it) loads only once the settings are known good, so
+    # a setup mistake is answered at once.
+    from telephony.app import create_app
+
     if not settings.twilio_configured:
         log.warning(
             "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are not set: Twilio webhooks will be refused "
@@ -251,7 +253,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from agent.business import BusinessFileError, load_businesses
     from crm.checks import CheckReport, check_salesforce
-    from telephony.services import salesforce_config
     from telephony.setup_checks import (
         SetupError,
         business_connections,
@@ -260,6 +261,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         check_twilio,
         configuration_problems,
         default_salesforce_values,
+        salesforce_config,
         salesforce_problems,
         wanted_urls,
     )

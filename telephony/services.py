@@ -17,7 +17,7 @@ from agent.business import (
 )
 from agent.greeting import GreetingAudio
 from agent.summary import CallSummary
-from crm.config import CrmProfile, CrmWriter, SalesforceConfig
+from crm.config import CrmProfile, CrmWriter
 from crm.delivery import DeliveryWorker, Outcome, RetryPolicy
 from crm.factory import build_crm
 from crm.routing import CrmPerBusiness
@@ -39,7 +39,7 @@ from telephony.outbound import (
 from telephony.owner_alerts import OwnerAlerts, SmtpConfig
 from telephony.realtime_link import RealtimeLink
 from telephony.settings import Settings
-from telephony.setup_checks import business_connections
+from telephony.setup_checks import business_connections, salesforce_config
 from telephony.signatures import TwilioSignatures
 from telephony.stream_tokens import StreamTokenError, StreamTokens
 from telephony.twilio_rest import TwilioActions
@@ -48,22 +48,6 @@ if TYPE_CHECKING:
     from openai import AsyncOpenAI
 
 log = logging.getLogger(__name__)
-
-
-def salesforce_config(settings: Settings) -> SalesforceConfig | None:
-    if not settings.salesforce_configured:
-        return None
-    return SalesforceConfig(
-        login_url=settings.salesforce_login_url,
-        client_id=settings.salesforce_client_id,
-        client_secret=settings.salesforce_client_secret.get_secret_value(),
-        username=settings.salesforce_username,
-        private_key_file=settings.salesforce_private_key_file,
-        access_token=settings.salesforce_access_token.get_secret_value(),
-        instance_url=settings.salesforce_instance_url,
-        api_version=settings.salesforce_api_version,
-        timeout_seconds=settings.salesforce_timeout_seconds,
-    )
 
 
 def build_crm_for_businesses(
