@@ -85,6 +85,7 @@ def test_seeded_customer_with_new_project_gets_opportunity_not_lead(crm: LocalCr
         need="smart thermostat installation",
         service_address="123 Main Street",
         new_project=True,
+        call_date=dt.date(2026, 3, 4),
     )
     result = crm.deliver(summary, PROFILE)
     assert (result.record_type, result.record_id) == ("Contact", jane)
@@ -94,7 +95,7 @@ def test_seeded_customer_with_new_project_gets_opportunity_not_lead(crm: LocalCr
     assert opportunity["Name"] == "Smart Thermostat Installation - 123 Main St"
     assert opportunity["AccountId"] == records["Account"][0]["Id"]
     assert opportunity["StageName"] == "Prospecting"
-    assert opportunity["CloseDate"] == (dt.date.today() + dt.timedelta(days=30)).isoformat()
+    assert opportunity["CloseDate"] == "2026-04-03"
     (role,) = records["OpportunityContactRole"]
     assert role == {
         "Id": role["Id"],

@@ -29,6 +29,8 @@ from tests.standins.salesforce import SalesforceStandin
 CLIENT_ID = "3MVG9-test-client"
 CLIENT_SECRET = "s3cret-value"
 PROFILE = CrmProfile(business="Acme Home Services")
+# The call date the seed summaries carry: the planner dates Tasks and CloseDate from it, so
+# no assertion depends on the wall-clock date (a run crossing midnight).
 TODAY = dt.date.today()
 
 
@@ -105,6 +107,7 @@ def existing_customer() -> CallSummary:
         existing_customer=True,
         new_project=True,
         duration_seconds=61,
+        call_date=TODAY,
         transcript=transcript("You installed our AC last summer; we want a smart thermostat."),
     )
 
@@ -121,6 +124,7 @@ def burst_pipe() -> CallSummary:
         is_emergency=True,
         callback_requested=True,
         duration_seconds=40,
+        call_date=TODAY,
         transcript=transcript("My basement is flooding! A pipe burst!"),
     )
 
