@@ -1097,7 +1097,9 @@ def test_timeout_fault_stalls_then_drops_without_writing(
             url(salesforce_standin, "sobjects/Lead"),
             json={"LastName": "Doe", "Company": "Doe Household"},
             headers=auth(token),
-            timeout=0.3,
+            # 0.3 s to read only: the connect and TLS handshake get their own 10 s, so a
+            # loaded machine cannot turn this into a ConnectTimeout.
+            timeout=(10, 0.3),
         )
     assert salesforce_standin.records("Lead") == []
 
