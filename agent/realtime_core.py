@@ -3,13 +3,17 @@ actions out.
 
 The shell (``telephony.bridge``) feeds this object the server events it reads from the
 Realtime websocket (as plain dicts) and the marks Twilio echoes back, and carries out the
-actions it returns: send an event to the model, play audio to the caller (each chunk
-followed by a mark), clear the caller's playback buffer, run a tool's side effects, hang up.
+actions it returns: send an event to the model, play audio to the caller (followed by a
+mark every ``mark_every_ms`` of audio and at the end of each answer), clear the caller's
+playback buffer, run a tool's side effects, hang up.
 Time is passed in as seconds since the stream started.
 
 Barge-in: when the caller starts speaking over the agent, the caller's buffer is cleared at
-once and the agent's item is truncated to exactly the audio the caller heard, known from
-the last mark Twilio echoed — never more than was sent.
+once and the agent's item is truncated to the audio the caller heard, known from the last
+mark Twilio echoed (at most ``mark_every_ms`` short of it) — never more than was sent. One
+mark per 100 ms instead of one per audio delta cuts the Twilio messages of an answer sent in
+20 ms deltas from three per delta (media, mark, its echo) to 1.4, at no cost to barge-in
+reaction time.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ class SendToModel:
 
 @dataclass(frozen=True, slots=True)
 class PlayAudio:
-    """Send μ-law audio to the caller, then a mark named ``mark``.
+    """Send μ-law audio to the caller, then a mark named ``mark`` (none when it is empty).
 
     ``base64`` is the same audio as base64 text when the model sent it that way (validated),
     so the shell can pass it to Twilio without encoding it again."""
@@ -53,6 +57,13 @@ class PlayAudio:
     audio: bytes
     mark: str
     base64: str = field(default="", compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class MarkPlayback:
+    """Send a mark named ``name`` after the audio already sent (the end of an answer)."""
+
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +103,16 @@ class ModelError:
     message: str
 
 
-Action = SendToModel | PlayAudio | ClearPlayback | RunTool | ToolRefused | HangUp | ModelError
+Action = (
+    SendToModel
+    | PlayAudio
+    | MarkPlayback
+    | ClearPlayback
+    | RunTool
+    | ToolRefused
+    | HangUp
+    | ModelError
+)
 
 
 @dataclass(slots=True)
@@ -100,6 +120,7 @@ class _AgentItem:
     item_id: str
     started_at: float
     sent_ms: int = 0
+    marked_ms: int = 0
     played_ms: int = 0
     truncated: bool = False
     text: str = ""
@@ -131,6 +152,9 @@ class SessionConfig:
     vad_silence_ms: int = 500
     vad_prefix_ms: int = 300
     vad_threshold: float = 0.5
+    mark_every_ms: int = 100
+    """Model audio is followed by a Twilio mark once this much of it is unmarked (and always
+    at the end of an answer): a barge-in truncates to what was heard, known to this much."""
 
 
 def session_update(config: SessionConfig) -> dict[str, Any]:
@@ -310,7 +334,24 @@ class Conversation:
             return []
         self._playing = item
         item.sent_ms += len(audio) // PCMU_BYTES_PER_MS
-        return [PlayAudio(audio, f"{item_id}:{item.sent_ms}", delta)]
+        mark = ""
+        # Outside a response (a late delta) nothing else would mark it: marked at once.
+        if not self._response_active or item.sent_ms - item.marked_ms >= self.config.mark_every_ms:
+            item.marked_ms = item.sent_ms
+            mark = f"{item_id}:{item.sent_ms}"
+        return [PlayAudio(audio, mark, delta)]
+
+    def _on_audio_done(self, event: dict[str, Any], now: float) -> list[Action]:
+        item = self._agent.get(str(event.get("item_id", "")))
+        return self._mark_rest(item) if item is not None else []
+
+    @staticmethod
+    def _mark_rest(item: _AgentItem) -> list[Action]:
+        """A mark after the item's last audio, if that audio is not marked yet."""
+        if item.truncated or item.local or item.marked_ms >= item.sent_ms:
+            return []
+        item.marked_ms = item.sent_ms
+        return [MarkPlayback(f"{item.item_id}:{item.sent_ms}")]
 
     def _on_agent_transcript(self, event: dict[str, Any], now: float) -> list[Action]:
         item_id = str(event.get("item_id", ""))
@@ -329,6 +370,8 @@ class Conversation:
     def _on_response_done(self, event: dict[str, Any], now: float) -> list[Action]:
         self._response_active = False
         actions: list[Action] = []
+        for item in self._agent.values():  # in case an item's audio.done was not sent
+            actions.extend(self._mark_rest(item))
         if self._create_after_response:
             self._create_after_response = False
             actions.append(SendToModel({"type": "response.create"}))
@@ -448,6 +491,7 @@ _SERVER_HANDLERS = {
     "input_audio_buffer.speech_started": Conversation._on_speech_started,
     "conversation.item.input_audio_transcription.completed": Conversation._on_transcription,
     "response.output_audio.delta": Conversation._on_audio_delta,
+    "response.output_audio.done": Conversation._on_audio_done,
     "response.output_audio_transcript.delta": Conversation._on_agent_transcript,
     "response.output_audio_transcript.done": Conversation._on_agent_transcript,
     "response.created": Conversation._on_response_created,

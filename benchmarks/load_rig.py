@@ -498,6 +498,16 @@ class ModelConnection(asyncio.Protocol):
             self.rig.barge_expected.append(call)
         if self.response is not None:
             response, self.response = self.response, None
+            self.send(  # sent for a cancelled response too (OpenAI's event reference)
+                {
+                    "type": "response.output_audio.done",
+                    "event_id": "event_ac",
+                    "response_id": response.response_id,
+                    "item_id": response.item_id,
+                    "output_index": 0,
+                    "content_index": 0,
+                }
+            )
             self.send(
                 {
                     "type": "response.done",
@@ -589,6 +599,15 @@ class ModelConnection(asyncio.Protocol):
         if response.frames_left <= 0:
             self.response = None
             ids = {"response_id": response.response_id, "item_id": response.item_id}
+            self.send(
+                {
+                    "type": "response.output_audio.done",
+                    "event_id": "event_ad",
+                    **ids,
+                    "output_index": 0,
+                    "content_index": 0,
+                }
+            )
             self.send(
                 {
                     "type": "response.output_audio_transcript.done",

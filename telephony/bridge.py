@@ -40,6 +40,7 @@ from agent.realtime_core import (
     ClearPlayback,
     Conversation,
     HangUp,
+    MarkPlayback,
     ModelError,
     PlayAudio,
     RunTool,
@@ -321,7 +322,10 @@ class CallBridge:
                     await self._send_twilio(self.stream.media_base64(action.base64))
                 else:
                     await self._send_twilio(self.stream.media(action.audio))
-                await self._send_twilio(self.stream.mark(action.mark))
+                if action.mark:
+                    await self._send_twilio(self.stream.mark(action.mark))
+            elif isinstance(action, MarkPlayback):
+                await self._send_twilio(self.stream.mark(action.name))
             elif isinstance(action, SendToModel):
                 await self._send_model(action.event)
             elif isinstance(action, ClearPlayback):

@@ -9,6 +9,7 @@ from agent.realtime_core import (
     ClearPlayback,
     Conversation,
     HangUp,
+    MarkPlayback,
     PlayAudio,
     RunTool,
     SendToModel,
@@ -54,6 +55,68 @@ def test_every_chunk_is_followed_by_a_mark_with_cumulative_ms() -> None:
     second = conv.server_event(delta("item_a", 60), 0.1)
     assert first == [PlayAudio(b"\x7f" * 800, "item_a:100")]
     assert second == [PlayAudio(b"\x7f" * 480, "item_a:160")]
+
+
+def audio_done(item: str) -> dict[str, object]:
+    return {
+        "type": "response.output_audio.done",
+        "event_id": "ev",
+        "response_id": "resp_1",
+        "item_id": item,
+        "output_index": 0,
+        "content_index": 0,
+    }
+
+
+def test_small_deltas_in_a_response_are_marked_every_100_ms_and_at_the_end() -> None:
+    conv = conversation()
+    conv.server_event({"type": "response.created", "response": {"id": "resp_1"}}, 0)
+    marks = [a.mark for i in range(12) for a in conv.server_event(delta("item_a", 20), i / 50)]
+    assert [m for m in marks if m] == ["item_a:100", "item_a:200"]
+    assert conv.server_event(audio_done("item_a"), 0.3) == [MarkPlayback("item_a:240")]
+    # Nothing left unmarked: response.done adds no second mark.
+    assert conv.server_event({"type": "response.done"}, 0.4) == []
+    conv.mark_echoed("item_a:200")
+    assert conv.audio_still_playing()
+    conv.mark_echoed("item_a:240")
+    assert not conv.audio_still_playing()
+
+
+def test_response_done_marks_audio_whose_audio_done_never_came() -> None:
+    conv = conversation()
+    conv.server_event({"type": "response.created"}, 0)
+    conv.server_event(delta("item_a", 40), 0)
+    conv.server_event(delta("item_b", 20), 0)
+    assert conv.server_event({"type": "response.done"}, 0.1) == [
+        MarkPlayback("item_a:40"),
+        MarkPlayback("item_b:20"),
+    ]
+
+
+def test_a_delta_after_the_response_ended_is_marked_at_once() -> None:
+    conv = conversation()
+    conv.server_event({"type": "response.created"}, 0)
+    conv.server_event(delta("item_a", 100), 0)
+    conv.server_event({"type": "response.done"}, 0.1)
+    assert conv.server_event(delta("item_a", 20), 0.2) == [PlayAudio(b"\x7f" * 160, "item_a:120")]
+
+
+def test_barge_in_between_marks_truncates_to_the_last_mark_heard() -> None:
+    conv = conversation()
+    conv.server_event({"type": "response.created"}, 0)
+    for i in range(7):  # 140 ms sent, marked at 100 only
+        conv.server_event(delta("item_a", 20), i / 50)
+    conv.mark_echoed("item_a:100")
+    actions = conv.server_event(
+        {"type": "input_audio_buffer.speech_started", "audio_start_ms": 900, "item_id": "u"}, 1
+    )
+    assert actions[0] == ClearPlayback()
+    truncate = actions[1]
+    assert isinstance(truncate, SendToModel)
+    assert truncate.event["audio_end_ms"] == 100
+    # The cancelled item's end is never marked (its audio was dropped by the clear).
+    assert conv.server_event(audio_done("item_a"), 1.1) == []
+    assert not conv.audio_still_playing()
 
 
 def test_barge_in_clears_and_truncates_to_what_was_heard() -> None:

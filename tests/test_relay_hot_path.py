@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import json
 import threading
 from collections.abc import Callable
@@ -348,3 +349,49 @@ async def test_batched_caller_audio_keeps_barge_in_and_the_transcript(
     summary = app.services.store.get_summary(result.call_sid)
     assert summary is not None and (summary.first_name, summary.last_name) == ("John", "Smith")
     assert any(t.interrupted for t in summary.transcript if t.speaker == "agent")
+
+
+# -- marks every 100 ms of model audio --------------------------------------------------------
+
+
+async def test_small_model_deltas_are_marked_every_100_ms_and_at_the_end_of_each_answer(
+    start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin: Any
+) -> None:
+    """The model sends 20 ms deltas: one mark per 100 ms of audio goes to Twilio, plus one
+    after each answer's last audio (``response.output_audio.done``), so the caller's
+    barge-in still truncates to a mark Twilio echoed and the last answer is known played."""
+    turns = [dataclasses.replace(turn) for turn in JOHN_TURNS]
+    turns[1].reply_ms = 1530  # ends between two marks: only the end-of-answer mark covers it
+    ai: RealtimeStandin = await make_realtime_standin(
+        turns=turns, extraction=JOHN_EXTRACTION, chunk_ms=20
+    )
+    twilio_standin.agent_busy = ai.responding
+    app = await start_app(
+        twilio_account_sid=twilio_standin.account_sid,
+        twilio_auth_token=twilio_standin.auth_token,
+        twilio_api_base_url=twilio_standin.api_base_url,
+        openai_api_key=ai.api_key,
+        openai_base_url=ai.base_url,
+    )
+    result = await run_john_call(app, twilio_standin)
+    assert result.script_timeouts == []
+    assert result.cleared_audio_ms > 0 and result.played_after_clear == []
+    session = ai.sessions[0]
+    assert session.violations == []
+
+    def echoed(item_id: str) -> list[int]:
+        return [
+            int(name.rpartition(":")[2])
+            for name in result.marks_echoed
+            if name.rpartition(":")[0] == item_id
+        ]
+
+    (truncate,) = session.truncates
+    assert truncate["audio_end_ms"] in set(echoed(truncate["item_id"])) | {0}
+    assert truncate["audio_end_ms"] % 100 == 0
+    last_answer = result.marks_echoed[-1].rpartition(":")[0]
+    assert echoed(last_answer) == [*range(100, 1501, 100), 1530]
+    # Every 20 ms delta reached the caller; a mark followed only every fifth, and the end.
+    media = [m for m in result.received if m.get("event") == "media"]
+    marks = [m for m in result.received if m.get("event") == "mark"]
+    assert len(marks) * 4 < len(media)

@@ -99,6 +99,7 @@ class RealtimeStandin:
         extraction: dict[str, Any] | None = None,
         api_key: str = "sk-standin",
         generation_speed: float = 4.0,
+        chunk_ms: int = 100,
     ) -> None:
         self.turns: list[ScriptedTurn] = list(turns)
         self.greeting = greeting
@@ -106,6 +107,8 @@ class RealtimeStandin:
         self.extraction = extraction
         self.api_key = api_key
         self.generation_speed = generation_speed
+        self.chunk_ms = chunk_ms
+        """Audio per ``response.output_audio.delta`` (the real API's vary; 20 is Twilio's frame)."""
         """Response audio is generated this many times faster than real time."""
         self.refuse_connections = False
         self.models: list[str] = list(DEFAULT_MODELS)
@@ -382,6 +385,7 @@ class RealtimeStandin:
             next_turn=self._next_turn,
             greeting=self.greeting,
             greeting_ms=self.greeting_ms,
+            chunk_ms=self.chunk_ms,
         )
         connection = _Connection(self, websocket, session)
         self._connections.append(connection)

@@ -80,6 +80,8 @@ class ResponseRun:
     previous_item_id: str | None
     text: str = ""
     audio_ms: int = 0
+    chunk_ms: int = CHUNK_MS
+    """Audio per ``response.output_audio.delta`` (the real API's deltas vary in size)."""
     tool_calls: list[ToolCall] = field(default_factory=list)
     answers_turn: bool = False
     id: str = field(default_factory=lambda: new_id("resp"))
@@ -235,13 +237,12 @@ class ResponseRun:
         ]
         pcm = audio.tone(self.audio_ms, frequency=REPLY_FREQUENCY)
         words = self.text.split(" ")
-        chunks = max(1, math.ceil(self.audio_ms / CHUNK_MS))
+        step = self.chunk_ms
+        chunks = max(1, math.ceil(self.audio_ms / step))
         words_sent = 0
         for index in range(chunks):
             events = opening if index == 0 else []
-            chunk = pcm[
-                index * CHUNK_MS * audio.BYTES_PER_MS : (index + 1) * CHUNK_MS * audio.BYTES_PER_MS
-            ]
+            chunk = pcm[index * step * audio.BYTES_PER_MS : (index + 1) * step * audio.BYTES_PER_MS]
             due = math.ceil(len(words) * (index + 1) / chunks)
             if due > words_sent:
                 delta = " ".join(words[words_sent:due])

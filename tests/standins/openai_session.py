@@ -106,8 +106,10 @@ class RealtimeSession:
         next_turn: Callable[[], ScriptedTurn | None],
         greeting: str | None,
         greeting_ms: int,
+        chunk_ms: int = 100,
     ) -> None:
         self.log = log
+        self._chunk_ms = chunk_ms
         self._next_turn = next_turn
         self._greeting = greeting
         self._greeting_ms = greeting_ms
@@ -560,6 +562,7 @@ class RealtimeSession:
             "audio_format": output.get("format") or {"type": "audio/pcm", "rate": 24000},
             "voice": output.get("voice"),
             "previous_item_id": self._items[-1]["id"] if self._items else None,
+            "chunk_ms": self._chunk_ms,
         }
         turn = self._turn
         if self._phase is TurnPhase.UTTERANCE and turn is not None and turn.tool_calls:
