@@ -41,6 +41,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import threading
 from collections.abc import Callable
 
 from agent.business import Business, BusinessDirectory
@@ -112,6 +113,11 @@ class Escalation:
         self.owner_alerts = owner_alerts
         self.clock = clock
         self.notices: set[asyncio.Task[None]] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The service's event loop, for owner notices started from a worker thread."""
+        self._sending: dict[str, asyncio.Future[bool]] = {}
+        """Alerts being sent by this process: a second sender (the sweep and a webhook)
+        waits for the first one's outcome instead of losing the claim race."""
         self.wake = asyncio.Event()
         self.on_sent: Callable[[str], None] = lambda _sid: None
 
@@ -129,8 +135,20 @@ class Escalation:
         if first:
             metrics.EMERGENCIES.inc()
             log.warning("call %s: emergency recorded; alerting the on-call phone", call_sid)
-        self.wake.set()
+        self._wake_sender()
         return first
+
+    def _wake_sender(self) -> None:
+        """Wake the sweep; ``record`` runs in a worker thread, and an ``asyncio.Event`` is
+        set only on its loop."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(self.wake.set)
+                return
+        self.wake.set()  # on the loop, or no sweep is running to be woken
 
     def alerted(self, call_sid: str) -> bool:
         call = self.store.get_call(call_sid)
@@ -138,7 +156,49 @@ class Escalation:
 
     async def send(self, call_sid: str) -> bool:
         """Send the call's owed alert if nobody else is; True when it has been sent (by
-        this call or earlier, by any process)."""
+        this call or earlier, by any process). The database work runs in worker threads,
+        never on the event loop."""
+        self._loop = asyncio.get_running_loop()
+        under_way = self._sending.get(call_sid)
+        if under_way is not None:
+            return await asyncio.shield(under_way)
+        outcome: asyncio.Future[bool] = self._loop.create_future()
+        self._sending[call_sid] = outcome
+        try:
+            sent = await self._send(call_sid)
+        except BaseException:
+            outcome.set_result(False)
+            raise
+        finally:
+            del self._sending[call_sid]
+        outcome.set_result(sent)
+        return sent
+
+    async def _send(self, call_sid: str) -> bool:
+        claimed = await asyncio.to_thread(self._claim, call_sid)
+        if isinstance(claimed, bool):
+            return claimed
+        business, call = claimed
+        assert self.twilio is not None and business.on_call_phone
+        try:
+            await self.twilio.send_sms(
+                to=business.on_call_phone,
+                from_=business.number,
+                body=alert_body(business, call),
+                call_sid=call_sid,
+            )
+        except TwilioRestError as exc:
+            await asyncio.to_thread(self._failed, business, call, exc)
+            return False
+        await asyncio.to_thread(self.store.alert_sent, call_sid)
+        metrics.EMERGENCY_ALERTS.inc()
+        log.info("call %s: on-call phone alerted", call_sid)
+        self.on_sent(call_sid)
+        return True
+
+    def _claim(self, call_sid: str) -> bool | tuple[Business, CallRecord]:
+        """(In a worker thread.) The business and call whose alert this process now holds
+        the lease on, or whether the alert is already sent when there is nothing to send."""
         call = self.store.get_call(call_sid)
         if call is None or call.emergency_at is None:
             return False
@@ -162,27 +222,16 @@ class Escalation:
             return False
         if not self.store.claim_alert(call_sid, lease=self.lease):
             return self.alerted(call_sid)
-        call = self.store.get_call(call_sid) or call
-        try:
-            await self.twilio.send_sms(
-                to=business.on_call_phone,
-                from_=business.number,
-                body=alert_body(business, call),
-                call_sid=call_sid,
-            )
-        except TwilioRestError as exc:
-            error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
-            self.store.alert_failed(call_sid, error, retry_after=self.retry_after)
-            if call.alert_attempts < self.max_attempts:
-                log.error("call %s: emergency alert failed, will retry (%s)", call_sid, exc)
-            else:
-                self._gave_up(business, call_sid, call.alert_attempts, exc)
-            return False
-        self.store.alert_sent(call_sid)
-        metrics.EMERGENCY_ALERTS.inc()
-        log.info("call %s: on-call phone alerted", call_sid)
-        self.on_sent(call_sid)
-        return True
+        return business, self.store.get_call(call_sid) or call
+
+    def _failed(self, business: Business, call: CallRecord, exc: TwilioRestError) -> None:
+        """(In a worker thread.) Twilio refused the alert or could not be reached."""
+        error = f"HTTP {exc.status} code {exc.code}: {exc}" if exc.status else str(exc)
+        self.store.alert_failed(call.call_sid, error, retry_after=self.retry_after)
+        if call.alert_attempts < self.max_attempts:
+            log.error("call %s: emergency alert failed, will retry (%s)", call.call_sid, exc)
+        else:
+            self._gave_up(business, call.call_sid, call.alert_attempts, exc)
 
     def _over_budget(self, kind: OutboundKind, business: Business, call_sid: str) -> str | None:
         """Why the emergency budget refuses this alert/transfer now, or None (counted, once
@@ -259,12 +308,31 @@ class Escalation:
 
     def _notify(self, kind: str, call_sid: str, send: Callable[[], None]) -> None:
         """Send an owner notice off the caller's path (SMTP and Twilio block; a webhook
-        waiting on ``send`` must not). ``settle()`` awaits the ones under way."""
+        waiting on ``send`` must not). ``settle()`` awaits the ones under way. Called on
+        the event loop or from a worker thread doing this module's database work."""
         metrics.OWNER_ALERTS.labels(kind=kind).inc()
         log.info("call %s: telling the owner (%s)", call_sid, kind)
-        task = asyncio.get_running_loop().create_task(asyncio.to_thread(send))
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:  # a worker thread: the notice starts on the service's loop
+            if self._loop is None or self._loop.is_closed():
+                threading.Thread(target=self._send_notice, args=(send,), daemon=True).start()
+            else:
+                self._loop.call_soon_threadsafe(self._start_notice, send)
+            return
+        self._start_notice(send)
+
+    def _start_notice(self, send: Callable[[], None]) -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._send_notice, send))
         self.notices.add(task)
         task.add_done_callback(self.notices.discard)
+
+    @staticmethod
+    def _send_notice(send: Callable[[], None]) -> None:
+        try:
+            send()
+        except Exception as exc:  # logged, never raised into a webhook or the sweep
+            log.error("owner notice failed (%s)", type(exc).__name__)
 
     async def settle(self) -> None:
         """Wait for the owner notices under way (shutdown, tests)."""
@@ -274,13 +342,15 @@ class Escalation:
     async def send_owed(self) -> int:
         """Send every alert that is owed and unclaimed; the number sent."""
         sent = 0
-        for call_sid in self.store.unsent_alerts(max_attempts=self.max_attempts):
+        owed = await asyncio.to_thread(self.store.unsent_alerts, max_attempts=self.max_attempts)
+        for call_sid in owed:
             if await self.send(call_sid):
                 sent += 1
         return sent
 
     async def run(self, stop: asyncio.Event) -> None:
         """Until ``stop``: send owed alerts when woken, and sweep every ``sweep_seconds``."""
+        self._loop = asyncio.get_running_loop()
         try:
             await self._run(stop)
         finally:
@@ -316,7 +386,8 @@ class Escalation:
         """Connect the live caller to the on-call phone (once per call)."""
         if self.twilio is None or not business.on_call_phone:
             return False
-        if not self.may_transfer(call_sid, business):
+        self._loop = asyncio.get_running_loop()
+        if not await asyncio.to_thread(self.may_transfer, call_sid, business):
             return False
         document = twiml.transfer(
             number=business.on_call_phone, message=TRANSFER_MESSAGE, caller_id=business.number

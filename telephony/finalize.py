@@ -80,6 +80,7 @@ class CallFinalizer:
         openai_client: Callable[[], AsyncOpenAI] | None,
         summary_model: str,
         on_finalized: Callable[[CallSummary], None] = lambda _summary: None,
+        on_emergency: Callable[[str, str], object] = lambda _sid, _need: None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self.clock = clock
@@ -89,6 +90,9 @@ class CallFinalizer:
         self.openai_client = openai_client
         self.summary_model = summary_model
         self.on_finalized = on_finalized
+        """Called on the event loop: nothing in it may block."""
+        self.on_emergency = on_emergency
+        """Called in a worker thread for an emergency summary (it writes to the database)."""
         self._locks: dict[str, asyncio.Lock] = {}
 
     def business_for(self, call: CallRecord) -> Business | None:
@@ -134,6 +138,8 @@ class CallFinalizer:
             len(summary.transcript),
         )
         self.on_finalized(summary)
+        if summary.is_emergency:
+            await asyncio.to_thread(self.on_emergency, summary.call_sid, summary.need)
         return summary
 
     async def amend(self, call_sid: str) -> CallSummary | None:
@@ -162,6 +168,8 @@ class CallFinalizer:
                     len(summary.transcript),
                 )
                 self.on_finalized(summary)
+                if summary.is_emergency:
+                    await asyncio.to_thread(self.on_emergency, summary.call_sid, summary.need)
                 return summary
         finally:
             if not lock.locked():

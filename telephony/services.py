@@ -223,10 +223,6 @@ class Services:
             if summary.missed_call and not summary.amendment:
                 metrics.MISSED_CALLS.inc()
             worker.wake.set()
-            if summary.is_emergency:
-                # Urgency 5 established only now (a call recovered after a crash, an
-                # emergency nobody flagged live): the alert is owed all the same — once.
-                escalation.record(summary.call_sid, summary.need)
 
         finalizer = CallFinalizer(
             store=store,
@@ -235,6 +231,9 @@ class Services:
             openai_client=openai_client,
             summary_model=settings.openai_summary_model,
             on_finalized=on_finalized,
+            # Urgency 5 established only now (a call recovered after a crash, an emergency
+            # nobody flagged live): the alert is owed all the same — once.
+            on_emergency=escalation.record,
             clock=clock,
         )
         return cls(

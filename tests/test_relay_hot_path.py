@@ -21,6 +21,7 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from agent.realtime_core import Conversation, PlayAudio, SessionConfig, caller_audio_message
@@ -28,11 +29,13 @@ from crm.store import Store
 from telephony.bridge import BridgeContext, CallBridge
 from telephony.media_streams import AudioReceived, MediaStreamProtocol
 from telephony.realtime_link import RealtimeLink
-from tests.conftest import BUSINESS_NUMBER, CALLER, RunningApp, StartApp, wait_for
+from tests.conftest import BUSINESS_NUMBER, CALLER, ON_CALL_PHONE, RunningApp, StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript, HangUp
+from tests.test_conversation_e2e import businesses_file, place_call, twilio_settings
 from tests.test_e2e_call import JOHN_EXTRACTION, JOHN_TURNS, run_john_call
+from tests.test_escalation import BURST_PIPE_SPEECH
 
 SID = "MZ" + "1" * 32
 CALL_SID = "CA" + "2" * 32
@@ -187,6 +190,14 @@ STORE_METHODS = (
     "mark_ended_by_agent",
     "active_calls",
     "finalize",
+    # the emergency path (telephony.escalation)
+    "record_emergency",
+    "unsent_alerts",
+    "claim_alert",
+    "alert_sent",
+    "alert_failed",
+    "claim_outbound",
+    "claim_transfer",
 )
 
 
@@ -247,6 +258,25 @@ async def test_scripted_intake_webhooks_make_no_database_call_on_the_event_loop(
     )
     await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
     assert {"begin_call", "save_intake", "save_progress", "get_call", "finalize"} <= set(called)
+    assert on_loop == []
+
+
+async def test_an_emergency_in_the_intake_makes_no_database_call_on_the_event_loop(
+    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
+) -> None:
+    """A burst pipe in the scripted intake with warm transfer on: the alert is recorded,
+    claimed, sent and marked, the transfer claimed within the emergency budget — all of it
+    in worker threads — and the on-call phone is texted once and the caller transferred."""
+    app: RunningApp = await start_app(
+        businesses_file=businesses_file(tmp_path, "warm_transfer = true\n"),
+        **twilio_settings(twilio_standin),
+    )
+    called, on_loop = watch_store(app.services.store)
+    result = await place_call(twilio_standin, app, CallerScript(speech=list(BURST_PIPE_SPEECH)))
+    assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
+    assert result.dialed == [ON_CALL_PHONE]
+    expected = {"record_emergency", "claim_alert", "alert_sent", "claim_outbound"}
+    assert expected | {"claim_transfer"} <= set(called)
     assert on_loop == []
 
 
