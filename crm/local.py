@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +46,20 @@ from crm.store import Base, upgrade_schema, utcnow
 KEY_PREFIXES = {sobject: prefix for prefix, sobject in ID_PREFIXES.items()}
 
 
+_stamp_lock = threading.Lock()
+_last_stamp = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+
+def creation_stamp() -> dt.datetime:
+    """Now, but strictly later than the last stamp this process handed out: the records
+    one delivery creates in one flush (a Lead, its Tasks, the transcript) can share a
+    microsecond, and ``dump`` lists records oldest first."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(utcnow(), _last_stamp + dt.timedelta(microseconds=1))
+        return _last_stamp
+
+
 class LocalRecord(Base):
     """One record of the local CRM (a Lead, Contact, Task, ...)."""
 
@@ -53,7 +68,7 @@ class LocalRecord(Base):
     id: Mapped[str] = mapped_column(String(18), primary_key=True)
     sobject: Mapped[str] = mapped_column(String(64), index=True)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=creation_stamp)
     modified_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 

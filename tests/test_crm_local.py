@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import types
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from agent.summary import CallSummary, TranscriptTurn
+from crm import store as crm_store
 from crm.config import CrmProfile, SalesforceConfig
 from crm.factory import build_crm
 from crm.local import LocalCrm
@@ -60,6 +62,38 @@ def test_new_caller_becomes_a_lead_with_call_task_transcript_and_callback(crm: L
     (transcript,) = records["ContentVersion"]
     assert transcript["FirstPublishLocationId"] == lead["Id"]
     assert "Caller: My water heater is old." in transcript["VersionData"]
+
+
+def test_records_created_in_the_same_microsecond_are_listed_in_creation_order(
+    crm: LocalCrm, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One delivery creates its Lead, call Task, transcript and callback Task in one flush,
+    often within one microsecond: with the clock frozen (every record in the same
+    microsecond), ``dump`` still lists them in the order they were created — not by their
+    random ids, which put the callback Task first about one run in 25."""
+
+    class FrozenDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz: dt.tzinfo | None = None) -> FrozenDatetime:
+            return cls(2026, 3, 4, 22, 15, tzinfo=tz)
+
+    # The store's clock (``crm.store.utcnow``, which every default and stamp reads) stops;
+    # only that module's view of ``datetime`` changes, nobody else's.
+    frozen_dt = types.SimpleNamespace(**vars(dt))
+    frozen_dt.datetime = FrozenDatetime
+    monkeypatch.setattr(crm_store, "dt", frozen_dt)
+    created: list[str] = []
+    for n in range(1, 9):
+        summary = make_summary(
+            call_sid=f"CA{n:032d}", caller_phone=f"+1415555010{n}", callback_requested=True
+        )
+        created += [record_id for _, record_id in crm.deliver(summary, PROFILE).created]
+    records = crm.dump()
+    assert sorted(r["Id"] for rows in records.values() for r in rows) == sorted(created)
+    for rows in records.values():  # each sObject's rows, oldest first: in creation order
+        ids = {r["Id"] for r in rows}
+        assert [r["Id"] for r in rows] == [i for i in created if i in ids]
+    assert [t["Status"] for t in records["Task"]] == ["Completed", "Not Started"] * 8
 
 
 def test_same_call_sid_twice_writes_nothing_twice(crm: LocalCrm) -> None:
