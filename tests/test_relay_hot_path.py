@@ -397,11 +397,7 @@ async def test_small_model_deltas_are_marked_every_100_ms_and_at_the_end_of_each
     )
     twilio_standin.agent_busy = ai.responding
     app = await start_app(
-        twilio_account_sid=twilio_standin.account_sid,
-        twilio_auth_token=twilio_standin.auth_token,
-        twilio_api_base_url=twilio_standin.api_base_url,
-        openai_api_key=ai.api_key,
-        openai_base_url=ai.base_url,
+        openai_api_key=ai.api_key, openai_base_url=ai.base_url, **twilio_settings(twilio_standin)
     )
     result = await run_john_call(app, twilio_standin)
     assert result.script_timeouts == []
