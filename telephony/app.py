@@ -8,6 +8,7 @@ import datetime as dt
 import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
@@ -179,6 +180,10 @@ def create_app(
         openapi_url="/openapi.json" if docs else None,
     )
     app.include_router(routes_twilio.router)
+    # The Media Stream is a plain ASGI app (Starlette serves an endpoint that is not a function
+    # as ASGI; the parameter's annotation only names the function form).
+    stream_app: Any = routes_twilio.media_stream
+    app.router.add_websocket_route("/twilio/stream", stream_app, name="media_stream")
     app.include_router(routes_intake.router)
     app.include_router(routes_fallback.router)
     app.include_router(staff_routes.router)

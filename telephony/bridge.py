@@ -32,7 +32,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Send
+from starlette.websockets import WebSocketDisconnect
 
 from agent.business import Business
 from agent.realtime_core import (
@@ -117,10 +118,14 @@ class BridgeContext:
 
 
 class CallBridge:
-    """Runs one Media Stream from ``start`` to its end."""
+    """Runs one Media Stream from ``start`` to its end.
 
-    def __init__(self, websocket: WebSocket, context: BridgeContext) -> None:
-        self.ws = websocket
+    ``receive`` and ``send`` are the ASGI server's own callables for the accepted websocket:
+    the 50-a-second frames go through them without a framework's per-message wrappers."""
+
+    def __init__(self, receive: Receive, send: Send, context: BridgeContext) -> None:
+        self._asgi_receive = receive
+        self._asgi_send = send
         self.ctx = context
         self.stream = MediaStreamProtocol(max_frame_chars=context.max_frame_chars)
         self.call_sid = ""
@@ -345,8 +350,8 @@ class CallBridge:
     async def _receive(self) -> str | bytes:
         """The next frame; a binary frame (Twilio sends none) is counted and handed to the
         protocol core, which reports it as a violation (``receive_text`` would crash)."""
-        message = await self.ws.receive()
-        if message["type"] == "websocket.disconnect":
+        message = await self._asgi_receive()
+        if message["type"] != "websocket.receive":  # websocket.disconnect
             raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
         text = message.get("text")
         if text is not None:
@@ -356,8 +361,8 @@ class CallBridge:
 
     async def _send_twilio(self, frame: str) -> None:
         try:
-            await self.ws.send_text(frame)
-        except (WebSocketDisconnect, RuntimeError):
+            await self._asgi_send({"type": "websocket.send", "text": frame})
+        except (OSError, RuntimeError):  # uvicorn: ClientDisconnected (an OSError), or closed
             raise _CallOver("stream closed") from None
 
     async def _send_model(self, event: dict[str, Any]) -> None:
@@ -453,5 +458,5 @@ class CallBridge:
         )
 
     async def _close_stream(self, code: int = 1000) -> None:
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code)
+        with contextlib.suppress(Exception):  # already closed or gone: nothing left to close
+            await self._asgi_send({"type": "websocket.close", "code": code, "reason": ""})

@@ -11,6 +11,7 @@ from typing import Annotated
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Depends, Request, Response, WebSocket
+from starlette.types import Receive, Scope, Send
 
 from agent.business import Business
 from agent.caller_id import read_caller_id
@@ -347,26 +348,36 @@ async def call_status(request: Request, services: ServicesDep) -> Response:
     return Response(status_code=204)
 
 
-@router.websocket("/stream")
-async def media_stream(websocket: WebSocket) -> None:
-    """The bidirectional Media Stream; the upgrade is signed over the wss:// URL."""
-    services: Services = websocket.app.state.services
-    url = services.settings.public_ws_url("/twilio/stream")
-    try:
-        services.signatures.check(url, {}, websocket.headers.get("X-Twilio-Signature"))
-    except SignatureError as exc:
-        metrics.WEBHOOKS_REJECTED.labels(reason="stream_signature").inc()
-        log.warning("refused a media stream upgrade: %s", exc)
-        await websocket.close(code=1008)
-        return
-    await websocket.accept()
-    bridge = CallBridge(websocket, services.bridge_context())
-    started = dt.datetime.now(dt.UTC)
-    try:
-        await bridge.run()
-    finally:
-        log.info(
-            "media stream for call %s ended after %.1fs",
-            bridge.call_sid or "?",
-            (dt.datetime.now(dt.UTC) - started).total_seconds(),
-        )
+class MediaStreamEndpoint:
+    """``WS /twilio/stream``, the bidirectional Media Stream; the upgrade is signed over the
+    wss:// URL.
+
+    A plain ASGI app, not a FastAPI websocket route: after the handshake the bridge reads and
+    writes the 50-a-second frames through the server's own ``receive`` and ``send``, without
+    Starlette's per-message state checks. ``WebSocket`` still does the handshake."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        services: Services = websocket.app.state.services
+        url = services.settings.public_ws_url("/twilio/stream")
+        try:
+            services.signatures.check(url, {}, websocket.headers.get("X-Twilio-Signature"))
+        except SignatureError as exc:
+            metrics.WEBHOOKS_REJECTED.labels(reason="stream_signature").inc()
+            log.warning("refused a media stream upgrade: %s", exc)
+            await websocket.close(code=1008)
+            return
+        await websocket.accept()
+        bridge = CallBridge(receive, send, services.bridge_context())
+        started = dt.datetime.now(dt.UTC)
+        try:
+            await bridge.run()
+        finally:
+            log.info(
+                "media stream for call %s ended after %.1fs",
+                bridge.call_sid or "?",
+                (dt.datetime.now(dt.UTC) - started).total_seconds(),
+            )
+
+
+media_stream = MediaStreamEndpoint()
