@@ -327,8 +327,9 @@ class Conversation:
         if not isinstance(delta, str):
             delta = str(delta)
         try:
-            audio = base64.b64decode(delta, validate=True)
-        except (ValueError, binascii.Error):
+            # Strict: the text goes on to Twilio inside a JSON string as it is.
+            audio = binascii.a2b_base64(delta, strict_mode=True)
+        except ValueError:  # binascii.Error, or non-ASCII text
             return [ModelError("bad_audio", "audio delta is not base64")]
         if not audio:
             return []

@@ -134,6 +134,27 @@ def test_outbound_frames() -> None:
     assert json.loads(protocol.clear()) == {"event": "clear", "streamSid": SID}
 
 
+def test_outbound_frames_escape_what_the_stream_and_the_model_named() -> None:
+    """The frames are built by concatenation around a JSON-escaped streamSid and mark name:
+    quotes, backslashes and control characters in either still give valid JSON."""
+    odd_sid = 'MZ"},"event":"clear\\\n'
+    protocol = MediaStreamProtocol()
+    start = {"event": "start", "start": {"streamSid": odd_sid, "callSid": "CA1"}}
+    (event,) = protocol.receive(json.dumps(start))
+    assert not isinstance(event, ProtocolViolation)
+    odd_name = 'item"1\\:\u2028\t:120'
+    assert json.loads(protocol.media_base64("AQI=")) == {
+        "event": "media",
+        "streamSid": odd_sid,
+        "media": {"payload": "AQI="},
+    }
+    assert json.loads(protocol.mark(odd_name)) == {
+        "event": "mark",
+        "streamSid": odd_sid,
+        "mark": {"name": odd_name},
+    }
+
+
 def test_sending_before_start_is_our_bug() -> None:
     with pytest.raises(MediaStreamStateError):
         MediaStreamProtocol().media(b"\xff")
