@@ -40,13 +40,25 @@ class RealtimeLink:
         )
         socket = getattr(sdk, "_connection", None)
         self._frames = self._direct and all(hasattr(socket, name) for name in _SOCKET_PARTS)
+        # The SDK queues a message only while it reconnects or behind messages already
+        # queued. Without a reconnect handler (the bridge never gives one) it never
+        # reconnects, so a queue that is empty now (``enter`` flushed it) stays empty, and
+        # asking it per message (a lock each time) would only cost CPU.
+        self._queue_stays_empty = (
+            self._direct
+            and getattr(sdk, "_on_reconnecting", True) is None
+            and not getattr(sdk, "_is_reconnecting", True)
+            and not sdk._send_queue
+        )
 
     def _socket(self) -> Any | None:
         """The SDK's websocket, when writing to it directly bypasses nothing."""
         if not self._direct:
             return None
         sdk: Any = self.connection
-        if sdk._is_reconnecting or sdk._intentionally_closed or sdk._send_queue:
+        if sdk._is_reconnecting or sdk._intentionally_closed:
+            return None
+        if not self._queue_stays_empty and sdk._send_queue:
             return None
         return sdk._connection
 

@@ -24,6 +24,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+from websockets.exceptions import ConnectionClosed
+
 from agent.realtime_core import Conversation, PlayAudio, SessionConfig, caller_audio_message
 from crm.store import Store
 from telephony.bridge import BridgeContext, CallBridge
@@ -152,7 +155,7 @@ async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -
         finalize=_never,
         live_calls=set(),
     )
-    bridge = CallBridge(object(), context)  # type: ignore[arg-type]
+    bridge = CallBridge(_never, _never, context)
     bridge.call_sid = CALL_SID
     conversation = bridge.conversation = Conversation(SessionConfig(instructions="x"))
     assert await bridge._save_progress()
@@ -330,6 +333,71 @@ async def test_the_link_writes_directly_only_when_the_sdk_has_nothing_to_guarant
     await link.send_raw('{"type":"d"}')
     assert sdk.via_sdk == ['{"type":"b"}', '{"type":"c"}', '{"type":"d"}']
     assert len(sdk._connection.sent) == 1
+
+
+class CountingQueue(list[str]):
+    """A send queue that counts how often the link asks whether it holds anything."""
+
+    asked = 0
+
+    def __bool__(self) -> bool:
+        self.asked += 1
+        return len(self) > 0
+
+
+async def test_without_a_reconnect_handler_the_link_asks_the_sdk_queue_only_once() -> None:
+    """The SDK queues only while reconnecting or behind queued messages; with no reconnect
+    handler it never reconnects, so an empty queue at the start stays empty."""
+    sdk = FakeSdkConnection()
+    queue = sdk._send_queue = CountingQueue()
+    sdk._on_reconnecting = None  # type: ignore[attr-defined]
+    link = RealtimeLink(sdk)
+    for n in range(5):
+        await link.send_raw(f'{{"type":"{n}"}}')
+    assert queue.asked == 1 and len(sdk._connection.sent) == 5 and sdk.via_sdk == []
+    sdk._intentionally_closed = True  # still checked per message
+    await link.send_raw('{"type":"after close"}')
+    assert sdk.via_sdk == ['{"type":"after close"}']
+
+    reconnecting = FakeSdkConnection()
+    queue = reconnecting._send_queue = CountingQueue()
+    reconnecting._on_reconnecting = lambda event: None  # type: ignore[attr-defined]
+    link = RealtimeLink(reconnecting)
+    for n in range(5):
+        await link.send_raw(f'{{"type":"{n}"}}')
+    assert queue.asked == 5 and len(reconnecting._connection.sent) == 5  # asked per message
+
+
+async def test_the_link_bypasses_send_raw_on_the_real_sdk_connection(
+    make_realtime_standin: Any,
+) -> None:
+    """Against the installed openai SDK (not a fake): the link recognises its connection, so
+    audio skips ``send_raw``, and the stand-in receives it as a text frame all the same."""
+    from openai import AsyncOpenAI
+
+    ai: RealtimeStandin = await make_realtime_standin()
+    client = AsyncOpenAI(api_key=ai.api_key, base_url=ai.base_url, max_retries=0)
+    connection = await client.realtime.connect(model="gpt-realtime").enter()
+    through_sdk: list[bytes | str] = []
+    sdk_send_raw = connection.send_raw
+
+    async def counting_send_raw(data: bytes | str) -> None:
+        through_sdk.append(data)
+        await sdk_send_raw(data)
+
+    connection.send_raw = counting_send_raw  # type: ignore[method-assign]
+    link = RealtimeLink(connection)
+    try:
+        await link.send_raw(caller_audio_message(base64.b64encode(b"\xff" * 160).decode()))
+        await wait_for(lambda: bool(ai.sessions) and bool(ai.sessions[0].client_events))
+        assert ai.sessions[0].client_events[0]["type"] == "input_audio_buffer.append"
+        assert through_sdk == []
+        await link.close()
+        with pytest.raises(ConnectionClosed):  # closed: the SDK's own path, and its error
+            await link.send_raw('{"type":"response.create"}')
+        assert through_sdk == ['{"type":"response.create"}']
+    finally:
+        await client.close()
 
 
 async def test_the_link_uses_only_public_methods_on_an_unknown_sdk() -> None:
