@@ -5,7 +5,8 @@ For each N of the sweep and each variant, side by side in the same sitting:
 - ``after``: ``receptionist serve`` from this tree;
 - ``before``: ``receptionist serve`` from another tree (``--before-tree``, e.g. a
   ``git worktree`` of the commit before the performance work);
-- ``bare``: ``benchmarks/bare_relay.py``, the cheapest correct relay (the floor).
+- ``bare``: ``benchmarks/bare_relay.py``, the cheapest correct relay (the floor);
+- any ``--tree NAME=DIR``: ``receptionist serve`` from that tree as variant ``NAME``.
 
 The server runs under ``taskset -c <server core>``; this process (the load generator, the
 lean Realtime stand-in and the Salesforce stand-in, which answers after 100 ms) is pinned to
@@ -460,6 +461,12 @@ def report(results: list[StepResult]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    trees = {}
+    for spec in args.tree:
+        name, _, directory = spec.partition("=")
+        if not name or not directory:
+            raise SystemExit(f"--tree takes NAME=DIR, not {spec!r}")
+        trees[name] = Path(directory).resolve()
     variants = []
     for name in args.variants.split(","):
         if name == "bare":
@@ -470,6 +477,8 @@ async def main(args: argparse.Namespace) -> None:
             variants.append(Variant("before", Path(args.before_tree).resolve()))
         elif name == "after":
             variants.append(Variant("after", ROOT))
+        elif name in trees:  # --tree NAME=DIR: another tree, e.g. the previous commit
+            variants.append(Variant(name, trees[name]))
         elif name.startswith("after-b") and name[7:].isdigit():  # caller audio batched
             variants.append(Variant(name, ROOT, {"REALTIME_AUDIO_BATCH_FRAMES": name[7:]}))
         else:
@@ -527,9 +536,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--calls", default="25,50", help="comma-separated sweep of N")
     parser.add_argument(
-        "--variants", default="after,bare", help="before, after, after-bK (batch K frames), bare"
+        "--variants",
+        default="after,bare",
+        help="before, after, after-bK (batch K frames), bare, or a --tree NAME",
     )
     parser.add_argument("--before-tree", default=None)
+    parser.add_argument(
+        "--tree",
+        action="append",
+        default=[],
+        metavar="NAME=DIR",
+        help="another tree to serve as variant NAME (repeatable), e.g. prev=/tmp/prev",
+    )
     parser.add_argument("--window", type=float, default=20.0, help="measurement seconds per step")
     parser.add_argument("--warmup", type=float, default=4.0)
     parser.add_argument(
