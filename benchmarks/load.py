@@ -500,12 +500,45 @@ async def main(args: argparse.Namespace) -> None:
                     result = await run_step(args, variant, calls, sf, workdir, profile)
                     results.append(result)
                     print(
-                        f"{variant.name} N={calls}: {result.cpu_per_call_second:.5f} CPU s/call-s",
+                        f"{variant.name} N={calls}: relay {result.relay_cpu_per_call_second:.5f},"
+                        f" with churn {result.cpu_per_call_second:.5f} CPU s/call-s",
                         flush=True,
                     )
     finally:
         sf.stop()
     report(aggregate(results))
+    report_paired(results, [v.name for v in variants])
+
+
+def report_paired(results: list[StepResult], names: list[str]) -> None:
+    """Ratios of relay CPU within each round (variants run back to back), then their median:
+    on a machine whose speed drifts between rounds, these are steadier than ratios of the
+    medians."""
+    if len(names) < 2:
+        return
+    by_round: dict[tuple[int, int], dict[str, float]] = {}
+    seen: dict[tuple[int, str], int] = {}
+    for r in results:
+        index = seen.get((r.calls, r.variant), 0)
+        seen[(r.calls, r.variant)] = index + 1
+        by_round.setdefault((r.calls, index), {})[r.variant] = r.relay_cpu_per_call_second
+    print("\npaired relay CPU ratios, median of the per-round ratios (min..max, rounds):")
+    for calls in sorted({c for c, _ in by_round}):
+        rounds = [v for (c, _), v in sorted(by_round.items()) if c == calls]
+        for name in names:
+            for base in names:
+                if (
+                    name == "bare"
+                    or base == name
+                    or (base != "bare" and names.index(base) > names.index(name))
+                ):
+                    continue
+                ratios = sorted(r[name] / r[base] for r in rounds if r.get(name) and r.get(base))
+                if ratios:
+                    print(
+                        f"  N={calls} {name} / {base}: {statistics.median(ratios):.2f}"
+                        f" ({ratios[0]:.2f}..{ratios[-1]:.2f}, {len(ratios)})"
+                    )
 
 
 def aggregate(results: list[StepResult]) -> list[StepResult]:
