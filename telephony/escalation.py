@@ -138,16 +138,24 @@ class Escalation:
         self._wake_sender()
         return first
 
-    def _wake_sender(self) -> None:
-        """Wake the sweep; ``record`` runs in a worker thread, and an ``asyncio.Event`` is
-        set only on its loop."""
+    def _loop_from_thread(self) -> asyncio.AbstractEventLoop | None:
+        """The service's open event loop when called from a worker thread (the database
+        work of this module runs in threads); None when called on a loop, or when no loop
+        is there to hand work to."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             loop = self._loop
-            if loop is not None and not loop.is_closed():
-                loop.call_soon_threadsafe(self.wake.set)
-                return
+            return loop if loop is not None and not loop.is_closed() else None
+        return None
+
+    def _wake_sender(self) -> None:
+        """Wake the sweep; ``record`` runs in a worker thread, and an ``asyncio.Event`` is
+        set only on its loop."""
+        loop = self._loop_from_thread()
+        if loop is not None:
+            loop.call_soon_threadsafe(self.wake.set)
+            return
         self.wake.set()  # on the loop, or no sweep is running to be woken
 
     def alerted(self, call_sid: str) -> bool:
@@ -312,15 +320,14 @@ class Escalation:
         the event loop or from a worker thread doing this module's database work."""
         metrics.OWNER_ALERTS.labels(kind=kind).inc()
         log.info("call %s: telling the owner (%s)", call_sid, kind)
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:  # a worker thread: the notice starts on the service's loop
-            if self._loop is None or self._loop.is_closed():
-                threading.Thread(target=self._send_notice, args=(send,), daemon=True).start()
-            else:
-                self._loop.call_soon_threadsafe(self._start_notice, send)
+        loop = self._loop_from_thread()
+        if loop is not None:  # a worker thread: the notice starts on the service's loop
+            loop.call_soon_threadsafe(self._start_notice, send)
             return
-        self._start_notice(send)
+        try:
+            self._start_notice(send)
+        except RuntimeError:  # no event loop anywhere to start it on: a thread of its own
+            threading.Thread(target=self._send_notice, args=(send,), daemon=True).start()
 
     def _start_notice(self, send: Callable[[], None]) -> None:
         task = asyncio.get_running_loop().create_task(asyncio.to_thread(self._send_notice, send))

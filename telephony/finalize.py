@@ -137,10 +137,15 @@ class CallFinalizer:
             summary.extraction,
             len(summary.transcript),
         )
+        await self._hand_on(summary)
+        return summary
+
+    async def _hand_on(self, summary: CallSummary) -> None:
+        """A summary stored (finalized or amended): delivery is told, and an emergency is
+        recorded for the on-call alert (in a thread: it writes to the database)."""
         self.on_finalized(summary)
         if summary.is_emergency:
             await asyncio.to_thread(self.on_emergency, summary.call_sid, summary.need)
-        return summary
 
     async def amend(self, call_sid: str) -> CallSummary | None:
         """The amendment rule: turns that arrived after the call was finalized are kept
@@ -167,9 +172,7 @@ class CallFinalizer:
                     summary.amendment,
                     len(summary.transcript),
                 )
-                self.on_finalized(summary)
-                if summary.is_emergency:
-                    await asyncio.to_thread(self.on_emergency, summary.call_sid, summary.need)
+                await self._hand_on(summary)
                 return summary
         finally:
             if not lock.locked():

@@ -47,7 +47,7 @@ class RealtimeLink:
         self._queue_stays_empty = (
             self._direct
             and getattr(sdk, "_on_reconnecting", True) is None
-            and not getattr(sdk, "_is_reconnecting", True)
+            and not sdk._is_reconnecting
             and not sdk._send_queue
         )
 
