@@ -15,6 +15,8 @@ import os
 import sqlite3
 import stat
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    bindparam,
     create_engine,
     delete,
     event,
@@ -361,6 +364,23 @@ def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict
     call.updated_at = utcnow()
 
 
+@dataclass(frozen=True, slots=True)
+class ProgressSnapshot:
+    """A live call's transcript and captured details at one moment."""
+
+    call_sid: str
+    transcript: list[TranscriptTurn]
+    details: dict[str, Any]
+
+
+_SAVE_LIVE_PROGRESS = (
+    update(CallRecord)
+    .where(CallRecord.call_sid == bindparam("sid"), CallRecord.state == "active")
+    .values(transcript=bindparam("transcript"), details=bindparam("details"))
+)
+"""One statement for every live call of a group commit (``updated_at`` is the heartbeat)."""
+
+
 class Store:
     """Calls, summaries and the outbox over one engine. Every method is one transaction."""
 
@@ -451,17 +471,39 @@ class Store:
         """Write the transcript and captured details so far (crash recovery reads these).
         On a call already finalized, turns beyond the summary's are kept for an amendment
         (``save_late``), never dropped."""
+        self.save_progress_many([ProgressSnapshot(call_sid, transcript, details)])
+
+    def save_progress_many(self, snapshots: Sequence[ProgressSnapshot]) -> None:
+        """``save_progress`` for several calls in one transaction (the live calls' group
+        commit): one read of the rows, locked, then one batched UPDATE of the live ones."""
+        if not snapshots:
+            return
+        by_sid = {s.call_sid: s for s in snapshots}  # one call once: its newest snapshot
+        now = utcnow()
         with self.sessions.begin() as session:
-            call = session.get(CallRecord, call_sid)
-            if call is not None and call.state == "finalized":
-                if len(transcript) > len(call.transcript or []):
-                    _keep_late(call, transcript, details)
-                return
-            if call is None or call.state != "active":
-                return
-            call.transcript = [t.model_dump(mode="json") for t in transcript]
-            call.details = _keep_bookkeeping(call.details, details)
-            call.updated_at = utcnow()  # a heartbeat even when nothing new was said
+            rows = session.execute(
+                select(CallRecord.call_sid, CallRecord.state, CallRecord.details)
+                .where(CallRecord.call_sid.in_(sorted(by_sid)))
+                .order_by(CallRecord.call_sid)
+                .with_for_update()
+            ).all()
+            live: list[dict[str, Any]] = []
+            for sid, state, old_details in rows:
+                snapshot = by_sid[sid]
+                if state == "active":
+                    live.append(
+                        {
+                            "sid": sid,
+                            "transcript": [t.model_dump(mode="json") for t in snapshot.transcript],
+                            "details": _keep_bookkeeping(old_details, snapshot.details),
+                        }
+                    )
+                elif state == "finalized":
+                    call = session.get(CallRecord, sid)
+                    if call is not None and len(snapshot.transcript) > len(call.transcript or []):
+                        _keep_late(call, snapshot.transcript, snapshot.details)
+            if live:
+                session.connection().execute(_SAVE_LIVE_PROGRESS.values(updated_at=now), live)
 
     def touch(self, call_sid: str) -> None:
         """The call is still being served (recovery leaves calls with a recent heartbeat)."""

@@ -51,7 +51,7 @@ from agent.realtime_core import (
     caller_audio_message,
 )
 from agent.tools import TOOLS, FlagEmergency, RequestCallback
-from crm.store import Store
+from crm.store import ProgressSnapshot, Store
 from telephony import metrics
 from telephony.errors import StreamRefused, scrub_numbers
 from telephony.media_streams import (
@@ -63,6 +63,7 @@ from telephony.media_streams import (
     StreamStarted,
     StreamStopped,
 )
+from telephony.progress import ProgressWriter
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,7 @@ class BridgeContext:
     """Everything one call's bridge needs from the service."""
 
     store: Store
+    progress: ProgressWriter
     connect_realtime: ConnectRealtime | None
     admit_stream: Callable[[StreamStarted], Business]
     instructions_for: Callable[[Business], str]
@@ -300,7 +302,7 @@ class CallBridge:
         quiet = 0.0
         while True:
             await asyncio.sleep(self.ctx.progress_interval)
-            if await self._save_progress():
+            if await self._save_progress(now=False):
                 quiet = 0.0
                 continue
             # Nothing new was said: no transcript write, but still a heartbeat now and then,
@@ -428,10 +430,11 @@ class CallBridge:
 
     # -- bookkeeping -----------------------------------------------------------------
 
-    async def _save_progress(self) -> bool:
-        """Save the transcript and details if they changed since the last save, in a thread
-        (never a blocking database call on the event loop). Saves are serialized, so an
-        older snapshot can never land after a newer one."""
+    async def _save_progress(self, *, now: bool = True) -> bool:
+        """Save the transcript and details if they changed since the last save, in a worker
+        thread (never a blocking database call on the event loop); ``now=False`` (the
+        periodic save) lets the process's progress writer group it with other calls'.
+        Saves are serialized, so an older snapshot can never land after a newer one."""
         conversation = self.conversation
         if conversation is None:
             return False
@@ -439,11 +442,10 @@ class CallBridge:
             revision = conversation.revision
             if revision == self._saved_revision:
                 return False
-            transcript = conversation.transcript()
-            details = conversation.details.learned()
-            await asyncio.to_thread(
-                self.ctx.store.save_progress, self.call_sid, transcript, details
+            snapshot = ProgressSnapshot(
+                self.call_sid, conversation.transcript(), conversation.details.learned()
             )
+            await self.ctx.progress.save(snapshot, now=now)
             self._saved_revision = revision
             return True
 

@@ -37,6 +37,7 @@ from telephony.outbound import (
     when_phrase,
 )
 from telephony.owner_alerts import OwnerAlerts, SmtpConfig
+from telephony.progress import ProgressWriter
 from telephony.realtime_link import RealtimeLink
 from telephony.settings import Settings
 from telephony.setup_checks import business_connections, salesforce_config
@@ -131,6 +132,11 @@ class Services:
     openai: AsyncOpenAI | None = None
     live_calls: set[str] = field(default_factory=set)
     stream_tokens: StreamTokens = field(default_factory=lambda: StreamTokens("", ttl_seconds=300))
+    progress: ProgressWriter = field(init=False)
+    """Every live call's progress saves, written in groups (one transaction per slot)."""
+
+    def __post_init__(self) -> None:
+        self.progress = ProgressWriter(self.store)
 
     @classmethod
     def build(
@@ -282,7 +288,9 @@ class Services:
         return RealtimeLink(await manager.enter())
 
     async def close(self) -> None:
-        """Release what the process holds open (the OpenAI client's connection pool)."""
+        """Release what the process holds open (the OpenAI client's connection pool), after
+        writing any progress save still waiting for its group."""
+        await self.progress.close()
         if self.openai is not None:
             await self.openai.close()
         self.store.engine.dispose()
@@ -448,6 +456,7 @@ class Services:
         settings = self.settings
         return BridgeContext(
             store=self.store,
+            progress=self.progress,
             connect_realtime=self.connect_realtime if settings.openai_configured else None,
             admit_stream=self.admit_stream,
             instructions_for=self.instructions_for,

@@ -23,11 +23,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.engine import make_url
 
 from agent.summary import CallSummary, TranscriptTurn
-from crm.store import CallRecord, OutboxJob, Store, SummaryRecord
+from crm.store import (
+    AMENDMENT_PENDING,
+    CallRecord,
+    OutboxJob,
+    ProgressSnapshot,
+    Store,
+    SummaryRecord,
+)
 from tests.fault_rig import written_call_sid
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.salesforce_http import Response
@@ -223,6 +230,47 @@ def test_progress_is_saved_as_the_call_goes_and_frozen_once_finalized(pg_store: 
     assert call is not None and call.state == "finalized"
     assert [t["text"] for t in call.transcript] == ["I need a quote."]
     assert call.details == {"first_name": "Ana", "callback_due": "2030-01-02"}
+
+
+def test_a_group_commit_that_meets_a_finalize_keeps_both(pg_url: str, pg_store: Store) -> None:
+    """A group of progress saves (``save_progress_many``) reaches a call whose row another
+    connection holds while finalizing it. The group waits on the row lock; once the call
+    is finalized it keeps the turns said after the summary for an amendment instead of
+    overwriting the summary's transcript, and still writes the group's other call."""
+    finishing, live = new_sid(), new_sid()
+    for sid in (finishing, live):
+        pg_store.begin_call(
+            sid,
+            business=BUSINESS,
+            business_number="+14155559999",
+            caller_phone="+1",
+            mode="realtime",
+        )
+    said = [
+        TranscriptTurn(speaker="caller", text="I need a quote.", start=1.0),
+        TranscriptTurn(speaker="caller", text="And my sink leaks too.", start=4.0),
+    ]
+    group = [ProgressSnapshot(finishing, said, {}), ProgressSnapshot(live, said[:1], {"a": 1})]
+    with ThreadPoolExecutor(max_workers=1) as pool, pg_store.engine.connect() as finalizer:
+        finalizer.execute(
+            select(CallRecord).where(CallRecord.call_sid == finishing).with_for_update()
+        )
+        saving = pool.submit(pg_store.save_progress_many, group)
+        wait_until(lambda: lock_waiters(pg_url, "FROM calls") == 1)
+        finalizer.execute(
+            update(CallRecord)
+            .where(CallRecord.call_sid == finishing)
+            .values(state="finalized", transcript=[said[0].model_dump(mode="json")])
+        )
+        finalizer.commit()
+        saving.result(timeout=30)
+    finished = pg_store.get_call(finishing)
+    assert finished is not None and finished.state == "finalized"
+    assert [t["text"] for t in finished.transcript] == [t.text for t in said]
+    assert finished.details.get(AMENDMENT_PENDING) is True
+    other = pg_store.get_call(live)
+    assert other is not None and other.details == {"a": 1}
+    assert [t["text"] for t in other.transcript] == ["I need a quote."]
 
 
 # --- two worker processes ----------------------------------------------------------------

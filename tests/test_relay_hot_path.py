@@ -20,7 +20,7 @@ import base64
 import dataclasses
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from agent.realtime_core import Conversation, PlayAudio, SessionConfig, caller_audio_message
-from crm.store import Store
+from crm.store import ProgressSnapshot, Store
 from telephony.bridge import BridgeContext, CallBridge
 from telephony.media_streams import AudioReceived, MediaStreamProtocol
+from telephony.progress import ProgressWriter
 from telephony.realtime_link import RealtimeLink
 from tests.conftest import BUSINESS_NUMBER, CALLER, ON_CALL_PHONE, RunningApp, StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin
@@ -134,16 +135,16 @@ class RecordingStore:
         self.saves: list[tuple[str, int, bool]] = []
         self.loop_thread = threading.current_thread()
 
-    def save_progress(self, call_sid: str, transcript: list[Any], details: dict[str, Any]) -> None:
-        self.saves.append(
-            (call_sid, len(transcript), threading.current_thread() is self.loop_thread)
-        )
+    def save_progress_many(self, snapshots: Sequence[ProgressSnapshot]) -> None:
+        on_loop = threading.current_thread() is self.loop_thread
+        self.saves.extend((s.call_sid, len(s.transcript), on_loop) for s in snapshots)
 
 
 async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -> None:
     store = RecordingStore()
     context = BridgeContext(
         store=store,  # type: ignore[arg-type]
+        progress=ProgressWriter(store),
         connect_realtime=None,
         admit_stream=_refuse,
         instructions_for=lambda business: "",
@@ -188,6 +189,7 @@ STORE_METHODS = (
     "get_call",
     "set_mode",
     "save_progress",
+    "save_progress_many",
     "save_intake",
     "close_unsummarized",
     "mark_ended_by_agent",
@@ -236,7 +238,7 @@ async def test_a_realtime_call_makes_no_database_call_on_the_event_loop(
     called, on_loop = watch_store(app.services.store)
     result = await run_john_call(app, twilio_standin)
     await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
-    assert {"begin_call", "get_call", "save_progress", "finalize"} <= set(called)
+    assert {"begin_call", "get_call", "save_progress_many", "finalize"} <= set(called)
     assert on_loop == []
 
 
