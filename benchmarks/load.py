@@ -100,9 +100,17 @@ class SlowSalesforce(SalesforceStandin):
         return response
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def cpu_seconds(pid: int, tid: int | None = None) -> float:
+    """The process's CPU (all threads, ended ones included), or one thread's (``tid``)."""
+    path = f"/proc/{pid}/stat" if tid is None else f"/proc/{pid}/task/{tid}/stat"
+    fields = Path(path).read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICKS_PER_SECOND
+
+
+def off_loop_cpu(pid: int) -> float:
+    """CPU of every thread but the main one (the event loop's): the worker threads that
+    run database calls and other blocking work."""
+    return cpu_seconds(pid) - cpu_seconds(pid, pid)
 
 
 def rss_mb(pid: int) -> float:
@@ -128,6 +136,7 @@ class StepResult:
     calls: int
     cpu_per_call_second: float
     relay_cpu_per_call_second: float
+    relay_off_loop_share: float
     cpu_per_call_lifecycle: float
     rss_base_mb: float
     rss_per_call_mb: float
@@ -292,6 +301,7 @@ async def run_step(
         await asyncio.sleep(args.warmup)
         rig.measuring = True
         cpu0, gen0, t0 = cpu_seconds(server.pid), time.process_time(), time.monotonic()
+        off0 = off_loop_cpu(server.pid)
         profiler = None
         if profile is not None:  # py-spy samples the window only (GIL-holding samples)
             py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
@@ -335,6 +345,7 @@ async def run_step(
         # First half: N calls talking, none starting or ending (the relay's cost).
         await asyncio.sleep(args.window / 2)
         cpu_mid, t_mid = cpu_seconds(server.pid), time.monotonic()
+        off_mid = off_loop_cpu(server.pid)
         # Second half: the same, plus calls ending and new ones starting (each call's
         # webhook, stream set-up, finalization, extraction and CRM delivery).
         churner = asyncio.create_task(churn())
@@ -368,6 +379,7 @@ async def run_step(
         calls=calls,
         cpu_per_call_second=(cpu1 - cpu0) / call_seconds,
         relay_cpu_per_call_second=(cpu_mid - cpu0) / (calls * (t_mid - t0)),
+        relay_off_loop_share=(off_mid - off0) / max(cpu_mid - cpu0, 1e-9),
         cpu_per_call_lifecycle=((cpu1 - cpu_mid) - (cpu_mid - cpu0) / (t_mid - t0) * (t1 - t_mid))
         / max(1, ended_in_window),
         rss_base_mb=rss_base,
@@ -405,7 +417,7 @@ def report(results: list[StepResult]) -> None:
     print(
         f"\n{'variant':9}{'N':>4} {'relay CPU':>10} {'x bare':>6} {'calls/core':>10} "
         f"{'per call':>9} {'3-min calls/core':>16} {'with churn':>10} {'RSS base':>8} "
-        f"{'MB/call':>7}  relay CPU spread"
+        f"{'MB/call':>7} {'threads':>7}  relay CPU spread"
     )
     for r in results:
         relay = r.relay_cpu_per_call_second
@@ -417,7 +429,8 @@ def report(results: list[StepResult]) -> None:
             f"{r.variant:9}{r.calls:>4} {relay:>10.5f} "
             f"{'-' if ratio is None else f'{ratio:.2f}':>6} "
             f"{1 / relay if relay else 0:>10.0f} {lifecycle * 1000:>7.0f}ms {three_minutes:>16.0f} "
-            f"{r.cpu_per_call_second:>10.5f} {r.rss_base_mb:>8.0f} {r.rss_per_call_mb:>7.3f}  "
+            f"{r.cpu_per_call_second:>10.5f} {r.rss_base_mb:>8.0f} {r.rss_per_call_mb:>7.3f} "
+            f"{r.relay_off_loop_share:>7.1%}  "
             + (f"{spread[0]:.5f}..{spread[1]:.5f} ({spread[2]} runs)" if spread else "")
         )
     print(
@@ -452,7 +465,9 @@ def report(results: list[StepResult]) -> None:
         "\nper call: CPU-seconds each call's start and end add (webhook, stream set-up,"
         " finalization, extraction, CRM delivery), from the churned half of the window;"
         "\n3-min calls/core: 1 / (relay + per call / 180 s); with churn: CPU s/call-s over the"
-        " whole window.\nlate: frames delayed > 20 ms / frames measured (c>m caller→model,"
+        " whole window; threads: the share of relay CPU spent off the event loop (worker"
+        " threads: database calls).\nlate: frames delayed > 20 ms / frames measured"
+        " (c>m caller→model,"
         " m>c model→caller; ms, through the server, one clock); barge: the stand-in's"
         " speech_started → Twilio clear;\ngreet: stream start → first audio; CRM: stop → the"
         " Salesforce write naming the CallSid answered (Salesforce answers after 100 ms);"
@@ -501,7 +516,8 @@ async def main(args: argparse.Namespace) -> None:
                     results.append(result)
                     print(
                         f"{variant.name} N={calls}: relay {result.relay_cpu_per_call_second:.5f},"
-                        f" with churn {result.cpu_per_call_second:.5f} CPU s/call-s",
+                        f" with churn {result.cpu_per_call_second:.5f} CPU s/call-s,"
+                        f" {result.relay_off_loop_share:.1%} of the relay's off the event loop",
                         flush=True,
                     )
     finally:

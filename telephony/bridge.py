@@ -2,7 +2,8 @@
 sans-I/O cores (``telephony.media_streams`` and ``agent.realtime_core``).
 
 One ``asyncio.TaskGroup`` per call owns every task: the Twilio reader, the Realtime reader,
-the progress saver and any tool side effects. Audio to the caller is written as soon as it
+the progress saver (its saves are written with other calls', ``telephony.progress``) and
+any tool side effects. Audio to the caller is written as soon as it
 arrives (Twilio buffers it), so a ``clear`` is never stuck behind our own queue.
 
 Failure paths:
@@ -13,6 +14,8 @@ Failure paths:
 - A ``start`` without a valid token for a live call of that business (replayed, forged,
   finished, another business's, a second stream): closed with 1008 before any Realtime
   session opens (``BridgeContext.admit_stream``).
+- A routine progress save fails (the database is locked or unreachable for a moment):
+  logged and counted, the call goes on, and the save is retried on the next tick.
 - Caller hangs up (``stop``) or the socket drops: the call is finalized from what was saved.
 - An unexpected error inside the bridge: what was said is saved and the call is finalized
   (never left active and undelivered).
@@ -302,7 +305,18 @@ class CallBridge:
         quiet = 0.0
         while True:
             await asyncio.sleep(self.ctx.progress_interval)
-            if await self._save_progress(now=False):
+            try:
+                saved = await self._save_progress(now=False)
+            except Exception as exc:  # the database hiccupped: the call goes on, retried next
+                metrics.PROGRESS_SAVE_FAILURES.inc()
+                log.error(
+                    "call %s: saving progress failed (%s); retrying in %g s",
+                    self.call_sid,
+                    type(exc).__name__,
+                    self.ctx.progress_interval,
+                )
+                continue
+            if saved:
                 quiet = 0.0
                 continue
             # Nothing new was said: no transcript write, but still a heartbeat now and then,

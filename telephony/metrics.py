@@ -33,6 +33,10 @@ EMERGENCY_ALERTS = Counter(
     "receptionist_emergency_alerts_total", "Emergency texts sent to on-call phones"
 )
 MISSED_CALLS = Counter("receptionist_missed_calls_total", "Calls recorded as missed calls")
+PROGRESS_SAVE_FAILURES = Counter(
+    "receptionist_progress_save_failures_total",
+    "Routine saves of a live call's transcript that failed (retried on the next tick)",
+)
 FINALIZED = Counter("receptionist_calls_finalized_total", "Calls finalized into a summary")
 DELIVERY_BACKLOG = Gauge(
     "receptionist_delivery_backlog", "CRM deliveries waiting (pending or being delivered)"

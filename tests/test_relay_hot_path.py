@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy.exc import OperationalError
 from websockets.exceptions import ConnectionClosed
 
 from agent.realtime_core import Conversation, PlayAudio, SessionConfig, caller_audio_message
@@ -140,8 +142,8 @@ class RecordingStore:
         self.saves.extend((s.call_sid, len(s.transcript), on_loop) for s in snapshots)
 
 
-async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -> None:
-    store = RecordingStore()
+def recording_bridge(store: RecordingStore, *, interval: float = 2.0) -> CallBridge:
+    """A bridge with a conversation and no sockets, saving to ``store``."""
     context = BridgeContext(
         store=store,  # type: ignore[arg-type]
         progress=ProgressWriter(store),
@@ -155,23 +157,60 @@ async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -
         transfer=None,
         finalize=_never,
         live_calls=set(),
+        progress_interval=interval,
     )
     bridge = CallBridge(_never, _never, context)
     bridge.call_sid = CALL_SID
-    conversation = bridge.conversation = Conversation(SessionConfig(instructions="x"))
+    bridge.conversation = Conversation(SessionConfig(instructions="x"))
+    return bridge
+
+
+def save_failures() -> float:
+    return REGISTRY.get_sample_value("receptionist_progress_save_failures_total") or 0.0
+
+
+CALLER_SAID = {
+    "type": "conversation.item.input_audio_transcription.completed",
+    "item_id": "c1",
+    "transcript": "My sink leaks",
+}
+
+
+async def test_progress_is_saved_only_when_it_changed_and_off_the_event_loop() -> None:
+    store = RecordingStore()
+    bridge = recording_bridge(store)
+    assert bridge.conversation is not None
     assert await bridge._save_progress()
     assert not await bridge._save_progress()
     assert len(store.saves) == 1  # nothing changed since the first save
-    conversation.server_event(
-        {
-            "type": "conversation.item.input_audio_transcription.completed",
-            "item_id": "c1",
-            "transcript": "My sink leaks",
-        },
-        1.0,
-    )
+    bridge.conversation.server_event(CALLER_SAID, 1.0)
     await asyncio.gather(bridge._save_progress(), bridge._save_progress())
     assert store.saves == [(CALL_SID, 0, False), (CALL_SID, 1, False)]
+
+
+async def test_a_failed_routine_save_is_retried_and_the_call_goes_on() -> None:
+    """The database fails the first routine save (locked, say): the periodic saver logs
+    and counts it, keeps running, and the next tick writes the same transcript."""
+
+    class FailingOnce(RecordingStore):
+        def save_progress_many(self, snapshots: Sequence[ProgressSnapshot]) -> None:
+            self.attempts = getattr(self, "attempts", 0) + 1
+            if self.attempts == 1:
+                raise OperationalError("UPDATE calls", {}, Exception("database is locked"))
+            super().save_progress_many(snapshots)
+
+    store = FailingOnce()
+    bridge = recording_bridge(store, interval=0.001)
+    assert bridge.conversation is not None
+    bridge.conversation.server_event(CALLER_SAID, 1.0)
+    failures = save_failures()
+    saver = asyncio.create_task(bridge._save_progress_periodically())
+    await wait_for(lambda: bool(store.saves) or saver.done())
+    assert not saver.done()  # still saving: the failure did not end the call
+    saver.cancel()
+    assert store.attempts == 2
+    assert store.saves == [(CALL_SID, 1, False)]
+    assert save_failures() == failures + 1
 
 
 async def _never(*args: object) -> None:
