@@ -15,6 +15,32 @@ Every error carries the ``call_sid`` it was delivering when known, and Salesforc
 
 from __future__ import annotations
 
+import re
+
+# Schema notes in an org's error message: object and field names only, no caller data.
+_SCHEMA_NOTE_RE = re.compile(
+    r"No such column '\w+' on entity '\w+'"
+    r"|sObject type '\w+' is not supported"
+    r"|Didn't understand relationship '\w+'"
+)
+# What marks a message that quotes the request or a value: quotes, braces, line breaks
+# (the failing SOQL/SOSL echoed with a caret), an e-mail address, a phone-like run of
+# digits (with spaces, dots, dashes or brackets between them).
+_QUOTES_RE = re.compile(r"['\"{}\n@]|\d[\d\s().-]{3,}\d")
+WITHHELD = "the org's message is withheld: it quotes the request"
+
+
+def org_message(message: str) -> str:
+    """What of a Salesforce error message may go into our errors, which are logged and
+    stored with the delivery. The org quotes the failing SOQL/SOSL (with the caller's phone
+    digits or e-mail in it) and the values it refused, so a message that quotes anything
+    keeps only its schema notes ("No such column 'X' on entity 'Lead'"), or nothing."""
+    text = message.strip()
+    if not _QUOTES_RE.search(text):
+        return text
+    notes = _SCHEMA_NOTE_RE.findall(text)
+    return "; ".join(dict.fromkeys(notes)) if notes else WITHHELD
+
 
 class CrmError(Exception):
     """Base class of every error the CRM edge raises."""

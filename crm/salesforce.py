@@ -51,6 +51,7 @@ from crm.errors import (
     CrmRateLimitedError,
     CrmRejectedError,
     CrmTransientError,
+    org_message,
 )
 from crm.org_schema import OrgSchema, parse_describe
 from crm.planner import (
@@ -554,7 +555,9 @@ def _error_code(exc: SalesforceError) -> str | None:
 
 
 def _error_message(exc: SalesforceError) -> str:
-    return str(_first_error(exc).get("message") or "")
+    """The org's message, without what it quotes of the request (``org_message``)."""
+    message = str(_first_error(exc).get("message") or "")
+    return org_message(message) if message else ""
 
 
 def _root_failure(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,18 +12,23 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from simple_salesforce import Salesforce
+from simple_salesforce.exceptions import SalesforceError
 
 from agent.summary import CallSummary, TranscriptTurn
 from crm.checks import check_salesforce
 from crm.config import CrmProfile, SalesforceConfig
 from crm.errors import (
+    WITHHELD,
     CrmAuthError,
     CrmConfigurationError,
+    CrmError,
     CrmRateLimitedError,
     CrmTransientError,
+    org_message,
 )
 from crm.org_schema import FieldInfo, ObjectSchema
-from crm.salesforce import SalesforceCrm
+from crm.salesforce import SalesforceCrm, map_salesforce_error
 from tests.standins.salesforce import SalesforceStandin
 
 CLIENT_ID = "3MVG9-test-client"
@@ -503,3 +508,47 @@ def test_callback_number_finds_the_customer_when_caller_id_does_not(
     assert (result.record_type, result.record_id) == ("Contact", jane)
     assert standin.records("Lead") == []
     assert len(standin.api_requests) == 3
+
+
+# -- what of the org's error messages we keep (they are logged and stored) ---------------
+
+
+def org_error(crm: SalesforceCrm, request: Callable[[Salesforce], object]) -> CrmError:
+    """The CrmError for what the org answered ``request`` (through simple-salesforce)."""
+    _, sf = crm._connection()
+    with pytest.raises(SalesforceError) as caught:
+        request(sf)
+    return map_salesforce_error(caught.value)
+
+
+def test_an_org_error_that_echoes_the_search_keeps_no_caller_data(crm: SalesforceCrm) -> None:
+    """The org answers a failing SOSL with the SOSL itself (the caller's phone digits in
+    it), a caret and the reason: only the reason's schema note is kept."""
+    error = org_error(
+        crm,
+        lambda sf: sf.search(
+            "FIND {4155550101} IN PHONE FIELDS RETURNING Lead(Id, Preferred_Tech__c)"
+        ),
+    )
+    assert error.error_code == "INVALID_FIELD"
+    assert "No such column 'Preferred_Tech__c' on entity 'Lead'" in str(error)
+    assert "4155550101" not in str(error) and "FIND" not in str(error)
+
+
+def test_an_org_error_that_quotes_an_email_keeps_nothing_of_it(crm: SalesforceCrm) -> None:
+    error = org_error(
+        crm,
+        lambda sf: sf.query("SELECT Id FROM Lead WHERE Email = 'ana.ruiz@example.com' AND"),
+    )
+    assert error.error_code == "MALFORMED_QUERY"
+    assert "ana.ruiz" not in str(error) and "example.com" not in str(error)
+    assert WITHHELD in str(error)
+
+
+def test_org_messages_that_quote_nothing_are_kept_as_they_are() -> None:
+    assert org_message("Session expired or invalid") == "Session expired or invalid"
+    assert org_message("TotalRequests Limit exceeded.") == "TotalRequests Limit exceeded."
+    assert org_message("unexpected token: 'Brien'") == WITHHELD  # a name's fragment
+    for quoted in ("call 415 555 01 01 back", "call (415) 555-0101", "Ruiz's lead", "a@b.co"):
+        assert org_message(quoted) == WITHHELD
+    assert org_message("HTTP 503 from the instance") == "HTTP 503 from the instance"
