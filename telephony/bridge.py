@@ -306,7 +306,16 @@ class CallBridge:
         while True:
             await asyncio.sleep(self.ctx.progress_interval)
             try:
-                saved = await self._save_progress(now=False)
+                if await self._save_progress(now=False):
+                    quiet = 0.0
+                    continue
+                # Nothing new was said: no transcript write, but still a heartbeat now and
+                # then, so recovery (RECOVERY_IDLE_SECONDS) never takes a quiet live call for
+                # a dead one.
+                quiet += self.ctx.progress_interval
+                if quiet >= HEARTBEAT_SECONDS:
+                    await asyncio.to_thread(self.ctx.store.touch, self.call_sid)
+                    quiet = 0.0
             except Exception as exc:  # the database hiccupped: the call goes on, retried next
                 metrics.PROGRESS_SAVE_FAILURES.inc()
                 log.error(
@@ -315,16 +324,6 @@ class CallBridge:
                     type(exc).__name__,
                     self.ctx.progress_interval,
                 )
-                continue
-            if saved:
-                quiet = 0.0
-                continue
-            # Nothing new was said: no transcript write, but still a heartbeat now and then,
-            # so recovery (RECOVERY_IDLE_SECONDS) never takes a quiet live call for a dead one.
-            quiet += self.ctx.progress_interval
-            if quiet >= HEARTBEAT_SECONDS:
-                await asyncio.to_thread(self.ctx.store.touch, self.call_sid)
-                quiet = 0.0
 
     async def _limit_call_length(self) -> None:
         await asyncio.sleep(self.ctx.max_call_seconds)
