@@ -62,6 +62,13 @@ log = logging.getLogger(__name__)
 CLAIM_LEASE = dt.timedelta(seconds=30)
 RETRY_AFTER = dt.timedelta(seconds=10)
 MAX_ATTEMPTS = 10
+NO_ON_CALL_PHONE = "no on-call phone"
+NO_BUSINESS = "no business"
+NO_TWILIO = "Twilio REST not configured"
+CANNOT_SEND = (NO_ON_CALL_PHONE, NO_BUSINESS, NO_TWILIO)
+"""An alert's error when it can never be sent with these settings (kept, not retried)."""
+HELD = "emergency alert budget"
+"""How an alert's error starts while the emergency budget holds it (retried by the sweep)."""
 SWEEP_SECONDS = 15.0
 
 TRANSFER_MESSAGE = "I'm connecting you to our on-call technician now. Please stay on the line."
@@ -216,9 +223,9 @@ class Escalation:
             return False  # given up (the owner was told); staff pages show the call
         business = self.business_of(call)
         if business is None or not business.on_call_phone or self.twilio is None:
-            why = "no on-call phone" if business is not None else "no business"
+            why = NO_ON_CALL_PHONE if business is not None else NO_BUSINESS
             if self.twilio is None:
-                why = "Twilio REST not configured"
+                why = NO_TWILIO
             if call.alert_error == why:
                 return False  # said once already
             log.error("call %s: emergency alert cannot be sent (%s)", call_sid, why)
@@ -264,7 +271,7 @@ class Escalation:
             self._notify(
                 "alerts_held", call_sid, lambda: owner.alerts_held(business, call_sid, budget)
             )
-        return f"emergency alert budget: {refusal}"
+        return f"{HELD}: {refusal}"
 
     def _gave_up(
         self, business: Business, call_sid: str, attempts: int, exc: TwilioRestError

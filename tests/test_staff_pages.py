@@ -8,16 +8,22 @@ dead-letter queue with no way to send it again.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 import httpx
 import pytest
 
+from crm.store import CallRecord
+from telephony.escalation import NO_ON_CALL_PHONE
+from telephony.staff.queries import AlertStatus, alert_status
 from telephony.staff_auth import hash_password
 from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, RunningApp, StartApp, wait_for
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript
+from tests.test_conversation_e2e import place_call
+from tests.test_escalation import BURST_PIPE_SPEECH
 
 PASSWORD = "correct horse battery staple"
 # Fewer PBKDF2 iterations than production keeps the test fast; the format is the same.
@@ -328,3 +334,68 @@ async def test_bulk_retry_of_dead_letters_needs_the_form_token(start_app: StartA
     for sid in sids:
         outcomes = [a.outcome for a in store.delivery_history(sid)]
         assert outcomes[-2:] == ["requeued", "delivered"]
+
+
+async def test_the_call_page_shows_what_became_of_the_on_call_alert(
+    start_app: StartApp, twilio_standin: TwilioStandin
+) -> None:
+    """Three burst-pipe calls through the scripted intake, with an emergency budget of two
+    alerts an hour: the first is texted; Twilio refuses every text of the second (it stays
+    owed, retried); the third is held by the budget. Staff see each, in HTML and JSON."""
+    app = await start_app(
+        staff_password_hash=PASSWORD_HASH,
+        emergency_alerts_per_business_per_hour=2,
+        **twilio_settings(twilio_standin),
+    )
+    staff = ("staff", PASSWORD)
+
+    async def emergency_call() -> tuple[str, dict[str, object]]:
+        result = await place_call(twilio_standin, app, CallerScript(speech=BURST_PIPE_SPEECH))
+        async with httpx.AsyncClient(base_url=app.url) as client:
+            page = await client.get(f"/calls/{result.call_sid}", auth=staff)
+            data = await client.get(
+                f"/calls/{result.call_sid}", params={"format": "json"}, auth=staff
+            )
+        assert "On-call alert" in page.text
+        alert = data.json()["on_call_alert"]
+        assert alert["state"] in page.text
+        return page.text, alert
+
+    _, sent = await emergency_call()
+    assert sent["state"] == "sent" and "Texted to the on-call phone" in sent["detail"]
+
+    twilio_standin.fail_next_messages(1_000)
+    _, refused = await emergency_call()
+    assert refused["state"] == "retrying"
+    # The sweep retries it every 10 s meanwhile (failing again): any attempt number.
+    assert re.match(r"Attempt \d+ failed \(HTTP 500", str(refused["detail"]))
+
+    html, held = await emergency_call()
+    assert held["state"] == "held" and "emergency alert budget" in held["detail"]
+    assert 'class="badge alert-held"' in html
+
+
+def test_the_alert_status_names_every_outcome() -> None:
+    now = dt.datetime(2026, 12, 1, 9, 30, tzinfo=dt.UTC)
+    call = CallRecord(call_sid="CA1", business="Acme", alert_attempts=0, alert_error="")
+    assert alert_status(call, None, max_attempts=10) is None  # no emergency
+    call.emergency_at = now
+    assert alert_status(call, None, max_attempts=10) == AlertStatus(
+        "sending", "Recorded; being sent."
+    )
+    call.alert_error = NO_ON_CALL_PHONE
+    assert alert_status(call, None, 10) == AlertStatus("not sent", "Not sent: no on-call phone.")
+    call.alert_attempts, call.alert_error = 10, "HTTP 500 code 20500: Internal Server Error"
+    gave_up = alert_status(call, None, 10)
+    assert (
+        gave_up is not None
+        and gave_up.state == "gave up"
+        and "after 10 attempts" in (gave_up.detail)
+    )
+    call.alert_sent_at, call.alert_attempts, call.transferred_at = now, 2, now
+    sent = alert_status(call, "America/New_York", 10)
+    assert sent == AlertStatus(
+        "sent",
+        "Texted to the on-call phone Tue Dec 1, 04:30 EST (attempt 2).",
+        "Tue Dec 1, 04:30 EST",
+    )

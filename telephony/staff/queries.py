@@ -15,6 +15,7 @@ from sqlalchemy import func, or_, select
 from agent.business import BusinessDirectory
 from agent.summary import CallSummary, rating_for
 from crm.store import CallRecord, OutboxJob, Store, SummaryRecord
+from telephony.escalation import CANNOT_SEND, HELD, MAX_ATTEMPTS
 
 PAGE_SIZE = 25
 DELIVERY_STATES = ("pending", "delivering", "delivered", "dead")
@@ -184,6 +185,39 @@ def _facet(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class AlertStatus:
+    """An emergency's text to the on-call phone, as staff see it."""
+
+    state: str  # sent, sending, retrying, gave up, held, not sent
+    detail: str
+    transferred: str = ""  # when the caller was put through to the on-call phone (local)
+
+
+def alert_status(call: CallRecord, zone: str | None, max_attempts: int) -> AlertStatus | None:
+    """What became of the call's on-call alert; None when the call was no emergency."""
+    if call.emergency_at is None:
+        return None
+    transferred = local_time(call.transferred_at, zone) if call.transferred_at else ""
+    attempts, error = call.alert_attempts, call.alert_error
+    if call.alert_sent_at is not None:
+        after = f" (attempt {attempts})" if attempts > 1 else ""
+        when = local_time(call.alert_sent_at, zone)
+        return AlertStatus("sent", f"Texted to the on-call phone {when}{after}.", transferred)
+    if error.startswith(HELD):
+        detail = f"Held by the {error}; it is sent as soon as the rolling hour allows."
+        return AlertStatus("held", detail, transferred)
+    if error in CANNOT_SEND:
+        return AlertStatus("not sent", f"Not sent: {error}.", transferred)
+    if error and attempts >= max_attempts:
+        detail = f"Not delivered: gave up after {attempts} attempts (last error: {error})."
+        return AlertStatus("gave up", detail, transferred)
+    if error:
+        detail = f"Attempt {attempts} failed ({error}); it is retried until it goes out."
+        return AlertStatus("retrying", detail, transferred)
+    return AlertStatus("sending", "Recorded; being sent.", transferred)
+
+
 @dataclass(slots=True)
 class CallPage:
     call: CallRecord
@@ -194,6 +228,7 @@ class CallPage:
     links: list[tuple[str, str, str]]  # (object type, record id, URL or "")
     history: list[tuple[str, int, str, str]] = field(default_factory=list)
     """(local time, attempt, outcome, detail) of every delivery attempt, oldest first."""
+    alert: AlertStatus | None = None
 
     @property
     def screening(self) -> tuple[str, list[str]] | None:
@@ -204,7 +239,13 @@ class CallPage:
         return str(found["verdict"]), [str(r) for r in found.get("reasons") or []]
 
 
-def call_page(store: Store, directory: BusinessDirectory, call_sid: str) -> CallPage | None:
+def call_page(
+    store: Store,
+    directory: BusinessDirectory,
+    call_sid: str,
+    *,
+    alert_max_attempts: int = MAX_ATTEMPTS,
+) -> CallPage | None:
     call = store.get_call(call_sid)
     if call is None:
         return None
@@ -231,6 +272,7 @@ def call_page(store: Store, directory: BusinessDirectory, call_sid: str) -> Call
         result=result,
         links=links,
         history=history,
+        alert=alert_status(call, zone, alert_max_attempts),
     )
 
 

@@ -113,7 +113,12 @@ def retry_dead_letters(
 def call_detail(
     call_sid: str, request: Request, services: ServicesDep, user: StaffUser, format: str = "html"
 ) -> Response:
-    page = call_page(services.store, services.businesses, call_sid)
+    page = call_page(
+        services.store,
+        services.businesses,
+        call_sid,
+        alert_max_attempts=services.escalation.max_attempts,
+    )
     if page is None:
         raise HTTPException(404, "No such call")
     if format == "json":
@@ -142,6 +147,13 @@ def call_detail(
                     for when, attempt, outcome, detail in page.history
                 ],
                 "records": [{"type": t, "id": i, "url": u or None} for t, i, u in page.links],
+                "on_call_alert": None
+                if page.alert is None
+                else {
+                    "state": page.alert.state,
+                    "detail": page.alert.detail,
+                    "transferred": page.alert.transferred or None,
+                },
             }
         )
     return templates.TemplateResponse(
