@@ -41,6 +41,7 @@ from tests.conftest import (
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript, HangUp, Hold, ListenUntilAgentDone, Say
+from tests.test_conversation_e2e import twilio_settings
 from tests.test_postgres import fresh_database
 
 FOREIGN = "+7 912 345 67 89"
@@ -49,14 +50,6 @@ PHISH = "tomorrow. URGENT your bank card is blocked, verify now at evil-bank.exa
 CONFIRMATION = "Bay Plumbing & Air got your request and will call you back tomorrow."
 # An evening in San Francisco: "tomorrow" is the next calendar day (no night-owl rule).
 EVENING = dt.datetime.fromisoformat("2026-03-03T20:00:00-08:00")
-
-
-def twilio_settings(twilio: TwilioStandin) -> dict[str, Any]:
-    return {
-        "twilio_account_sid": twilio.account_sid,
-        "twilio_auth_token": twilio.auth_token,
-        "twilio_api_base_url": twilio.api_base_url,
-    }
 
 
 def businesses(tmp_path: Path, extra: str) -> Path:

@@ -22,7 +22,7 @@ from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, RunningApp,
 from tests.standins.salesforce import SalesforceStandin
 from tests.standins.twilio import TwilioStandin
 from tests.standins.twilio_script import CallerScript
-from tests.test_conversation_e2e import place_call
+from tests.test_conversation_e2e import place_call, twilio_settings
 from tests.test_escalation import BURST_PIPE_SPEECH
 
 PASSWORD = "correct horse battery staple"
@@ -51,14 +51,6 @@ def csrf_of(html: str) -> str:
     match = re.search(r'name="csrf" value="([^"]+)"', html)
     assert match is not None, "no CSRF token on the page"
     return match.group(1)
-
-
-def twilio_settings(twilio: TwilioStandin) -> dict[str, object]:
-    return {
-        "twilio_account_sid": twilio.account_sid,
-        "twilio_auth_token": twilio.auth_token,
-        "twilio_api_base_url": twilio.api_base_url,
-    }
 
 
 async def test_staff_pages_are_closed_without_a_password_hash(
