@@ -1,9 +1,10 @@
 """Group commit of live calls' progress saves.
 
 Every live call saves its transcript and details every couple of seconds while something
-changes (crash recovery reads them). A transaction of its own per save costs about four
-times what the same row costs in a transaction shared with ten others (SQLite, 20-turn
-transcript: ≈ 500 µs against ≈ 120 µs of CPU), so the calls' saves are gathered:
+changes (crash recovery reads them). A save in a transaction and a worker-thread job of its
+own costs about five times what it costs in a group of ten (SQLite, 20-turn transcripts,
+``benchmarks/progress_saves.py``: ≈ 1 ms against ≈ 0.2 ms of CPU), so the calls' saves are
+gathered:
 a routine save waits up to ``slot`` seconds for others, then one worker-thread job writes
 them all in one transaction (``Store.save_progress_many``). A save that must land now (the
 call ends, a tool needs the stored details, the bridge failed) is written at once, with
