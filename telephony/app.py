@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from crm.config import CrmWriter
 from telephony import routes_fallback, routes_intake, routes_twilio, twiml
+from telephony.bridge import HEARTBEAT_SECONDS
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
 from telephony.services import Clock, Services, utc_now
@@ -124,6 +125,15 @@ def create_app(
         services = Services.build(settings, crm=crm, clock=clock)
         app.state.services = services
         stop = asyncio.Event()
+        if settings.recovery_idle_seconds < 2 * HEARTBEAT_SECONDS:
+            log.warning(
+                "RECOVERY_IDLE_SECONDS=%g is shorter than twice the heartbeat of a live call "
+                "(%g s): a call in which nobody speaks for a while could be recovered while "
+                "it goes on; set it to %g or more",
+                settings.recovery_idle_seconds,
+                HEARTBEAT_SECONDS,
+                2 * HEARTBEAT_SECONDS,
+            )
         for business in services.businesses.businesses:
             if business.office_phone and business.ring_timeout_seconds + 60 > (
                 settings.recovery_idle_seconds

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -407,3 +408,22 @@ async def test_a_realtime_call_finalized_under_a_live_caller_is_amended(
     records = local_crm(app)
     assert len(records["Lead"]) == 1
     assert len([t for t in records["Task"] if t.get("CallObject") == call_sid]) == 1
+
+
+@pytest.mark.parametrize(("idle", "warned"), [(20.0, True), (60.0, False), (300.0, False)])
+async def test_a_recovery_bound_shorter_than_the_heartbeat_is_warned_about_at_start(
+    start_app: StartApp, caplog: pytest.LogCaptureFixture, idle: float, warned: bool
+) -> None:
+    """A quiet live call marks itself live every 30 s: a ``RECOVERY_IDLE_SECONDS`` below
+    twice that could recover it mid-call, so the service says so (and how to fix it)."""
+    caplog.set_level(logging.WARNING, logger="telephony")
+    await start_app(recovery_idle_seconds=idle)
+    lines = [r.getMessage() for r in caplog.records if "heartbeat of a live call" in r.getMessage()]
+    if warned:
+        assert lines == [
+            f"RECOVERY_IDLE_SECONDS={idle:g} is shorter than twice the heartbeat of a live call"
+            " (30 s): a call in which nobody speaks for a while could be recovered while it"
+            " goes on; set it to 60 or more"
+        ]
+    else:
+        assert lines == []
