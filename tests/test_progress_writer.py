@@ -179,6 +179,8 @@ def test_a_batched_save_keeps_every_rule_of_a_single_save(store: Store) -> None:
             transcript=snapshot(sid, "one").transcript,
         )
         assert store.finalize(finished, crm="local") is True
+    began = store.get_call("CA-live")
+    assert began is not None
 
     store.save_progress_many(
         [
@@ -195,6 +197,7 @@ def test_a_batched_save_keeps_every_rule_of_a_single_save(store: Store) -> None:
     assert live is not None and live.state == "active"
     assert [t["text"] for t in live.transcript] == ["hello", "my sink leaks"]
     assert live.details == {"_alert_note": "kept", "need": "my sink leaks"}
+    assert live.updated_at > began.updated_at  # the save is the call's heartbeat too
     other = store.get_call("CA-other")
     assert other is not None and [t["text"] for t in other.transcript] == ["hi"]
     done = store.get_call("CA-done")
