@@ -60,8 +60,26 @@ def state_dir() -> Iterator[Path]:
 def test_the_images_install_and_start_steps_work_as_its_user(state_dir: Path) -> None:
     uid = int(re.findall(r"--uid (\d+)", CONTAINERFILE)[0])
     wheels = state_dir / "wheels"
+    # Built from a copy of the tree: setuptools builds in a build/ folder beside the source,
+    # which must not appear in the checkout under test.
+    source = state_dir / "source"
+    shutil.copytree(
+        ROOT,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv*",
+            ".hypothesis",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            "*.db*",
+        ),
+    )
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(source)],
         check=True,
         capture_output=True,
     )
