@@ -4,10 +4,9 @@ Every live call saves its transcript and details every couple of seconds while s
 changes (crash recovery reads them). A save in a transaction and a worker-thread job of its
 own costs about five times what it costs in a group of ten (SQLite, 20-turn transcripts,
 ``benchmarks/progress_saves.py``: ≈ 1 ms against ≈ 0.2 ms of CPU), so the calls' saves are
-gathered:
-a routine save waits up to ``slot`` seconds for others, then one worker-thread job writes
-them all in one transaction (``Store.save_progress_many``). A save that must land now (the
-call ends, a tool needs the stored details, the bridge failed) is written at once, with
+gathered: a routine save waits up to ``slot`` seconds for others, then one worker-thread job
+writes them all in one transaction (``Store.save_progress_many``). A save that must land now
+(the call ends, a tool needs the stored details, the bridge failed) is written at once, with
 whatever is waiting.
 
 Failure paths:
@@ -134,11 +133,4 @@ class ProgressWriter:
                 len(snapshots),
                 type(exc).__name__,
             )
-        errors: list[Exception | None] = []
-        for snapshot in snapshots:
-            try:
-                self.store.save_progress_many([snapshot])
-                errors.append(None)
-            except Exception as exc:
-                errors.append(exc)
-        return errors
+        return [self._write([snapshot])[0] for snapshot in snapshots]

@@ -199,23 +199,23 @@ def alert_status(call: CallRecord, zone: str | None, max_attempts: int) -> Alert
     if call.emergency_at is None:
         return None
     transferred = local_time(call.transferred_at, zone) if call.transferred_at else ""
+    return AlertStatus(*_alert_outcome(call, zone, max_attempts), transferred)
+
+
+def _alert_outcome(call: CallRecord, zone: str | None, max_attempts: int) -> tuple[str, str]:
     attempts, error = call.alert_attempts, call.alert_error
     if call.alert_sent_at is not None:
         after = f" (attempt {attempts})" if attempts > 1 else ""
-        when = local_time(call.alert_sent_at, zone)
-        return AlertStatus("sent", f"Texted to the on-call phone {when}{after}.", transferred)
+        return "sent", f"Texted to the on-call phone {local_time(call.alert_sent_at, zone)}{after}."
     if error.startswith(HELD):
-        detail = f"Held by the {error}; it is sent as soon as the rolling hour allows."
-        return AlertStatus("held", detail, transferred)
+        return "held", f"Held by the {error}; it is sent as soon as the rolling hour allows."
     if error in CANNOT_SEND:
-        return AlertStatus("not sent", f"Not sent: {error}.", transferred)
+        return "not sent", f"Not sent: {error}."
     if error and attempts >= max_attempts:
-        detail = f"Not delivered: gave up after {attempts} attempts (last error: {error})."
-        return AlertStatus("gave up", detail, transferred)
+        return "gave up", f"Not delivered: gave up after {attempts} attempts (last error: {error})."
     if error:
-        detail = f"Attempt {attempts} failed ({error}); it is retried until it goes out."
-        return AlertStatus("retrying", detail, transferred)
-    return AlertStatus("sending", "Recorded; being sent.", transferred)
+        return "retrying", f"Attempt {attempts} failed ({error}); it is retried until it goes out."
+    return "sending", "Recorded; being sent."
 
 
 @dataclass(slots=True)
