@@ -6,10 +6,16 @@ SQLite a conditional UPDATE does the same for the single node. A worker killed m
 leaves a lease that expires, and the job is taken again — deliveries are idempotent per
 CallSid, so a retry never writes twice.
 
+A process delivers up to ``concurrency`` jobs at once, each in its own thread. Deliveries
+for one caller never overlap, in any process: both would search the CRM, find nothing and
+create a Lead each. A job holds its caller's keys (``caller_keys``: the numbers and the
+e-mail address, hashed) in ``crm_caller_locks`` while it is written; a job whose caller is
+taken goes back to the queue for ``RetryPolicy.busy_delay`` without spending an attempt.
+
 Outcomes: delivered; retried with exponential backoff and jitter (5xx, timeouts, connection
 errors); retried after a long pause (``REQUEST_LIMIT_EXCEEDED``); dead-lettered with the
 reason for staff (rejections, bad credentials, too many attempts) and retryable from the
-staff pages.
+staff pages; waiting (another delivery for the same caller is under way).
 """
 
 from __future__ import annotations
@@ -17,20 +23,24 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import logging
 import random
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import or_, select, update
 
+from agent.summary import CallSummary
 from crm.config import CrmProfile, CrmWriter
 from crm.errors import (
     CrmError,
     CrmRateLimitedError,
     CrmTransientError,
 )
+from crm.planner import ledger_phones
 from crm.store import OutboxJob, Store, utcnow
 
 log = logging.getLogger(__name__)
@@ -46,6 +56,8 @@ class RetryPolicy:
     rate_limit_delay: float = 300.0
     max_attempts: int = 15
     lease_seconds: float = 120.0
+    busy_delay: float = 1.0
+    """How long a job waits when its caller's delivery is under way elsewhere."""
 
     def backoff(self, attempts: int, rng: random.Random) -> float:
         """Exponential backoff with jitter: ~base·2^(n-1), spread ±50 %, capped."""
@@ -63,6 +75,17 @@ class Outcome:
 
 
 STAFF_RETRY_NOTE = "re-queued from the staff page"
+WAITING = "waiting"
+"""Outcome state: another delivery for the same caller is under way; no attempt spent."""
+
+
+def caller_keys(summary: CallSummary) -> list[str]:
+    """What the CRM lookup knows the caller by (numbers as E.164, the e-mail address),
+    each as a SHA-256 hex digest: two deliveries sharing one are written one at a time."""
+    values = [f"phone:{number}" for number in ledger_phones(summary)]
+    if summary.email and summary.email.strip():
+        values.append(f"email:{summary.email.strip().lower()}")
+    return sorted({hashlib.sha256(v.encode()).hexdigest() for v in values})
 
 
 class DeliveryWorker:
@@ -77,9 +100,14 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        concurrency: int = 1,
     ) -> None:
         """``on_outcome`` is called (in the delivering thread) after every attempt; it must
-        not raise (exceptions are logged and ignored)."""
+        not raise (exceptions are logged and ignored). ``concurrency``: how many jobs
+        ``run`` delivers at once."""
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
         self.store = store
         self.writer = writer
         self.profile_for = profile_for
@@ -132,6 +160,8 @@ class DeliveryWorker:
         if job is None:
             return None
         outcome = self._deliver_claimed(job)
+        if outcome.state == WAITING:  # not an attempt: no history line, nobody told
+            return outcome
         try:
             self.store.record_attempt(job.call_sid, job.attempts, outcome.state, outcome.detail)
         except Exception:  # the history is for people; a failure must not stop deliveries
@@ -149,6 +179,19 @@ class DeliveryWorker:
         summary = self.store.get_summary(job.call_sid)
         if summary is None:
             return self._finish(job, "dead", "no summary stored for this call")
+        keys = caller_keys(summary)
+        lease = dt.timedelta(seconds=self.policy.lease_seconds)
+        if not self.store.lock_callers(keys, job.call_sid, lease=lease):
+            return self._wait_turn(job)
+        try:
+            return self._write(job, summary)
+        finally:
+            try:
+                self.store.unlock_callers(keys, job.call_sid)
+            except Exception:  # the lock then expires with the lease; the caller waits
+                log.exception("call %s: caller lock not released", job.call_sid)
+
+    def _write(self, job: OutboxJob, summary: CallSummary) -> Outcome:
         try:
             profile = self.profile_for(summary.business)
             if summary.amendment:
@@ -199,6 +242,27 @@ class DeliveryWorker:
         )
         return Outcome(job.call_sid, "pending", str(exc))
 
+    def _wait_turn(self, job: OutboxJob) -> Outcome:
+        """Put the job back for ``busy_delay``, giving back the attempt its claim counted."""
+        next_at = utcnow() + dt.timedelta(seconds=self.policy.busy_delay)
+        with self.store.sessions.begin() as session:
+            session.execute(
+                update(OutboxJob)
+                .where(OutboxJob.id == job.id)
+                .values(
+                    state="pending",
+                    locked_until=None,
+                    next_attempt_at=next_at,
+                    attempts=OutboxJob.attempts - 1,
+                )
+            )
+        log.info(
+            "call %s: another delivery for the same caller is under way; next try in %.1fs",
+            job.call_sid,
+            self.policy.busy_delay,
+        )
+        return Outcome(job.call_sid, WAITING)
+
     def _finish(self, job: OutboxJob, state: str, error: str, result_json: str = "") -> Outcome:
         values: dict[str, object] = {"state": state, "locked_until": None, "last_error": error}
         if state == "delivered":
@@ -218,16 +282,35 @@ class DeliveryWorker:
         return outcomes
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 2.0) -> None:
-        """Deliver until ``stop`` is set; woken early by ``wake`` when a call is finalized."""
+        """Deliver until ``stop`` is set, ``concurrency`` jobs at once, each in a thread of
+        the worker's own (a slow CRM never takes the threads live calls save through);
+        woken early by ``wake`` when a call is finalized."""
+        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="crm-delivery")
+        try:
+            await asyncio.gather(
+                *(
+                    self._deliver_until(stop, poll_seconds, executor)
+                    for _ in range(self.concurrency)
+                )
+            )
+        finally:
+            # A delivery under way finishes in its thread (bounded by the CRM timeout).
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _deliver_until(
+        self, stop: asyncio.Event, poll_seconds: float, executor: ThreadPoolExecutor
+    ) -> None:
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
+            # Cleared before looking, so a call finalized while we look still wakes us.
+            self.wake.clear()
             try:
-                outcome = await asyncio.to_thread(self.deliver_one)
+                outcome = await loop.run_in_executor(executor, self.deliver_one)
             except Exception:  # a database hiccup must not kill the worker
                 log.exception("delivery worker iteration failed")
                 outcome = None
             if outcome is not None:
                 continue
-            self.wake.clear()
             waiters = {asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())}
             _, pending = await asyncio.wait(
                 waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED

@@ -191,6 +191,19 @@ class OutboxJob(Base):
     delivered_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
+class CallerLock(Base):
+    """A caller whose CRM delivery is under way in some process. Two calls from one caller
+    written at once would each find no record and each create one; while a row here holds
+    one of the caller's keys (a hash of a number or an e-mail address), no other delivery
+    for that caller starts. Rows go when the delivery ends, or expire with its lease."""
+
+    __tablename__ = "crm_caller_locks"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    call_sid: Mapped[str] = mapped_column(String(64))
+    locked_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 
 
@@ -633,6 +646,39 @@ class Store:
         with self.sessions() as session:
             rows = session.execute(query).all()
         return list(dict.fromkeys((str(r[0]), str(r[1])) for r in rows))
+
+    # -- caller locks (one delivery per caller at a time) -------------------------------
+
+    def lock_callers(self, keys: Sequence[str], call_sid: str, *, lease: dt.timedelta) -> bool:
+        """Take every one of ``keys`` for ``call_sid`` until ``lease`` from now, or none of
+        them: False when another call's delivery holds one that has not expired. The keys'
+        primary key decides between processes racing for the same caller."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return True
+        now = utcnow()
+        stale = or_(CallerLock.locked_until < now, CallerLock.call_sid == call_sid)
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(delete(CallerLock).where(CallerLock.key.in_(wanted), stale))
+                connection.execute(
+                    insert(CallerLock),
+                    [{"key": k, "call_sid": call_sid, "locked_until": now + lease} for k in wanted],
+                )
+        except IntegrityError:
+            return False
+        return True
+
+    def unlock_callers(self, keys: Sequence[str], call_sid: str) -> None:
+        """Give back what ``lock_callers`` took for ``call_sid``."""
+        if not keys:
+            return
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(CallerLock).where(
+                    CallerLock.key.in_(sorted(set(keys))), CallerLock.call_sid == call_sid
+                )
+            )
 
     def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
         """Keep the call's spam screening (``agent.screening``) with its details."""

@@ -178,6 +178,7 @@ class Services:
             profile_for,
             policy=policy,
             on_outcome=lambda outcome: after_delivery(outcome, store, businesses, alerts),
+            concurrency=settings.delivery_concurrency,
         )
         metrics.DELIVERY_BACKLOG.set_function(
             lambda: sum(store.outbox_counts().get(s, 0) for s in ("pending", "delivering"))

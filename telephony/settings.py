@@ -64,6 +64,8 @@ class Settings(BaseSettings):
     delivery_rate_limit_seconds: Annotated[float, Field(gt=0)] = 300.0
     delivery_max_attempts: Annotated[int, Field(ge=1)] = 15
     delivery_lease_seconds: Annotated[float, Field(gt=0)] = 120.0
+    delivery_concurrency: Annotated[int, Field(ge=1, le=32)] = 4
+    """CRM deliveries a process makes at once (never two for one caller)."""
 
     max_call_seconds: Annotated[int, Field(ge=30)] = 1800
     recovery_idle_seconds: Annotated[float, Field(gt=0)] = 300.0

@@ -43,6 +43,7 @@ TABLES = {
     "outbound_sends",
     "crm_phone_ledger",
     "delivery_attempts",
+    "crm_caller_locks",
 }
 
 
