@@ -159,7 +159,7 @@ class DeliveryWorker:
         job = self.claim(now)
         if job is None:
             return None
-        outcome = self._deliver_claimed(job)
+        outcome = self._deliver_claimed(job, now or utcnow())
         if outcome.state == WAITING:  # not an attempt: no history line, nobody told
             return outcome
         try:
@@ -175,14 +175,14 @@ class DeliveryWorker:
                 log.exception("call %s: outcome observer failed", job.call_sid)
         return outcome
 
-    def _deliver_claimed(self, job: OutboxJob) -> Outcome:
+    def _deliver_claimed(self, job: OutboxJob, now: dt.datetime) -> Outcome:
         summary = self.store.get_summary(job.call_sid)
         if summary is None:
             return self._finish(job, "dead", "no summary stored for this call")
         keys = caller_keys(summary)
         lease = dt.timedelta(seconds=self.policy.lease_seconds)
-        if not self.store.lock_callers(keys, job.call_sid, lease=lease):
-            return self._wait_turn(job)
+        if not self.store.lock_callers(keys, job.call_sid, lease=lease, now=now):
+            return self._wait_turn(job, now)
         try:
             return self._write(job, summary)
         finally:
@@ -242,9 +242,9 @@ class DeliveryWorker:
         )
         return Outcome(job.call_sid, "pending", str(exc))
 
-    def _wait_turn(self, job: OutboxJob) -> Outcome:
+    def _wait_turn(self, job: OutboxJob, now: dt.datetime) -> Outcome:
         """Put the job back for ``busy_delay``, giving back the attempt its claim counted."""
-        next_at = utcnow() + dt.timedelta(seconds=self.policy.busy_delay)
+        next_at = now + dt.timedelta(seconds=self.policy.busy_delay)
         with self.store.sessions.begin() as session:
             session.execute(
                 update(OutboxJob)

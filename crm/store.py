@@ -649,14 +649,21 @@ class Store:
 
     # -- caller locks (one delivery per caller at a time) -------------------------------
 
-    def lock_callers(self, keys: Sequence[str], call_sid: str, *, lease: dt.timedelta) -> bool:
-        """Take every one of ``keys`` for ``call_sid`` until ``lease`` from now, or none of
-        them: False when another call's delivery holds one that has not expired. The keys'
-        primary key decides between processes racing for the same caller."""
+    def lock_callers(
+        self,
+        keys: Sequence[str],
+        call_sid: str,
+        *,
+        lease: dt.timedelta,
+        now: dt.datetime | None = None,
+    ) -> bool:
+        """Take every one of ``keys`` for ``call_sid`` until ``lease`` from ``now``, or none
+        of them: False when another call's delivery holds one that has not expired. The
+        keys' primary key decides between processes racing for the same caller."""
         wanted = sorted(set(keys))
         if not wanted:
             return True
-        now = utcnow()
+        now = now or utcnow()
         stale = or_(CallerLock.locked_until < now, CallerLock.call_sid == call_sid)
         try:
             with self.engine.begin() as connection:

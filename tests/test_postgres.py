@@ -29,11 +29,13 @@ from sqlalchemy.engine import make_url
 from agent.summary import CallSummary, TranscriptTurn
 from crm.store import (
     AMENDMENT_PENDING,
+    CallerLock,
     CallRecord,
     OutboxJob,
     ProgressSnapshot,
     Store,
     SummaryRecord,
+    utcnow,
 )
 from tests.fault_rig import written_call_sid
 from tests.standins.salesforce import SalesforceStandin
@@ -203,6 +205,44 @@ def test_concurrent_finalize_of_a_call_never_begun_writes_it_once(
     assert results == [False, True]
     assert rows_for(pg_store, OutboxJob, sid) == 1
     assert rows_for(pg_store, SummaryRecord, sid) == 1
+
+
+@pytest.mark.parametrize("left_by_a_dead_worker", [False, True])
+def test_two_processes_taking_one_caller_at_once_get_it_once(
+    pg_url: str, pg_store: Store, left_by_a_dead_worker: bool
+) -> None:
+    """Two deliveries for one caller, in two processes, take its lock at the same moment
+    (the test's SHARE lock on ``crm_caller_locks`` stops both at their first statement and
+    is released once both wait there): one gets it, the other is told no and takes none of
+    its keys, whether the caller was free or held by an expired lease."""
+    caller, other_key = secrets.token_hex(32), secrets.token_hex(32)
+    lease = dt.timedelta(seconds=60)
+    if left_by_a_dead_worker:
+        assert pg_store.lock_callers([caller], new_sid(), lease=lease, now=utcnow() - 2 * lease)
+    contenders = [(pg_store, new_sid()), (Store.from_url(pg_url), new_sid())]
+    try:
+        with ThreadPoolExecutor(max_workers=2) as pool, pg_store.engine.connect() as gate:
+            gate.execute(text("LOCK TABLE crm_caller_locks IN SHARE MODE"))
+            futures = [
+                pool.submit(store.lock_callers, [caller, other_key], sid, lease=lease)
+                for store, sid in contenders
+            ]
+            try:
+                wait_until(lambda: lock_waiters(pg_url, "crm_caller_locks") == 2)
+            finally:
+                gate.rollback()
+            results = [f.result(timeout=30) for f in futures]
+    finally:
+        contenders[1][0].engine.dispose()
+    assert sorted(results) == [False, True]
+    winner = contenders[results.index(True)][1]
+    with pg_store.sessions() as session:
+        holders = session.execute(
+            select(CallerLock.key, CallerLock.call_sid).where(
+                CallerLock.key.in_([caller, other_key])
+            )
+        ).all()
+    assert sorted(holders) == sorted([(caller, winner), (other_key, winner)])
 
 
 def test_progress_is_saved_as_the_call_goes_and_frozen_once_finalized(pg_store: Store) -> None:

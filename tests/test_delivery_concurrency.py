@@ -1,0 +1,269 @@
+"""Several CRM deliveries at once, never two for one caller.
+
+A process delivers up to ``DELIVERY_CONCURRENCY`` jobs at a time, and several processes may
+share one database. Two calls from one caller written at the same moment would each search
+the org, find nothing (and Salesforce's search index lags: the stand-in's is on here) and
+create a Lead each. A delivery holds its caller's keys while it writes; another delivery
+for that caller waits its turn, spending no attempt, and then finds the first call's Lead
+through the phone ledger. These tests hold the first delivery inside the CRM writer until
+the second has been tried, so the overlap is forced, never left to scheduling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from agent.summary import CallSummary, TranscriptTurn
+from crm.config import CrmProfile, DeliveryResult, SalesforceConfig
+from crm.delivery import WAITING, DeliveryWorker, Outcome, RetryPolicy, caller_keys
+from crm.salesforce import SalesforceCrm
+from crm.store import Store, StorePhoneLedger, utcnow
+from tests.standins.salesforce import SalesforceStandin
+
+PHONE = "+14155550100"
+HOLD_SECONDS = 30.0
+"""Bounds a broken test only: a held delivery is released as soon as the test saw what it
+waits for."""
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    store = Store.from_url(f"sqlite:///{tmp_path / 'outbox.db'}")
+    store.create_schema()
+    return store
+
+
+@pytest.fixture
+def standin(salesforce_standin: SalesforceStandin, salesforce_ca_env: None) -> SalesforceStandin:
+    return salesforce_standin
+
+
+def salesforce(store: Store, standin: SalesforceStandin) -> SalesforceCrm:
+    """The writer as the service builds it: with the store's phone ledger."""
+    config = SalesforceConfig(
+        login_url=standin.login_url,
+        client_id=standin.client_id,
+        client_secret=standin.client_secret,
+        timeout_seconds=5.0,
+    )
+    return SalesforceCrm(config, ledger=StorePhoneLedger(store, "salesforce"))
+
+
+class HeldWriter:
+    """A CRM writer that holds deliveries, in their threads, until ``until()`` is first true
+    (polled; nothing is held after that), and keeps count of how many deliveries per caller
+    are inside at once."""
+
+    def __init__(self, inner: SalesforceCrm, until: Callable[[], bool]) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.until = until
+        self.entered = threading.Event()
+        self._lock = threading.Lock()
+        self.inside: dict[str, int] = {}
+        self.most_inside = 0
+        self.held_long_enough = False
+
+    def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        key = ",".join(caller_keys(summary))
+        with self._lock:
+            self.inside[key] = self.inside.get(key, 0) + 1
+            self.most_inside = max(self.most_inside, self.inside[key])
+        self.entered.set()
+        try:
+            deadline = time.monotonic() + HOLD_SECONDS
+            while not self.held_long_enough and time.monotonic() < deadline:
+                if self.until():
+                    self.held_long_enough = True  # from now on nothing is held
+                time.sleep(0.01)
+            return self.inner.deliver(summary, profile)
+        finally:
+            with self._lock:
+                self.inside[key] -= 1
+
+    def amend(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        return self.deliver(summary, profile)
+
+
+def summary(call_sid: str, *, phone: str = PHONE, email: str | None = None) -> CallSummary:
+    return CallSummary(
+        call_sid=call_sid,
+        business="Bay Plumbing & Air",
+        caller_phone=phone,
+        first_name="Ana",
+        last_name="Ruiz",
+        email=email,
+        need="Water heater replacement quote",
+        urgency=2,
+        transcript=[TranscriptTurn(speaker="caller", text="I need a quote.", start=1.0)],
+    )
+
+
+def sid(n: int) -> str:
+    return f"CA{n:032d}"
+
+
+def worker(store: Store, writer: object, **kwargs: object) -> DeliveryWorker:
+    return DeliveryWorker(
+        store,
+        writer,  # type: ignore[arg-type]
+        lambda name: CrmProfile(business=name),
+        policy=RetryPolicy(busy_delay=0.2),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def waiting_its_turn(store: Store, call_sid: str) -> bool:
+    """The job was claimed, found its caller taken and went back to the queue."""
+    job = store.outbox_job(call_sid)
+    return (
+        job is not None
+        and job.state == "pending"
+        and job.attempts == 0
+        and job.next_attempt_at.replace(tzinfo=dt.UTC) > job.created_at.replace(tzinfo=dt.UTC)
+    )
+
+
+def tasks_on(standin: SalesforceStandin, record_id: str) -> list[str]:
+    return sorted(t["CallObject"] for t in standin.records("Task") if t.get("WhoId") == record_id)
+
+
+def test_a_second_delivery_for_the_caller_waits_its_turn_and_lands_on_the_same_lead(
+    store: Store, standin: SalesforceStandin
+) -> None:
+    """Two workers on one database (two processes): the first holds the caller while it
+    writes; the second, claiming the caller's other call meanwhile, puts it back without
+    spending an attempt, writing history or telling the owner; once due again it finds the
+    first Lead (by the ledger; SOSL does not see it yet) and logs its call there."""
+    first_sid, second_sid = sid(1), sid(2)
+    assert store.finalize(summary(first_sid), crm="salesforce")
+    assert store.finalize(summary(second_sid), crm="salesforce")
+    told: list[Outcome] = []
+    second_tried = threading.Event()
+    held = HeldWriter(salesforce(store, standin), second_tried.is_set)
+    one = worker(store, held)
+    other = worker(store, salesforce(store, standin), on_outcome=told.append)
+
+    result: list[Outcome | None] = []
+    thread = threading.Thread(target=lambda: result.append(one.deliver_one()))
+    thread.start()
+    try:
+        assert held.entered.wait(HOLD_SECONDS)
+        before = utcnow()
+        outcome = other.deliver_one()
+        second_tried.set()
+    finally:
+        second_tried.set()
+        thread.join(HOLD_SECONDS)
+    assert outcome is not None and outcome.state == WAITING
+    assert outcome.call_sid == second_sid
+    assert waiting_its_turn(store, second_sid)
+    job = store.outbox_job(second_sid)
+    assert job is not None
+    assert job.next_attempt_at.replace(tzinfo=dt.UTC) >= before + dt.timedelta(seconds=0.2)
+    assert store.delivery_history(second_sid) == []
+    assert told == []
+    assert result and result[0] is not None and result[0].state == "delivered"
+    assert held.held_long_enough
+
+    assert other.deliver_one() is None  # not due yet: no hot loop on a taken caller
+    outcome = other.deliver_one(now=utcnow() + dt.timedelta(seconds=1))
+    assert outcome is not None and outcome.state == "delivered"
+    assert outcome.first_attempt  # the owner's after-call summary still goes out once
+    assert [o.state for o in told] == ["delivered"]
+    assert [a.attempt for a in store.delivery_history(second_sid)] == [1]
+
+    leads = standin.records("Lead")
+    assert len(leads) == 1
+    assert tasks_on(standin, leads[0]["Id"]) == [first_sid, second_sid]
+    with store.engine.connect() as connection:
+        assert connection.exec_driver_sql("SELECT count(*) FROM crm_caller_locks").scalar() == 0
+
+
+def test_the_worker_delivers_different_callers_at_once_and_one_caller_in_turn(
+    store: Store, standin: SalesforceStandin
+) -> None:
+    """``run`` with two at a time: two calls from one caller and one from another. The
+    first delivery is held until the caller's second call was tried and the other caller's
+    call is inside the writer too: two at once, never the same caller twice."""
+    same_first, same_second, stranger = sid(11), sid(12), sid(13)
+    assert store.finalize(summary(same_first), crm="salesforce")
+    assert store.finalize(summary(same_second), crm="salesforce")
+    assert store.finalize(summary(stranger, phone="+14155550199"), crm="salesforce")
+
+    held: HeldWriter
+
+    def others_came() -> bool:
+        waited = waiting_its_turn(store, same_second) or waiting_its_turn(store, same_first)
+        return waited and sum(held.inside.values()) == 2
+
+    held = HeldWriter(salesforce(store, standin), others_came)
+    runner = worker(store, held, concurrency=2)
+
+    async def deliver_all() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop, poll_seconds=0.05))
+        try:
+            for _ in range(int(HOLD_SECONDS / 0.05)):
+                jobs = [store.outbox_job(s) for s in (same_first, same_second, stranger)]
+                if all(j is not None and j.state == "delivered" for j in jobs):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(deliver_all())
+    assert held.held_long_enough, "the deliveries never overlapped as the test arranged"
+    assert held.most_inside == 1  # never two for one caller
+    leads = {lead["Phone"]: lead["Id"] for lead in standin.records("Lead")}
+    assert len(leads) == 2
+    assert tasks_on(standin, leads[PHONE]) == [same_first, same_second]
+    assert tasks_on(standin, leads["+14155550199"]) == [stranger]
+
+
+def test_a_lock_left_by_a_dead_worker_expires_with_its_lease(
+    store: Store, standin: SalesforceStandin
+) -> None:
+    """A process died mid-delivery holding the caller: the caller's next call waits until
+    that lease runs out, then is delivered (the clock is the worker's ``now``)."""
+    assert store.finalize(summary(sid(21)), crm="salesforce")
+    lease = dt.timedelta(seconds=RetryPolicy().lease_seconds)
+    assert store.lock_callers(caller_keys(summary(sid(20))), sid(20), lease=lease)
+    runner = worker(store, salesforce(store, standin))
+    outcome = runner.deliver_one()
+    assert outcome is not None and outcome.state == WAITING
+    outcome = runner.deliver_one(now=utcnow() + lease + dt.timedelta(seconds=5))
+    assert outcome is not None and outcome.state == "delivered"
+    assert len(standin.records("Lead")) == 1
+
+
+def test_lock_callers_takes_all_keys_or_none(store: Store) -> None:
+    lease = dt.timedelta(seconds=60)
+    assert store.lock_callers(["a", "b"], sid(1), lease=lease)
+    assert not store.lock_callers(["b", "c"], sid(2), lease=lease)
+    assert store.lock_callers(["c"], sid(3), lease=lease)  # "c" was not kept by the failure
+    assert store.lock_callers(["a", "b"], sid(1), lease=lease)  # the holder again: renewed
+    store.unlock_callers(["a", "b"], sid(2))  # not the holder: nothing given back
+    assert not store.lock_callers(["a"], sid(2), lease=lease)
+    store.unlock_callers(["a", "b"], sid(1))
+    assert store.lock_callers(["a", "b"], sid(2), lease=lease)
+    assert store.lock_callers([], sid(4), lease=lease)  # a caller with no number or e-mail
+
+
+def test_caller_keys_are_what_the_crm_lookup_matches_on() -> None:
+    plain = caller_keys(summary(sid(1)))
+    assert len(plain) == 1 and len(plain[0]) == 64 and PHONE[1:] not in plain[0]
+    # The same number as the caller ID or written another way is the same caller.
+    assert caller_keys(summary(sid(2), phone="(415) 555-0100")) == plain
+    by_mail = caller_keys(summary(sid(3), phone="+14155550199", email="Ana@Example.com "))
+    other_phone = caller_keys(summary(sid(4), phone="+14155550188", email="ana@example.com"))
+    assert len(set(by_mail) & set(other_phone)) == 1  # the e-mail address, in any case
+    assert caller_keys(summary(sid(5), phone="")) == []  # withheld, no e-mail: nothing to match
