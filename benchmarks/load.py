@@ -6,7 +6,9 @@ For each N of the sweep and each variant, side by side in the same sitting:
 - ``before``: ``receptionist serve`` from another tree (``--before-tree``, e.g. a
   ``git worktree`` of the commit before the performance work);
 - ``bare``: ``benchmarks/bare_relay.py``, the cheapest correct relay (the floor);
-- any ``--tree NAME=DIR``: ``receptionist serve`` from that tree as variant ``NAME``.
+- any ``--tree NAME=DIR``: ``receptionist serve`` from that tree as variant ``NAME``;
+- ``after-bN``: this tree with ``REALTIME_AUDIO_BATCH_FRAMES=N``; ``after-dN``: this tree
+  with ``DELIVERY_CONCURRENCY=N`` (CRM deliveries a process makes at once).
 
 The server runs under ``taskset -c <server core>``; this process (the load generator, the
 lean Realtime stand-in and the Salesforce stand-in, which answers after 100 ms) is pinned to
@@ -496,6 +498,8 @@ async def main(args: argparse.Namespace) -> None:
             variants.append(Variant(name, trees[name]))
         elif name.startswith("after-b") and name[7:].isdigit():  # caller audio batched
             variants.append(Variant(name, ROOT, {"REALTIME_AUDIO_BATCH_FRAMES": name[7:]}))
+        elif name.startswith("after-d") and name[7:].isdigit():  # CRM deliveries at once
+            variants.append(Variant(name, ROOT, {"DELIVERY_CONCURRENCY": name[7:]}))
         else:
             raise SystemExit(f"unknown variant {name!r}")
     results: list[StepResult] = []
@@ -587,7 +591,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--variants",
         default="after,bare",
-        help="before, after, after-bK (batch K frames), bare, or a --tree NAME",
+        help="before, after, after-bK (batch K frames), after-dK (K deliveries at once), bare,"
+        " or a --tree NAME",
     )
     parser.add_argument("--before-tree", default=None)
     parser.add_argument(
