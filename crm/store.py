@@ -45,10 +45,11 @@ from sqlalchemy import (
     make_url,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from agent.summary import CallSummary, TranscriptTurn
@@ -377,6 +378,21 @@ def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict
     call.updated_at = utcnow()
 
 
+_TAKE_WRITE_LOCK = text("UPDATE calls SET call_sid = call_sid WHERE 0")
+
+
+def _write_lock(session: Session) -> None:
+    """On SQLite, take the database's write lock before reading what is then written over.
+
+    SQLite has no ``SELECT … FOR UPDATE``, and pysqlite begins a transaction only at its
+    first write: rows read before it may be changed by another connection by the time
+    they are written. A write that changes nothing begins the transaction and takes the
+    lock (waiting up to the busy timeout), so what follows reads the newest state and
+    nobody writes in between. On PostgreSQL the reads' ``FOR UPDATE`` does this."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(_TAKE_WRITE_LOCK)
+
+
 @dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
     """A live call's transcript and captured details at one moment."""
@@ -494,6 +510,7 @@ class Store:
         by_sid = {s.call_sid: s for s in snapshots}  # one call once: its newest snapshot
         now = utcnow()
         with self.sessions.begin() as session:
+            _write_lock(session)
             rows = session.execute(
                 select(CallRecord.call_sid, CallRecord.state, CallRecord.details)
                 .where(CallRecord.call_sid.in_(sorted(by_sid)))
@@ -690,7 +707,8 @@ class Store:
     def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
         """Keep the call's spam screening (``agent.screening``) with its details."""
         with self.sessions.begin() as session:
-            call = session.get(CallRecord, call_sid)
+            _write_lock(session)
+            call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is None:
                 return
             call.details = {**(call.details or {}), SCREENING_KEY: screening}
@@ -702,7 +720,8 @@ class Store:
     def _end_without_summary(self, call_sid: str, state: str, reason: str) -> None:
         """End an active call in ``state`` with no summary: nothing will finalize it."""
         with self.sessions.begin() as session:
-            call = session.get(CallRecord, call_sid)
+            _write_lock(session)
+            call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is not None and call.state == "active":
                 call.state = state
                 call.ended_at = utcnow()
@@ -711,7 +730,8 @@ class Store:
     def save_intake(self, call_sid: str, intake_json: str, details: dict[str, Any]) -> None:
         """Keep the scripted intake's state between Twilio's webhooks."""
         with self.sessions.begin() as session:
-            call = session.get(CallRecord, call_sid)
+            _write_lock(session)
+            call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is None or call.state != "active":
                 return
             call.mode = "intake"
@@ -729,7 +749,8 @@ class Store:
         """Keep turns that arrived after the call was finalized (never dropped); the call
         is marked for an amendment. False when the call is not a finalized one."""
         with self.sessions.begin() as session:
-            call = session.get(CallRecord, call_sid)
+            _write_lock(session)
+            call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is None or call.state != "finalized":
                 return False
             _keep_late(call, transcript, details)
@@ -742,8 +763,9 @@ class Store:
         delivered yet simply delivers the amended summary; a delivered one is queued again
         (the CRM updates the records it wrote). False when the call has no summary."""
         with self.sessions.begin() as session:
+            _write_lock(session)
             record = session.get(SummaryRecord, summary.call_sid, with_for_update=True)
-            call = session.get(CallRecord, summary.call_sid)
+            call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if record is None or call is None:
                 return False
             record.refresh_from(summary)
@@ -805,6 +827,7 @@ class Store:
 
     def _finalize(self, summary: CallSummary, *, crm: str, spam: bool = False) -> bool:
         with self.sessions.begin() as session:
+            _write_lock(session)
             call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if call is None:
                 call = CallRecord(

@@ -11,11 +11,15 @@ longer transcripts kept for an amendment; anything else: ignored).
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from agent.summary import CallSummary, TranscriptTurn
 from crm.store import AMENDMENT_PENDING, CallRecord, ProgressSnapshot, Store
@@ -220,3 +224,48 @@ async def test_the_writer_groups_saves_on_the_real_store(store: Store) -> None:
     for sid, said in (("CA1", "hello"), ("CA2", "hi")):
         call = store.get_call(sid)
         assert call is not None and [t["text"] for t in call.transcript] == [said]
+
+
+def test_a_finalize_committed_while_a_group_waits_keeps_the_turns_said_after_it(
+    store: Store, tmp_path: Path
+) -> None:
+    """SQLite: another process finalizes a live call and still holds the write lock when a
+    group save of that call starts. The save takes the write lock before it reads, so it
+    reads the call once the finalize has committed: finalized, and the turn said after the
+    summary is kept for an amendment (had it read first, the UPDATE's ``state = 'active'``
+    guard would have written nothing and the turn would be lost). The test sees the save
+    reach its first write statement (SQLite's trace) before it lets the finalize commit."""
+    begin(store, "CA-live")
+    saver = Store.from_url(f"sqlite:///{tmp_path / 'calls.db'}")
+    traced: list[str] = []
+    event.listen(saver.engine, "connect", lambda dbapi, _: dbapi.set_trace_callback(traced.append))
+    finalizer = sqlite3.connect(tmp_path / "calls.db", isolation_level=None, timeout=10)
+    try:
+        finalizer.execute("BEGIN IMMEDIATE")
+        finalizer.execute(
+            "UPDATE calls SET state = 'finalized', transcript = ? WHERE call_sid = 'CA-live'",
+            (
+                json.dumps(
+                    [t.model_dump(mode="json") for t in snapshot("CA-live", "one").transcript]
+                ),
+            ),
+        )
+        said = snapshot("CA-live", "one", "and the gate code is 4417")
+        saving = threading.Thread(target=saver.save_progress_many, args=([said],))
+        saving.start()
+        for _ in range(1000):  # bounds a broken test only (10 s, the busy timeout)
+            if any(s.lstrip().upper().startswith("UPDATE") for s in list(traced)):
+                break
+            time.sleep(0.01)
+        else:
+            raise AssertionError(f"the save never reached a write: {traced}")
+        finalizer.execute("COMMIT")
+        saving.join(15)
+        assert not saving.is_alive()
+    finally:
+        finalizer.close()
+        saver.engine.dispose()
+    call = store.get_call("CA-live")
+    assert call is not None and call.state == "finalized"
+    assert [t["text"] for t in call.transcript] == ["one", "and the gate code is 4417"]
+    assert call.details.get(AMENDMENT_PENDING) is True
