@@ -15,7 +15,7 @@ import asyncio
 import datetime as dt
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,15 @@ from crm.config import CrmProfile, DeliveryResult, SalesforceConfig
 from crm.delivery import WAITING, DeliveryWorker, Outcome, RetryPolicy, caller_keys
 from crm.salesforce import SalesforceCrm
 from crm.store import Store, StorePhoneLedger, utcnow
+from tests.conftest import PUBLIC_BASE_URL, StartApp, wait_for
+from tests.conversation_scripts import INTAKE_SPEECH
+from tests.fault_rig import written_call_sid
+from tests.standins.plugin_salesforce import INDEX_LAG_SECONDS
 from tests.standins.salesforce import SalesforceStandin
+from tests.standins.salesforce_http import Response
+from tests.standins.twilio import TwilioStandin
+from tests.standins.twilio_script import CallerScript
+from tests.test_conversation_e2e import SPEED, salesforce_settings, twilio_settings
 
 PHONE = "+14155550100"
 HOLD_SECONDS = 30.0
@@ -132,7 +140,12 @@ def waiting_its_turn(store: Store, call_sid: str) -> bool:
 
 
 def tasks_on(standin: SalesforceStandin, record_id: str) -> list[str]:
-    return sorted(t["CallObject"] for t in standin.records("Task") if t.get("WhoId") == record_id)
+    """The calls logged on a record (its call Tasks; callback Tasks have no CallObject)."""
+    return sorted(
+        t["CallObject"]
+        for t in standin.records("Task")
+        if t.get("WhoId") == record_id and t.get("CallObject")
+    )
 
 
 def test_a_second_delivery_for_the_caller_waits_its_turn_and_lands_on_the_same_lead(
@@ -267,3 +280,93 @@ def test_caller_keys_are_what_the_crm_lookup_matches_on() -> None:
     other_phone = caller_keys(summary(sid(4), phone="+14155550188", email="ana@example.com"))
     assert len(set(by_mail) & set(other_phone)) == 1  # the e-mail address, in any case
     assert caller_keys(summary(sid(5), phone="")) == []  # withheld, no e-mail: nothing to match
+
+
+# -- end to end: the running service ------------------------------------------------------
+
+
+class HoldingSalesforce(SalesforceStandin):
+    """The Salesforce stand-in (search index lagging), holding every request that writes a
+    call's records, in the thread serving it, until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__(index_lag_seconds=INDEX_LAG_SECONDS)
+        self.org.clock = lambda: 0.0  # the index never catches up during the test
+        self.release = threading.Event()
+        self.held: list[str] = []
+
+    def _data_request(
+        self, method: str, path: str, query: str, raw: bytes, headers: Mapping[str, str]
+    ) -> Response:
+        call_sid = written_call_sid(method, path, raw)
+        if call_sid is not None:
+            with self._lock:
+                self.held.append(call_sid)
+            self.release.wait(HOLD_SECONDS)  # bounds a broken test only
+        return super()._data_request(method, path, query, raw, headers)
+
+
+@pytest.fixture
+def holding_salesforce(monkeypatch: pytest.MonkeyPatch) -> Iterator[HoldingSalesforce]:
+    standin = HoldingSalesforce()
+    standin.start()
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", standin.ca_bundle)
+    monkeypatch.setenv("SSL_CERT_FILE", standin.ca_bundle)
+    try:
+        yield standin
+    finally:
+        standin.release.set()
+        standin.stop()
+
+
+async def test_the_service_writes_two_callers_at_once_and_one_callers_calls_in_turn(
+    start_app: StartApp, twilio_standin: TwilioStandin, holding_salesforce: HoldingSalesforce
+) -> None:
+    """Three calls end together on the running service, which delivers three at once
+    (``DELIVERY_CONCURRENCY=3``, so each job is taken at once, whatever order they end
+    in): two from Dana's number, one from another caller. Salesforce holds the record
+    writes until two are inside it at once — one of Dana's calls and the other caller's —
+    and Dana's other call has been put back to wait its turn. Then: two Leads, both of
+    Dana's calls on hers, though SOSL never saw it."""
+    sf = holding_salesforce
+    app = await start_app(
+        **twilio_settings(twilio_standin), **salesforce_settings(sf), delivery_concurrency=3
+    )
+    store = app.services.store
+    dana, other = "+14155550100", "+14155550177"
+
+    async def call(caller: str) -> str:
+        result = await twilio_standin.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=caller,
+            script=CallerScript(speech=list(INTAKE_SPEECH)),
+            speed=SPEED,
+        )
+        return result.call_sid
+
+    first, second, third = await asyncio.gather(call(dana), call(dana), call(other))
+
+    def overlapped() -> bool:
+        inside = set(sf.held)
+        waited = waiting_its_turn(store, first) or waiting_its_turn(store, second)
+        return waited and third in inside and len(inside & {first, second}) == 1
+
+    try:
+        await wait_for(overlapped, timeout=HOLD_SECONDS)
+    finally:
+        sf.release.set()
+    for call_sid in (first, second, third):  # delivered, and its history line written
+        await wait_for(
+            lambda sid=call_sid: (
+                (job := store.outbox_job(sid)) is not None  # type: ignore[misc]
+                and job.state == "delivered"
+                and store.delivery_history(sid)
+            )
+        )
+    leads = {lead["Phone"]: lead["Id"] for lead in sf.records("Lead")}
+    assert sorted(leads) == [dana, other]
+    assert tasks_on(sf, leads[dana]) == sorted([first, second])
+    assert tasks_on(sf, leads[other]) == [third]
+    for call_sid in (first, second, third):  # waiting spent no attempt
+        assert [a.attempt for a in store.delivery_history(call_sid)] == [1]
