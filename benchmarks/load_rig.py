@@ -39,6 +39,7 @@ import httpx
 import orjson
 from twilio.request_validator import RequestValidator
 
+from agent.audio import pcm16_to_mulaw
 from benchmarks.load_wire import (
     CLOSE,
     PING,
@@ -67,23 +68,9 @@ CYCLE = [(False, 150), (True, 60), (False, 75), (True, 40), (False, 125)]
 SCRIPT = bytes(b for speech, frames in CYCLE for b in [speech] * frames)
 
 
-def _mulaw(sample: int) -> int:
-    sign = 0x80 if sample < 0 else 0
-    magnitude = min(abs(sample), 32635) + 0x84
-    exponent = 7
-    mask = 0x4000
-    while exponent > 0 and not magnitude & mask:
-        exponent -= 1
-        mask >>= 1
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
-
-
 def tone(samples: int, frequency: float, amplitude: int = 8000, rate: int = 8000) -> bytes:
-    return bytes(
-        _mulaw(int(amplitude * math.sin(2 * math.pi * frequency * i / rate)))
-        for i in range(samples)
-    )
+    pcm = (int(amplitude * math.sin(2 * math.pi * frequency * i / rate)) for i in range(samples))
+    return pcm16_to_mulaw(array.array("h", pcm))
 
 
 SPEECH = tone(FRAME_BYTES, 440.0)
