@@ -704,6 +704,15 @@ class Store:
                 )
             )
 
+    def forget_expired_caller_locks(self, now: dt.datetime | None = None) -> int:
+        """Delete caller locks whose lease ran out (left by a process that died while
+        delivering; a live delivery renews nothing, it finishes within its lease)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(CallerLock).where(CallerLock.locked_until < (now or utcnow()))
+            )
+            return int(result.rowcount or 0)
+
     def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
         """Keep the call's spam screening (``agent.screening``) with its details."""
         with self.sessions.begin() as session:

@@ -447,6 +447,7 @@ class Services:
         self.store.forget_outbound(before=a_day_ago)  # rate-limit rows: an hour is enough
         # The CRM phone ledger holds numbers and is read for a day after each write.
         self.store.forget_phone_ledger(before=min(cutoff, a_day_ago))
+        self.store.forget_expired_caller_locks()  # hashed numbers a dead process left
         if total:
             log.info(
                 "removed the personal data of %d call(s) delivered over %d days ago", total, days

@@ -258,6 +258,15 @@ def test_a_lock_left_by_a_dead_worker_expires_with_its_lease(
     assert len(standin.records("Lead")) == 1
 
 
+def test_expired_caller_locks_are_purged(store: Store) -> None:
+    lease = dt.timedelta(seconds=60)
+    assert store.lock_callers(["dead"], sid(1), lease=lease, now=utcnow() - 2 * lease)
+    assert store.lock_callers(["live"], sid(2), lease=lease)
+    assert store.forget_expired_caller_locks() == 1
+    assert not store.lock_callers(["live"], sid(3), lease=lease)  # still held
+    assert store.lock_callers(["dead"], sid(3), lease=lease)
+
+
 def test_lock_callers_takes_all_keys_or_none(store: Store) -> None:
     lease = dt.timedelta(seconds=60)
     assert store.lock_callers(["a", "b"], sid(1), lease=lease)
