@@ -205,6 +205,18 @@ class CallerLock(Base):
     locked_until: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
+class StaffLoginFailure(Base):
+    """A wrong staff login, by client address (a keyed hash of it, never the address): the
+    staff pages' login throttle, counted by every process on the database and kept across
+    restarts. Rows older than the throttle's window are deleted as new ones come."""
+
+    __tablename__ = "staff_login_failures"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_key: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 SQLITE_BUSY_TIMEOUT_SECONDS = 10.0
 
 
@@ -702,6 +714,34 @@ class Store:
                 delete(CallerLock).where(
                     CallerLock.key.in_(sorted(set(keys))), CallerLock.call_sid == call_sid
                 )
+            )
+
+    # -- the staff login throttle ------------------------------------------------------
+
+    def login_failures(self, client_key: str, *, since: dt.datetime) -> list[dt.datetime]:
+        """When ``client_key``'s wrong staff logins since ``since`` happened, oldest first."""
+        query = (
+            select(StaffLoginFailure.at)
+            .where(StaffLoginFailure.client_key == client_key, StaffLoginFailure.at >= since)
+            .order_by(StaffLoginFailure.at)
+        )
+        with self.sessions() as session:
+            return [a if a.tzinfo else a.replace(tzinfo=dt.UTC) for a in session.scalars(query)]
+
+    def note_login_failure(
+        self, client_key: str, *, at: dt.datetime, forget_before: dt.datetime
+    ) -> None:
+        """Record a wrong login; forget everyone's older than ``forget_before``."""
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(StaffLoginFailure).where(StaffLoginFailure.at < forget_before)
+            )
+            connection.execute(insert(StaffLoginFailure).values(client_key=client_key, at=at))
+
+    def clear_login_failures(self, client_key: str) -> None:
+        with self.engine.begin() as connection:
+            connection.execute(
+                delete(StaffLoginFailure).where(StaffLoginFailure.client_key == client_key)
             )
 
     def forget_expired_caller_locks(self, now: dt.datetime | None = None) -> int:

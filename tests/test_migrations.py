@@ -44,6 +44,7 @@ TABLES = {
     "crm_phone_ledger",
     "delivery_attempts",
     "crm_caller_locks",
+    "staff_login_failures",
 }
 
 

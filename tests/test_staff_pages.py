@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from pathlib import Path
 
 import httpx
 import pytest
 
-from crm.store import CallRecord
+from crm.store import CallRecord, Store
 from telephony.escalation import NO_ON_CALL_PHONE
 from telephony.staff.queries import AlertStatus, alert_status
+from telephony.staff.security import LoginThrottle
 from telephony.staff_auth import hash_password
 from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, RunningApp, StartApp, wait_for
 from tests.standins.salesforce import SalesforceStandin
@@ -217,6 +219,72 @@ async def test_staff_pages_send_security_headers_and_throttle_wrong_logins(
         assert right.status_code == 429
         health = await client.get("/healthz")
         assert health.status_code == 200
+
+
+async def test_wrong_logins_are_counted_by_every_process_and_across_a_restart(
+    start_app: StartApp,
+) -> None:
+    """Two processes on one database: three wrong logins at one and two at the other
+    throttle the address at both; a process started afterwards (a restart) throttles it
+    too. The database holds a keyed hash of the address, never the address."""
+    first = await start_app(staff_password_hash=PASSWORD_HASH)
+    second = await start_app(staff_password_hash=PASSWORD_HASH)
+
+    async def login(app: RunningApp, password: str) -> int:
+        async with httpx.AsyncClient(base_url=app.url) as client:
+            return (await client.get("/calls", auth=("staff", password))).status_code
+
+    assert [await login(first, f"guess {i}") for i in range(3)] == [401] * 3
+    assert [await login(second, f"guess {i}") for i in range(3, 5)] == [401] * 2
+    assert await login(first, PASSWORD) == 429
+    assert await login(second, PASSWORD) == 429
+    restarted = await start_app(staff_password_hash=PASSWORD_HASH)
+    assert await login(restarted, PASSWORD) == 429
+    with first.services.store.engine.connect() as connection:
+        keys = connection.exec_driver_sql("SELECT client_key FROM staff_login_failures").all()
+    assert len(keys) == 5 and all("127.0.0.1" not in key for (key,) in keys)
+
+
+def test_the_login_window_slides_and_a_right_login_clears_it(tmp_path: Path) -> None:
+    """Five wrong logins: throttled until the oldest is five minutes old (Retry-After
+    counts down to it); after the window the address may try again, and the old rows are
+    forgotten with the next wrong login; a right login forgets the address's count."""
+    store = Store.from_url(f"sqlite:///{tmp_path / 'throttle.db'}")
+    store.create_schema()
+    now = [dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)]
+    throttle = LoginThrottle(store, b"k" * 32, clock=lambda: now[0])
+    for _ in range(5):
+        assert throttle.retry_after("203.0.113.9") == 0
+        throttle.failed("203.0.113.9")
+        now[0] += dt.timedelta(seconds=10)
+    assert throttle.retry_after("203.0.113.9") == 300 - 50 + 1
+    assert throttle.retry_after("198.51.100.7") == 0  # another address is not held
+    now[0] += dt.timedelta(seconds=251)
+    assert throttle.retry_after("203.0.113.9") == 0  # the oldest left the window
+    throttle.failed("198.51.100.7")  # ... and is forgotten with the next wrong login
+    assert (
+        len(
+            store.login_failures(
+                throttle.client_key("203.0.113.9"), since=now[0] - dt.timedelta(days=1)
+            )
+        )
+        == 4
+    )
+    throttle.succeeded("203.0.113.9")
+    assert (
+        store.login_failures(
+            throttle.client_key("203.0.113.9"), since=now[0] - dt.timedelta(days=1)
+        )
+        == []
+    )
+    assert (
+        len(
+            store.login_failures(
+                throttle.client_key("198.51.100.7"), since=now[0] - dt.timedelta(days=1)
+            )
+        )
+        == 1
+    )
 
 
 async def test_the_list_filters_searches_and_pages_in_sql(start_app: StartApp) -> None:

@@ -3,7 +3,8 @@
 - HTTP Basic against ``STAFF_PASSWORD_HASH`` (PBKDF2), with login throttling: after
   ``MAX_FAILURES`` wrong logins from one client address within ``WINDOW_SECONDS`` that
   address gets 429 and no password is hashed until the window has passed (so bogus logins
-  cannot burn the CPU the phone webhooks need).
+  cannot burn the CPU the phone webhooks need). The count is in the database, shared by
+  every process and kept across restarts.
 - CSRF: a browser re-sends Basic credentials on a cross-site POST, so every state change
   carries a token bound to the user and a time, HMAC-keyed by the password hash (stable
   across processes and restarts, changed when the password changes), and a cross-origin
@@ -14,12 +15,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 from urllib.parse import urlsplit
@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 
+from crm.store import Store
 from telephony.staff_auth import verify_password
 
 MAX_FAILURES = 5
@@ -42,48 +43,51 @@ basic = HTTPBasic(realm="receptionist staff", auto_error=False)
 
 
 class LoginThrottle:
-    """Wrong logins per client address in a sliding window (thread-safe, in memory)."""
+    """Wrong logins per client address in a sliding window, kept in the database: every
+    process on it counts them together, and a restart forgets none. The address is stored
+    as an HMAC keyed by a secret (``key``), never as it is."""
 
     def __init__(
         self,
+        store: Store,
+        key: bytes,
         max_failures: int = MAX_FAILURES,
         window: float = WINDOW_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
+        self.store = store
+        self.key = key
         self.max_failures = max_failures
-        self.window = window
+        self.window = dt.timedelta(seconds=window)
         self.clock = clock
-        self._failures: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
+
+    def client_key(self, client: str) -> str:
+        return hmac.new(self.key, client.encode(), hashlib.sha256).hexdigest()
 
     def retry_after(self, client: str) -> int:
         """Seconds until ``client`` may try again; 0 when it may now."""
         now = self.clock()
-        with self._lock:
-            failures = self._failures.get(client)
-            if failures is None:
-                return 0
-            while failures and failures[0] <= now - self.window:
-                failures.popleft()
-            if len(failures) < self.max_failures:
-                return 0
-            return max(1, int(failures[0] + self.window - now) + 1)
+        failures = self.store.login_failures(self.client_key(client), since=now - self.window)
+        if len(failures) < self.max_failures:
+            return 0
+        return max(1, int((failures[0] + self.window - now).total_seconds()) + 1)
 
     def failed(self, client: str) -> None:
-        with self._lock:
-            if len(self._failures) > 10_000:  # bound memory under a spray of addresses
-                self._failures.clear()
-            self._failures.setdefault(client, deque()).append(self.clock())
+        now = self.clock()
+        self.store.note_login_failure(
+            self.client_key(client), at=now, forget_before=now - self.window
+        )
 
     def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
+        self.store.clear_login_failures(self.client_key(client))
 
 
 def _throttle(request: Request) -> LoginThrottle:
     throttle = getattr(request.app.state, "staff_throttle", None)
     if throttle is None:
-        throttle = request.app.state.staff_throttle = LoginThrottle()
+        key = hashlib.sha256(b"receptionist-login-throttle|" + _password_hash(request)).digest()
+        services = request.app.state.services
+        throttle = request.app.state.staff_throttle = LoginThrottle(services.store, key)
     assert isinstance(throttle, LoginThrottle)
     return throttle
 
@@ -117,9 +121,14 @@ def require_staff(
 StaffUser = Annotated[str, Depends(require_staff)]
 
 
+def _password_hash(request: Request) -> bytes:
+    """The staff password's hash: the secret the CSRF and throttle keys derive from."""
+    encoded: str = request.app.state.services.settings.staff_password_hash.get_secret_value()
+    return encoded.encode()
+
+
 def _csrf_key(request: Request) -> bytes:
-    encoded = request.app.state.services.settings.staff_password_hash.get_secret_value()
-    return hashlib.sha256(b"receptionist-csrf|" + encoded.encode()).digest()
+    return hashlib.sha256(b"receptionist-csrf|" + _password_hash(request)).digest()
 
 
 def csrf_token(request: Request, user: str, *, now: float | None = None) -> str:
