@@ -159,6 +159,10 @@ class DeliveryWorker:
         job = self.claim(now)
         if job is None:
             return None
+        return self.deliver(job, now)
+
+    def deliver(self, job: OutboxJob, now: dt.datetime | None = None) -> Outcome:
+        """Deliver a job this worker claimed (blocking), and record the attempt."""
         outcome = self._deliver_claimed(job, now or utcnow())
         if outcome.state == WAITING:  # not an attempt: no history line, nobody told
             return outcome
@@ -283,40 +287,56 @@ class DeliveryWorker:
 
     async def run(self, stop: asyncio.Event, *, poll_seconds: float = 2.0) -> None:
         """Deliver until ``stop`` is set, ``concurrency`` jobs at once, each in a thread of
-        the worker's own (a slow CRM never takes the threads live calls save through);
-        woken early by ``wake`` when a call is finalized."""
-        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="crm-delivery")
-        try:
-            await asyncio.gather(
-                *(
-                    self._deliver_until(stop, poll_seconds, executor)
-                    for _ in range(self.concurrency)
-                )
-            )
-        finally:
-            # A delivery under way finishes in its thread (bounded by the CRM timeout).
-            executor.shutdown(wait=False, cancel_futures=True)
+        the worker's own (a slow CRM never takes the threads live calls save through).
 
-    async def _deliver_until(
-        self, stop: asyncio.Event, poll_seconds: float, executor: ThreadPoolExecutor
-    ) -> None:
+        One loop claims, and only when a delivery thread is free, so an idle worker looks
+        once per ``poll_seconds`` or per ``wake`` (set when a call is finalized), however
+        many threads it has. Returns once the deliveries under way have finished."""
         loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            # Cleared before looking, so a call finalized while we look still wakes us.
-            self.wake.clear()
+        executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="crm-delivery")
+        free = asyncio.Semaphore(self.concurrency)
+        under_way: set[asyncio.Task[None]] = set()
+
+        async def deliver(job: OutboxJob) -> None:
             try:
-                outcome = await loop.run_in_executor(executor, self.deliver_one)
-            except Exception:  # a database hiccup must not kill the worker
-                log.exception("delivery worker iteration failed")
-                outcome = None
-            if outcome is not None:
-                continue
-            waiters = {asyncio.ensure_future(self.wake.wait()), asyncio.ensure_future(stop.wait())}
-            _, pending = await asyncio.wait(
-                waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED
-            )
-            for task in pending:
-                task.cancel()
+                await loop.run_in_executor(executor, self.deliver, job)
+            except Exception:  # a database hiccup: the job's lease runs out, it is taken again
+                log.exception("call %s: delivery failed", job.call_sid)
+            finally:
+                free.release()
+
+        try:
+            while not stop.is_set():
+                await free.acquire()
+                if stop.is_set():
+                    free.release()
+                    break
+                # Cleared before looking, so a call finalized while we look still wakes us.
+                self.wake.clear()
+                try:
+                    job = await loop.run_in_executor(executor, self.claim)
+                except Exception:  # a database hiccup must not kill the worker
+                    log.exception("delivery worker: claiming a job failed")
+                    job = None
+                if job is not None:
+                    task = asyncio.create_task(deliver(job))
+                    under_way.add(task)
+                    task.add_done_callback(under_way.discard)
+                    continue
+                free.release()
+                waiters = {
+                    asyncio.ensure_future(self.wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                }
+                _, pending = await asyncio.wait(
+                    waiters, timeout=poll_seconds, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in pending:
+                    waiter.cancel()
+            if under_way:
+                await asyncio.gather(*under_way, return_exceptions=True)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
 
 
 def retry_dead_job(store: Store, call_sid: str) -> bool:
