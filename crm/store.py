@@ -716,6 +716,15 @@ class Store:
                 )
             )
 
+    def forget_expired_caller_locks(self, now: dt.datetime | None = None) -> int:
+        """Delete caller locks whose lease ran out (left by a process that died while
+        delivering; a live delivery renews nothing, it finishes within its lease)."""
+        with self.engine.begin() as connection:
+            result = connection.execute(
+                delete(CallerLock).where(CallerLock.locked_until < (now or utcnow()))
+            )
+            return int(result.rowcount or 0)
+
     # -- the staff login throttle ------------------------------------------------------
 
     def login_failures(self, client_key: str, *, since: dt.datetime) -> list[dt.datetime]:
@@ -743,15 +752,6 @@ class Store:
             connection.execute(
                 delete(StaffLoginFailure).where(StaffLoginFailure.client_key == client_key)
             )
-
-    def forget_expired_caller_locks(self, now: dt.datetime | None = None) -> int:
-        """Delete caller locks whose lease ran out (left by a process that died while
-        delivering; a live delivery renews nothing, it finishes within its lease)."""
-        with self.engine.begin() as connection:
-            result = connection.execute(
-                delete(CallerLock).where(CallerLock.locked_until < (now or utcnow()))
-            )
-            return int(result.rowcount or 0)
 
     def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
         """Keep the call's spam screening (``agent.screening``) with its details."""
