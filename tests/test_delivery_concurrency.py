@@ -188,7 +188,8 @@ def test_a_second_delivery_for_the_caller_waits_its_turn_and_lands_on_the_same_l
     assert result and result[0] is not None and result[0].state == "delivered"
     assert held.held_long_enough
 
-    assert other.deliver_one() is None  # not due yet: no hot loop on a taken caller
+    # Not due before busy_delay has passed: no hot loop on a taken caller.
+    assert other.deliver_one(now=before + dt.timedelta(seconds=0.1)) is None
     outcome = other.deliver_one(now=utcnow() + dt.timedelta(seconds=1))
     assert outcome is not None and outcome.state == "delivered"
     assert outcome.first_attempt  # the owner's after-call summary still goes out once
