@@ -228,15 +228,7 @@ class DeliveryWorker:
     def _retry(self, job: OutboxJob, exc: CrmError, delay: float) -> Outcome:
         if job.attempts >= self.policy.max_attempts:
             return self._finish(job, "dead", f"gave up after {job.attempts} attempts: {exc}")
-        next_at = utcnow() + dt.timedelta(seconds=delay)
-        with self.store.sessions.begin() as session:
-            session.execute(
-                update(OutboxJob)
-                .where(OutboxJob.id == job.id)
-                .values(
-                    state="pending", locked_until=None, next_attempt_at=next_at, last_error=str(exc)
-                )
-            )
+        self._put_back(job, utcnow() + dt.timedelta(seconds=delay), last_error=str(exc))
         log.warning(
             "call %s delivery attempt %d failed (%s); retrying in %.0fs",
             job.call_sid,
@@ -249,23 +241,22 @@ class DeliveryWorker:
     def _wait_turn(self, job: OutboxJob, now: dt.datetime) -> Outcome:
         """Put the job back for ``busy_delay``, giving back the attempt its claim counted."""
         next_at = now + dt.timedelta(seconds=self.policy.busy_delay)
-        with self.store.sessions.begin() as session:
-            session.execute(
-                update(OutboxJob)
-                .where(OutboxJob.id == job.id)
-                .values(
-                    state="pending",
-                    locked_until=None,
-                    next_attempt_at=next_at,
-                    attempts=OutboxJob.attempts - 1,
-                )
-            )
+        self._put_back(job, next_at, attempts=OutboxJob.attempts - 1)
         log.info(
             "call %s: another delivery for the same caller is under way; next try in %.1fs",
             job.call_sid,
             self.policy.busy_delay,
         )
         return Outcome(job.call_sid, WAITING)
+
+    def _put_back(self, job: OutboxJob, next_at: dt.datetime, **values: object) -> None:
+        """Release the job's lease; it is due again at ``next_at``."""
+        with self.store.sessions.begin() as session:
+            session.execute(
+                update(OutboxJob)
+                .where(OutboxJob.id == job.id)
+                .values(state="pending", locked_until=None, next_attempt_at=next_at, **values)
+            )
 
     def _finish(self, job: OutboxJob, state: str, error: str, result_json: str = "") -> Outcome:
         values: dict[str, object] = {"state": state, "locked_until": None, "last_error": error}

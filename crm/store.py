@@ -15,7 +15,7 @@ import os
 import sqlite3
 import stat
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -393,18 +393,6 @@ def _keep_late(call: CallRecord, transcript: list[TranscriptTurn], details: dict
 _TAKE_WRITE_LOCK = text("UPDATE calls SET call_sid = call_sid WHERE 0")
 
 
-def _write_lock(session: Session) -> None:
-    """On SQLite, take the database's write lock before reading what is then written over.
-
-    SQLite has no ``SELECT … FOR UPDATE``, and pysqlite begins a transaction only at its
-    first write: rows read before it may be changed by another connection by the time
-    they are written. A write that changes nothing begins the transaction and takes the
-    lock (waiting up to the busy timeout), so what follows reads the newest state and
-    nobody writes in between. On PostgreSQL the reads' ``FOR UPDATE`` does this."""
-    if session.get_bind().dialect.name == "sqlite":
-        session.execute(_TAKE_WRITE_LOCK)
-
-
 @dataclass(frozen=True, slots=True)
 class ProgressSnapshot:
     """A live call's transcript and captured details at one moment."""
@@ -428,6 +416,20 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    @contextlib.contextmanager
+    def _read_for_write(self) -> Iterator[Session]:
+        """A transaction that reads rows and writes them back, with nobody writing between.
+
+        SQLite has no ``SELECT … FOR UPDATE``, and pysqlite begins a transaction only at its
+        first write: rows read before it may be changed by another connection by the time
+        they are written. So on SQLite the transaction starts with a write that changes
+        nothing, which takes the database's write lock (waiting up to the busy timeout); what
+        follows reads the newest state. On PostgreSQL the reads' ``FOR UPDATE`` does this."""
+        with self.sessions.begin() as session:
+            if session.get_bind().dialect.name == "sqlite":
+                session.execute(_TAKE_WRITE_LOCK)
+            yield session
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -521,8 +523,7 @@ class Store:
             return
         by_sid = {s.call_sid: s for s in snapshots}  # one call once: its newest snapshot
         now = utcnow()
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             rows = session.execute(
                 select(CallRecord.call_sid, CallRecord.state, CallRecord.details)
                 .where(CallRecord.call_sid.in_(sorted(by_sid)))
@@ -755,8 +756,7 @@ class Store:
 
     def note_screening(self, call_sid: str, screening: dict[str, Any]) -> None:
         """Keep the call's spam screening (``agent.screening``) with its details."""
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is None:
                 return
@@ -768,8 +768,7 @@ class Store:
 
     def _end_without_summary(self, call_sid: str, state: str, reason: str) -> None:
         """End an active call in ``state`` with no summary: nothing will finalize it."""
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is not None and call.state == "active":
                 call.state = state
@@ -778,8 +777,7 @@ class Store:
 
     def save_intake(self, call_sid: str, intake_json: str, details: dict[str, Any]) -> None:
         """Keep the scripted intake's state between Twilio's webhooks."""
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is None or call.state != "active":
                 return
@@ -797,8 +795,7 @@ class Store:
     ) -> bool:
         """Keep turns that arrived after the call was finalized (never dropped); the call
         is marked for an amendment. False when the call is not a finalized one."""
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             call = session.get(CallRecord, call_sid, with_for_update=True)
             if call is None or call.state != "finalized":
                 return False
@@ -811,8 +808,7 @@ class Store:
         """Replace the call's summary with its amendment and queue its delivery: a job not
         delivered yet simply delivers the amended summary; a delivered one is queued again
         (the CRM updates the records it wrote). False when the call has no summary."""
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             record = session.get(SummaryRecord, summary.call_sid, with_for_update=True)
             call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if record is None or call is None:
@@ -875,8 +871,7 @@ class Store:
             raise
 
     def _finalize(self, summary: CallSummary, *, crm: str, spam: bool = False) -> bool:
-        with self.sessions.begin() as session:
-            _write_lock(session)
+        with self._read_for_write() as session:
             call = session.get(CallRecord, summary.call_sid, with_for_update=True)
             if call is None:
                 call = CallRecord(

@@ -69,10 +69,17 @@ class HeldWriter:
     (polled; nothing is held after that), and keeps count of how many deliveries per caller
     are inside at once."""
 
-    def __init__(self, inner: SalesforceCrm, until: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        inner: SalesforceCrm,
+        until: Callable[[], bool],
+        holds: Callable[[CallSummary], bool] = lambda _: True,
+    ) -> None:
+        """``holds``: which deliveries are held (the others go straight through)."""
         self.inner = inner
         self.name = inner.name
         self.until = until
+        self.holds = holds
         self.entered = threading.Event()
         self._lock = threading.Lock()
         self.inside: dict[str, int] = {}
@@ -80,6 +87,8 @@ class HeldWriter:
         self.held_long_enough = False
 
     def deliver(self, summary: CallSummary, profile: CrmProfile) -> DeliveryResult:
+        if not self.holds(summary):
+            return self.inner.deliver(summary, profile)
         key = ",".join(caller_keys(summary))
         with self._lock:
             self.inside[key] = self.inside.get(key, 0) + 1
@@ -243,6 +252,54 @@ def test_the_worker_delivers_different_callers_at_once_and_one_caller_in_turn(
     assert len(leads) == 2
     assert tasks_on(standin, leads[PHONE]) == [same_first, same_second]
     assert tasks_on(standin, leads["+14155550199"]) == [stranger]
+
+
+def test_a_caller_with_many_calls_queued_does_not_hold_up_another_caller(
+    store: Store, standin: SalesforceStandin
+) -> None:
+    """Someone rings five times from one number before the first call is written; a
+    different caller's call, queued after all five, is written while the first of the five
+    is still held in the writer (the hold lasts until the other caller is delivered). The
+    five land one at a time on one Lead, each with one attempt."""
+    flood = [sid(40 + i) for i in range(5)]
+    for call_sid in flood:
+        assert store.finalize(summary(call_sid), crm="salesforce")
+    other = sid(49)
+    assert store.finalize(summary(other, phone="+14155550199"), crm="salesforce")
+
+    def other_delivered() -> bool:
+        job = store.outbox_job(other)
+        return job is not None and job.state == "delivered"
+
+    held = HeldWriter(
+        salesforce(store, standin),
+        other_delivered,
+        holds=lambda call: call.caller_phone == PHONE,  # the other caller is never held
+    )
+    runner = worker(store, held, concurrency=2)
+    everyone = [*flood, other]
+
+    async def deliver_all() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop, poll_seconds=0.05))
+        try:
+            for _ in range(int(HOLD_SECONDS / 0.05)):
+                jobs = [store.outbox_job(s) for s in everyone]
+                if all(j is not None and j.state == "delivered" for j in jobs):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(deliver_all())
+    assert held.held_long_enough, "the other caller waited behind the flood"
+    assert held.most_inside == 1
+    leads = {lead["Phone"]: lead["Id"] for lead in standin.records("Lead")}
+    assert tasks_on(standin, leads[PHONE]) == sorted(flood)
+    assert tasks_on(standin, leads["+14155550199"]) == [other]
+    for call_sid in everyone:
+        assert [a.attempt for a in store.delivery_history(call_sid)] == [1]
 
 
 def test_a_lock_left_by_a_dead_worker_expires_with_its_lease(
