@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
-import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm.config import CrmWriter
-from telephony import routes_fallback, routes_intake, routes_twilio, twiml
+from telephony import collector, routes_fallback, routes_intake, routes_twilio, twiml
 from telephony.bridge import HEARTBEAT_SECONDS
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
@@ -75,6 +74,18 @@ async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
         "retention purge",
         first_now=True,
     )
+
+
+async def collect_garbage_periodically(
+    collections: collector.FullCollections, stop: asyncio.Event
+) -> None:
+    """A full garbage collection when it is due (no media stream live, or ten minutes since
+    the last), looked at every second until ``stop``."""
+
+    async def check() -> None:
+        collections.check()
+
+    await every(collector.IDLE_CHECK_SECONDS, stop, check, "garbage collection")
 
 
 async def recover_idle_calls(services: Services) -> int:
@@ -150,10 +161,13 @@ def create_app(
         # emergency alerts (a crashed process may have left one unsent) go out from the
         # escalation loop's first sweep, at once, without holding up the start.
         await recover_idle_calls(services)
-        # Start-up made millions of long-lived objects (modules, types, settings); freezing
-        # them spares every full collection from walking them again while calls run.
-        gc.freeze()
+        # Start-up made many long-lived objects (modules, types, settings): frozen, no
+        # collection walks them again; full collections run only when they stall no call.
+        collector.warm_up(services.openai)
+        collector.install()
+        collections = app.state.collections = collector.FullCollections(services.live_calls)
         background = [
+            asyncio.create_task(collect_garbage_periodically(collections, stop)),
             asyncio.create_task(services.escalation.run(stop)),
             asyncio.create_task(recover_periodically(services, stop)),
         ]
@@ -179,6 +193,7 @@ def create_app(
             if worker is not None:
                 await worker
             await asyncio.gather(*background, return_exceptions=True)
+            collector.uninstall()
             await services.close()
 
     docs = settings.api_docs_enabled  # the API description is off unless asked for

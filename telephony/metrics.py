@@ -50,3 +50,9 @@ HANGUP_TO_CRM = Histogram(
     buckets=(1, 2, 5, 10, 30, 60, 120, 300, 900, 3600, 6 * 3600, 24 * 3600),
 )
 OWNER_ALERTS = Counter("receptionist_owner_alerts_total", "Owner summaries and alerts", ["kind"])
+FULL_COLLECTIONS = Histogram(
+    "receptionist_gc_full_collection_seconds",
+    "Full garbage collections the service ran (reason: idle, or interval with calls live)",
+    ["reason"],
+    buckets=(0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1),
+)

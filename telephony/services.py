@@ -113,6 +113,17 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+class LiveCalls(set[str]):
+    """The CallSids whose media stream this process serves now. ``streamed`` turns true
+    with the first: the garbage collector's cue that a call has loaded what calls load."""
+
+    streamed = False
+
+    def add(self, element: str) -> None:
+        self.streamed = True
+        super().add(element)
+
+
 @dataclass
 class Services:
     """What the app and the CLI share: store, businesses, CRM, Twilio, OpenAI, finalizer."""
@@ -130,7 +141,7 @@ class Services:
     clock: Clock = utc_now
     greetings: GreetingAudio | None = None
     openai: AsyncOpenAI | None = None
-    live_calls: set[str] = field(default_factory=set)
+    live_calls: LiveCalls = field(default_factory=LiveCalls)
     stream_tokens: StreamTokens = field(default_factory=lambda: StreamTokens("", ttl_seconds=300))
     progress: ProgressWriter = field(init=False)
     """Every live call's progress saves, written in groups (one transaction per slot)."""
