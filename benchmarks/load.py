@@ -143,8 +143,11 @@ class StepResult:
     rss_base_mb: float
     rss_per_call_mb: float
     late_c2m: int
+    late_c2m_quiet: int
+    """Of ``late_c2m``, those in the first half-window (no call starting or ending)."""
     frames_c2m: int
     late_m2c: int
+    late_m2c_quiet: int
     frames_m2c: int
     c2m_p50: float | None
     c2m_p99: float | None
@@ -348,6 +351,7 @@ async def run_step(
         await asyncio.sleep(args.window / 2)
         cpu_mid, t_mid = cpu_seconds(server.pid), time.monotonic()
         off_mid = off_loop_cpu(server.pid)
+        mid_c2m, mid_m2c = len(rig.stats.c2m), len(rig.stats.m2c)
         # Second half: the same, plus calls ending and new ones starting (each call's
         # webhook, stream set-up, finalization, extraction and CRM delivery).
         churner = asyncio.create_task(churn())
@@ -388,8 +392,10 @@ async def run_step(
         rss_per_call_mb=(rss_loaded - rss_base) / calls,
         # Batched caller audio holds frames by design: late means later than that too.
         late_c2m=sum(1 for v in stats.c2m if v > LATE_S + held),
+        late_c2m_quiet=sum(1 for v in stats.c2m[:mid_c2m] if v > LATE_S + held),
         frames_c2m=len(stats.c2m),
         late_m2c=sum(1 for v in stats.m2c if v > LATE_S),
+        late_m2c_quiet=sum(1 for v in stats.m2c[:mid_m2c] if v > LATE_S),
         frames_m2c=len(stats.m2c),
         c2m_p50=percentile(stats.c2m, 50),
         c2m_p99=percentile(stats.c2m, 99),
@@ -470,7 +476,8 @@ def report(results: list[StepResult]) -> None:
         " whole window; threads: the share of relay CPU spent off the event loop (worker"
         " threads: database calls).\nlate: frames delayed > 20 ms / frames measured"
         " (c>m caller→model,"
-        " m>c model→caller; ms, through the server, one clock); barge: the stand-in's"
+        " m>c model→caller; ms, through the server, one clock; each run's line splits them"
+        " between the two half-windows); barge: the stand-in's"
         " speech_started → Twilio clear;\ngreet: stream start → first audio; CRM: stop → the"
         " Salesforce write naming the CallSid answered (Salesforce answers after 100 ms);"
         "\ngen cpu / tick: the generator's own CPU share and ticker lateness (ms)."
@@ -521,7 +528,10 @@ async def main(args: argparse.Namespace) -> None:
                     print(
                         f"{variant.name} N={calls}: relay {result.relay_cpu_per_call_second:.5f},"
                         f" with churn {result.cpu_per_call_second:.5f} CPU s/call-s,"
-                        f" {result.relay_off_loop_share:.1%} of the relay's off the event loop",
+                        f" {result.relay_off_loop_share:.1%} of the relay's off the event loop;"
+                        f" late c>m/m>c {result.late_c2m_quiet}/{result.late_m2c_quiet} with no"
+                        f" call starting or ending, {result.late_c2m - result.late_c2m_quiet}/"
+                        f"{result.late_m2c - result.late_m2c_quiet} with churn",
                         flush=True,
                     )
     finally:
