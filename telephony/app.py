@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from crm.config import CrmWriter
-from telephony import collector, routes_fallback, routes_intake, routes_twilio, twiml
+from telephony import pauses, routes_fallback, routes_intake, routes_twilio, twiml
 from telephony.bridge import HEARTBEAT_SECONDS
 from telephony.reconcile import reconcile
 from telephony.routes_twilio import ServicesDep, TwilioRequestRefused
@@ -77,7 +77,7 @@ async def purge_periodically(services: Services, stop: asyncio.Event) -> None:
 
 
 async def collect_garbage_periodically(
-    collections: collector.FullCollections, stop: asyncio.Event
+    collections: pauses.FullCollections, stop: asyncio.Event
 ) -> None:
     """A full garbage collection when it is due (no media stream live, or ten minutes since
     the last), looked at every second until ``stop``."""
@@ -85,7 +85,7 @@ async def collect_garbage_periodically(
     async def check() -> None:
         collections.check()
 
-    await every(collector.IDLE_CHECK_SECONDS, stop, check, "garbage collection")
+    await every(pauses.IDLE_CHECK_SECONDS, stop, check, "garbage collection")
 
 
 async def recover_idle_calls(services: Services) -> int:
@@ -163,9 +163,9 @@ def create_app(
         await recover_idle_calls(services)
         # Start-up made many long-lived objects (modules, types, settings): frozen, no
         # collection walks them again; full collections run only when they stall no call.
-        collector.warm_up(services.openai)
-        collector.install()
-        collections = app.state.collections = collector.FullCollections(services.live_calls)
+        pauses.warm_up(services.openai)
+        pauses.install()
+        collections = app.state.collections = pauses.FullCollections(services.live_calls)
         background = [
             asyncio.create_task(collect_garbage_periodically(collections, stop)),
             asyncio.create_task(services.escalation.run(stop)),
@@ -193,7 +193,7 @@ def create_app(
             if worker is not None:
                 await worker
             await asyncio.gather(*background, return_exceptions=True)
-            collector.uninstall()
+            pauses.uninstall()
             await services.close()
 
     docs = settings.api_docs_enabled  # the API description is off unless asked for

@@ -116,7 +116,7 @@ class CallFinalizer:
         business = self.business_for(call)
         if summary is None or business is None:
             return None
-        screening = screen_call(call, summary)
+        screening = await asyncio.to_thread(screen_call, call, summary)
         if screening != Screening.from_json((call.details or {}).get(SCREENING_KEY)):
             await asyncio.to_thread(self.store.note_screening, call_sid, screening.to_json())
         spam = screening.is_spam and not business.spam_to_crm
@@ -201,7 +201,10 @@ class CallFinalizer:
                 call_sid=call_sid,
                 today=now.astimezone(business.tz).date(),
             )
-        summary = build_summary(
+        # Reading the caller's words (keywords, urgency, phone numbers) is milliseconds of
+        # CPU: in a thread, so the other live calls' audio is not held up meanwhile.
+        summary = await asyncio.to_thread(
+            build_summary,
             call_sid=call_sid,
             business=business,
             caller_phone=call.caller_phone,

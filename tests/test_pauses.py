@@ -1,4 +1,5 @@
-"""Full garbage collections only when they stall no call (telephony/collector.py).
+"""Full garbage collections only when they stall no call, and a short GIL switch interval
+(telephony/pauses.py).
 
 The decisions are tested with a moved clock and a recording collector; the mechanism with
 CPython's own collector (cyclic garbage in the oldest generation is left alone by automatic
@@ -8,13 +9,14 @@ streamed end to end."""
 from __future__ import annotations
 
 import gc
+import sys
 import weakref
 from collections.abc import Iterator
 
 import pytest
 from prometheus_client import REGISTRY
 
-from telephony import collector
+from telephony import pauses
 from telephony.services import LiveCalls
 from tests.conftest import StartApp, wait_for
 from tests.standins.twilio import TwilioStandin
@@ -46,10 +48,8 @@ class Recorder:
         self.frozen += 1
 
 
-def policy(
-    live: LiveCalls, rec: Recorder, max_interval: float = 600.0
-) -> collector.FullCollections:
-    return collector.FullCollections(
+def policy(live: LiveCalls, rec: Recorder, max_interval: float = 600.0) -> pauses.FullCollections:
+    return pauses.FullCollections(
         live,
         max_interval=max_interval,
         clock=lambda: rec.now,
@@ -62,11 +62,11 @@ def policy(
 @pytest.fixture
 def installed() -> Iterator[None]:
     before = gc.get_threshold()
-    collector.install()
+    pauses.install()
     try:
         yield
     finally:
-        collector.uninstall()
+        pauses.uninstall()
         assert gc.get_threshold() == before
 
 
@@ -128,19 +128,23 @@ def test_first_idle_moment_after_a_call_freezes_once() -> None:
 
 def test_install_turns_automatic_full_collections_off_until_the_last_uninstall() -> None:
     before = gc.get_threshold()
-    collector.install()
+    switch = sys.getswitchinterval()
+    pauses.install()
     try:
-        assert not collector.automatic_full_collections()
+        assert not pauses.automatic_full_collections()
         assert gc.get_threshold()[:2] == before[:2]  # young generations as CPython sets them
-        collector.install()  # a second app in the same process
-        collector.uninstall()
-        assert not collector.automatic_full_collections()
+        assert sys.getswitchinterval() == pytest.approx(pauses.SWITCH_INTERVAL_SECONDS)
+        pauses.install()  # a second app in the same process
+        pauses.uninstall()
+        assert not pauses.automatic_full_collections()
     finally:
-        collector.uninstall()
+        pauses.uninstall()
     assert gc.get_threshold() == before
-    assert collector.automatic_full_collections()
-    collector.uninstall()  # more uninstalls than installs change nothing
+    assert sys.getswitchinterval() == switch
+    assert pauses.automatic_full_collections()
+    pauses.uninstall()  # more uninstalls than installs change nothing
     assert gc.get_threshold() == before
+    assert sys.getswitchinterval() == switch
 
 
 class Node:
@@ -182,7 +186,7 @@ def allocate_like_calls(young_collections: int = 15) -> int:
 
 def test_without_the_policy_cpython_walks_the_heap_on_its_own() -> None:
     """The control for the next test: the same allocations, CPython's thresholds."""
-    assert collector.automatic_full_collections()
+    assert pauses.automatic_full_collections()
     gone, backlog = cyclic_garbage_in_oldest_generation()
     assert allocate_like_calls() >= 1
     assert gone() is None
@@ -194,7 +198,7 @@ def test_cyclic_garbage_waits_in_the_oldest_generation_for_check(installed: None
     assert allocate_like_calls() == 0  # young collections, as calls make them: no full one
     assert gone() is not None
 
-    full = collector.FullCollections(LiveCalls())
+    full = pauses.FullCollections(LiveCalls())
     assert full.check() == "idle"
     assert gone() is None
     del backlog
@@ -202,7 +206,7 @@ def test_cyclic_garbage_waits_in_the_oldest_generation_for_check(installed: None
 
 def test_nothing_promoted_means_no_collection(installed: None) -> None:
     gc.collect()  # the count of generation-1 collections since the last full one is now 0
-    full = collector.FullCollections(LiveCalls())
+    full = pauses.FullCollections(LiveCalls())
     assert gc.get_count()[2] == 0
     assert full.check() is None
 
@@ -210,7 +214,7 @@ def test_nothing_promoted_means_no_collection(installed: None) -> None:
 async def test_running_service_collects_after_its_last_call_ends(
     start_app: StartApp, twilio_standin: TwilioStandin, make_realtime_standin
 ) -> None:  # type: ignore[no-untyped-def]
-    threshold = gc.get_threshold()
+    threshold, switch = gc.get_threshold(), sys.getswitchinterval()
     ai = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
     twilio_standin.agent_busy = ai.responding
     app = await start_app(
@@ -220,8 +224,9 @@ async def test_running_service_collects_after_its_last_call_ends(
         openai_api_key=ai.api_key,
         openai_base_url=ai.base_url,
     )
-    assert not collector.automatic_full_collections()
-    full: collector.FullCollections = app.app.state.collections
+    assert not pauses.automatic_full_collections()
+    assert sys.getswitchinterval() == pytest.approx(pauses.SWITCH_INTERVAL_SECONDS)
+    full: pauses.FullCollections = app.app.state.collections
     assert full.live_calls is app.services.live_calls
     assert not full.refrozen
     idle_before = collections_seen("idle")
@@ -235,3 +240,4 @@ async def test_running_service_collects_after_its_last_call_ends(
 
     await app.stop()
     assert gc.get_threshold() == threshold
+    assert sys.getswitchinterval() == switch

@@ -1,14 +1,14 @@
-"""When Python's cycle collector may stop the event loop to walk the whole heap.
+"""What can stop the event loop that relays every live call's audio, and how a serving
+process keeps those stops short: the cycle collector, and threads holding the GIL.
 
-CPython's cycle collector stops the world. Its young generations are cheap (at most a few
-milliseconds here), but a full collection walks every tracked object that is not frozen.
-With 100 live calls that heap is some 50,000 objects, and one automatic full collection
-took 18–80 ms on the benchmark machine. Every live call's audio waits that long: each such
-pause made 130–470 frames more than 20 ms late in ``benchmarks/load.py``. Python 3.11
-triggers one whenever a quarter more objects have reached the oldest generation since the
-last, which with calls coming and going is every half-minute or so.
-
-So a serving process:
+**The cycle collector.** CPython's stops the world. Its young generations are cheap (at
+most a few milliseconds here), but a full collection walks every tracked object that is not
+frozen. With 100 live calls that heap is some 50,000 objects, and one automatic full
+collection took 18–80 ms on the benchmark machine. Every live call's audio waits that long:
+each such pause made 130–470 frames more than 20 ms late in ``benchmarks/load.py``. Python
+3.11 triggers one whenever a quarter more objects have reached the oldest generation since
+the last, which with calls coming and going is every half-minute or so. So a serving
+process:
 
 - freezes what start-up built (``gc.freeze``), after importing the SDK parts a call uses, so
   that no collection walks modules and types;
@@ -22,12 +22,21 @@ So a serving process:
   after nearly every call at no cost to any caller.
 
 Young collections stay automatic, with CPython's thresholds.
+
+**The GIL.** Work in worker threads (database calls, CRM deliveries, reading a finished
+call's words) holds the GIL while it runs Python code. Each time the event loop gives the
+GIL up (every wait for the network, every log line written) such a thread may take it, and
+CPython hands it back only after its switch interval, 5 ms by default. A loop turn that gives
+the GIL up several times can lose 20 ms that way. The serving process uses
+``SWITCH_INTERVAL_SECONDS`` (1 ms): ``benchmarks/loop_stalls.py`` measures the loop's lag
+while calls end with each.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import sys
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -37,12 +46,14 @@ from telephony import metrics
 log = logging.getLogger(__name__)
 
 IDLE_CHECK_SECONDS = 1.0
+SWITCH_INTERVAL_SECONDS = 0.001
 MAX_INTERVAL_SECONDS = 600.0
 _NEVER = 2**31 - 1
 """A generation-2 threshold no count reaches: automatic full collections are off."""
 
 _installed = 0
 _saved_threshold: tuple[int, int, int] | None = None
+_saved_switch_interval: float | None = None
 
 
 def warm_up(openai_client: Any | None) -> None:
@@ -56,25 +67,32 @@ def warm_up(openai_client: Any | None) -> None:
 
 
 def install() -> None:
-    """Freeze start-up's objects and turn automatic full collections off (until the last
-    ``uninstall``: several apps may run in one process, as in the tests)."""
-    global _installed, _saved_threshold
+    """Freeze start-up's objects, turn automatic full collections off and shorten the GIL's
+    switch interval (until the last ``uninstall``: several apps may run in one process, as
+    in the tests)."""
+    global _installed, _saved_threshold, _saved_switch_interval
     gc.freeze()
     if _installed == 0:
         _saved_threshold = gc.get_threshold()
         young, middle, _ = _saved_threshold
         gc.set_threshold(young, middle, _NEVER)
+        _saved_switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_SECONDS)
     _installed += 1
 
 
 def uninstall() -> None:
-    """Give CPython back its own full collections (the thresholds ``install`` found)."""
+    """Give CPython back its own full collections and switch interval (what ``install``
+    found)."""
     global _installed
     if _installed == 0:
         return
     _installed -= 1
-    if _installed == 0 and _saved_threshold is not None:
-        gc.set_threshold(*_saved_threshold)
+    if _installed == 0:
+        if _saved_threshold is not None:
+            gc.set_threshold(*_saved_threshold)
+        if _saved_switch_interval is not None:
+            sys.setswitchinterval(_saved_switch_interval)
 
 
 def automatic_full_collections() -> bool:
