@@ -10,7 +10,9 @@ A process delivers up to ``concurrency`` jobs at once, each in its own thread. D
 for one caller never overlap, in any process: both would search the CRM, find nothing and
 create a Lead each. A job holds its caller's keys (``caller_keys``: the numbers and the
 e-mail address, hashed) in ``crm_caller_locks`` while it is written; a job whose caller is
-taken goes back to the queue for ``RetryPolicy.busy_delay`` without spending an attempt.
+taken goes back to the queue for ``RetryPolicy.busy_delay`` without spending an attempt;
+when the delivery holding its caller ends in the same process, the job is due at once and
+the worker woken, so the caller's next call follows the first without that pause.
 
 Outcomes: delivered; retried with exponential backoff and jitter (5xx, timeouts, connection
 errors); retried after a long pause (``REQUEST_LIMIT_EXCEEDED``); dead-lettered with the
@@ -21,12 +23,14 @@ staff pages; waiting (another delivery for the same caller is under way).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
 import json
 import logging
 import random
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -115,6 +119,10 @@ class DeliveryWorker:
         self.rng = rng or random.Random()
         self.on_outcome = on_outcome
         self.wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._waiting: dict[str, set[int]] = {}
+        """Caller key → jobs put back because a delivery held that key (delivery threads)."""
+        self._waiting_lock = threading.Lock()
 
     # -- claiming --------------------------------------------------------------------
 
@@ -186,6 +194,7 @@ class DeliveryWorker:
         keys = caller_keys(summary)
         lease = dt.timedelta(seconds=self.policy.lease_seconds)
         if not self.store.lock_callers(keys, job.call_sid, lease=lease, now=now):
+            self._note_waiting(keys, job.id)
             return self._wait_turn(job, now)
         try:
             return self._write(job, summary)
@@ -194,6 +203,42 @@ class DeliveryWorker:
                 self.store.unlock_callers(keys, job.call_sid)
             except Exception:  # the lock then expires with the lease; the caller waits
                 log.exception("call %s: caller lock not released", job.call_sid)
+            else:
+                self._release_waiting(keys)
+
+    def _note_waiting(self, keys: list[str], job_id: int) -> None:
+        with self._waiting_lock:
+            if sum(len(ids) for ids in self._waiting.values()) > 10_000:
+                self._waiting.clear()  # keys another process held: their jobs just wait
+            for key in keys:
+                self._waiting.setdefault(key, set()).add(job_id)
+
+    def _release_waiting(self, keys: list[str]) -> None:
+        """Jobs that waited for these keys are due now, and the worker looks at once. A job
+        not yet put back (still being refused) keeps its ``busy_delay``: never lost."""
+        with self._waiting_lock:
+            ids: set[int] = set().union(*(self._waiting.pop(key, set()) for key in keys))
+        if not ids:
+            return
+        now = utcnow()
+        try:
+            with self.store.sessions.begin() as session:
+                session.execute(
+                    update(OutboxJob)
+                    .where(
+                        OutboxJob.id.in_(ids),
+                        OutboxJob.state == "pending",
+                        OutboxJob.next_attempt_at > now,
+                    )
+                    .values(next_attempt_at=now)
+                )
+        except Exception:  # they are due after busy_delay all the same
+            log.exception("waiting deliveries not made due")
+            return
+        loop = self._loop
+        if loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: run() has returned
+                loop.call_soon_threadsafe(self.wake.set)
 
     def _write(self, job: OutboxJob, summary: CallSummary) -> Outcome:
         try:
@@ -283,7 +328,7 @@ class DeliveryWorker:
         One loop claims, and only when a delivery thread is free, so an idle worker looks
         once per ``poll_seconds`` or per ``wake`` (set when a call is finalized), however
         many threads it has. Returns once the deliveries under way have finished."""
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         executor = ThreadPoolExecutor(self.concurrency, thread_name_prefix="crm-delivery")
         free = asyncio.Semaphore(self.concurrency)
         under_way: set[asyncio.Task[None]] = set()
@@ -327,6 +372,7 @@ class DeliveryWorker:
             if under_way:
                 await asyncio.gather(*under_way, return_exceptions=True)
         finally:
+            self._loop = None
             executor.shutdown(wait=False, cancel_futures=True)
 
 

@@ -254,6 +254,50 @@ def test_the_worker_delivers_different_callers_at_once_and_one_caller_in_turn(
     assert tasks_on(standin, leads["+14155550199"]) == [stranger]
 
 
+def test_a_call_that_waited_for_its_caller_follows_as_soon_as_the_first_is_written(
+    store: Store, standin: SalesforceStandin
+) -> None:
+    """One process: when the delivery holding the caller ends, the call that waited for it
+    is due at once and the worker looks again, without sitting out ``busy_delay`` (60 s
+    here, so only that path can deliver it while the test waits)."""
+    first, second = sid(21), sid(22)
+    assert store.finalize(summary(first), crm="salesforce")
+    assert store.finalize(summary(second), crm="salesforce")
+    held = HeldWriter(
+        salesforce(store, standin),
+        lambda: waiting_its_turn(store, second) or waiting_its_turn(store, first),
+    )
+    runner = DeliveryWorker(
+        store,
+        held,  # type: ignore[arg-type]
+        lambda name: CrmProfile(business=name),
+        policy=RetryPolicy(busy_delay=60),
+        concurrency=2,
+    )
+
+    async def deliver_all() -> None:
+        stop = asyncio.Event()
+        # A poll far longer than the test may wait: the wake is what makes the worker look.
+        task = asyncio.create_task(runner.run(stop, poll_seconds=600))
+        try:
+            for _ in range(int(HOLD_SECONDS / 0.05)):
+                jobs = [store.outbox_job(s) for s in (first, second)]
+                if all(j is not None and j.state == "delivered" for j in jobs):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(deliver_all())
+    assert held.held_long_enough, "the second call never waited for the first"
+    states = [(j.state, j.attempts) for j in map(store.outbox_job, (first, second)) if j]
+    assert states == [("delivered", 1), ("delivered", 1)]
+    leads = standin.records("Lead")
+    assert len(leads) == 1
+    assert sorted(tasks_on(standin, leads[0]["Id"])) == [first, second]
+
+
 def test_a_caller_with_many_calls_queued_does_not_hold_up_another_caller(
     store: Store, standin: SalesforceStandin
 ) -> None:
