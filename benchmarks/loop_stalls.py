@@ -40,16 +40,8 @@ from agent.business import Business, load_businesses  # noqa: E402
 from agent.details import CallerDetails  # noqa: E402
 from agent.summary import TranscriptTurn  # noqa: E402
 from agent.summary_builder import build_summary  # noqa: E402
+from benchmarks.load import BUSINESSES  # noqa: E402
 from telephony.pauses import SWITCH_INTERVAL_SECONDS  # noqa: E402
-
-BUSINESSES = """
-[[business]]
-number = "+14155559999"
-name = "Bay Plumbing & Air"
-timezone = "America/Los_Angeles"
-services = ["plumbing", "heating"]
-service_area = "San Francisco"
-"""
 
 CALLER_LINES = [
     "Hi, this is Dana Whitfield, my water heater is leaking all over the garage floor.",

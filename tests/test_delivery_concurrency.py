@@ -150,6 +150,27 @@ def waiting_its_turn(store: Store, call_sid: str) -> bool:
     )
 
 
+def run_until_delivered(
+    runner: DeliveryWorker, store: Store, sids: list[str], *, poll_seconds: float
+) -> None:
+    """``runner.run`` until every call of ``sids`` is delivered (or ``HOLD_SECONDS`` pass)."""
+
+    async def deliver_all() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop, poll_seconds=poll_seconds))
+        try:
+            for _ in range(int(HOLD_SECONDS / 0.05)):
+                jobs = [store.outbox_job(s) for s in sids]
+                if all(j is not None and j.state == "delivered" for j in jobs):
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            stop.set()
+            await task
+
+    asyncio.run(deliver_all())
+
+
 def tasks_on(standin: SalesforceStandin, record_id: str) -> list[str]:
     """The calls logged on a record (its call Tasks; callback Tasks have no CallObject)."""
     return sorted(
@@ -232,20 +253,7 @@ def test_the_worker_delivers_different_callers_at_once_and_one_caller_in_turn(
     held = HeldWriter(salesforce(store, standin), others_came)
     runner = worker(store, held, concurrency=2)
 
-    async def deliver_all() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop, poll_seconds=0.05))
-        try:
-            for _ in range(int(HOLD_SECONDS / 0.05)):
-                jobs = [store.outbox_job(s) for s in (same_first, same_second, stranger)]
-                if all(j is not None and j.state == "delivered" for j in jobs):
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            await task
-
-    asyncio.run(deliver_all())
+    run_until_delivered(runner, store, [same_first, same_second, stranger], poll_seconds=0.05)
     assert held.held_long_enough, "the deliveries never overlapped as the test arranged"
     assert held.most_inside == 1  # never two for one caller
     leads = {lead["Phone"]: lead["Id"] for lead in standin.records("Lead")}
@@ -275,21 +283,8 @@ def test_a_call_that_waited_for_its_caller_follows_as_soon_as_the_first_is_writt
         concurrency=2,
     )
 
-    async def deliver_all() -> None:
-        stop = asyncio.Event()
-        # A poll far longer than the test may wait: the wake is what makes the worker look.
-        task = asyncio.create_task(runner.run(stop, poll_seconds=600))
-        try:
-            for _ in range(int(HOLD_SECONDS / 0.05)):
-                jobs = [store.outbox_job(s) for s in (first, second)]
-                if all(j is not None and j.state == "delivered" for j in jobs):
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            await task
-
-    asyncio.run(deliver_all())
+    # A poll far longer than the test may wait: the wake is what makes the worker look.
+    run_until_delivered(runner, store, [first, second], poll_seconds=600)
     assert held.held_long_enough, "the second call never waited for the first"
     states = [(j.state, j.attempts) for j in map(store.outbox_job, (first, second)) if j]
     assert states == [("delivered", 1), ("delivered", 1)]
@@ -323,20 +318,7 @@ def test_a_caller_with_many_calls_queued_does_not_hold_up_another_caller(
     runner = worker(store, held, concurrency=2)
     everyone = [*flood, other]
 
-    async def deliver_all() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(runner.run(stop, poll_seconds=0.05))
-        try:
-            for _ in range(int(HOLD_SECONDS / 0.05)):
-                jobs = [store.outbox_job(s) for s in everyone]
-                if all(j is not None and j.state == "delivered" for j in jobs):
-                    break
-                await asyncio.sleep(0.05)
-        finally:
-            stop.set()
-            await task
-
-    asyncio.run(deliver_all())
+    run_until_delivered(runner, store, everyone, poll_seconds=0.05)
     assert held.held_long_enough, "the other caller waited behind the flood"
     assert held.most_inside == 1
     leads = {lead["Phone"]: lead["Id"] for lead in standin.records("Lead")}

@@ -30,7 +30,7 @@ from sqlalchemy.exc import OperationalError
 from websockets.exceptions import ConnectionClosed
 
 from agent.realtime_core import Conversation, PlayAudio, SessionConfig, caller_audio_message
-from crm.store import ProgressSnapshot, Store
+from crm.store import ProgressSnapshot
 from telephony import finalize
 from telephony.bridge import BridgeContext, CallBridge
 from telephony.media_streams import AudioReceived, MediaStreamProtocol
@@ -246,33 +246,16 @@ STORE_METHODS = (
 )
 
 
-def watch_store(store: Store) -> tuple[list[str], list[str]]:
-    """Wrap the store's methods: (methods called, methods called on the event loop thread)."""
-    loop_thread = threading.current_thread()
-    called: list[str] = []
-    on_loop: list[str] = []
-    for name in STORE_METHODS:
-        method: Callable[..., Any] = getattr(store, name)
-
-        def wrapper(*args: Any, _name: str = name, _method: Any = method, **kwargs: Any) -> Any:
-            called.append(_name)
-            if threading.current_thread() is loop_thread:
-                on_loop.append(_name)
-            return _method(*args, **kwargs)
-
-        setattr(store, name, wrapper)
-    return called, on_loop
-
-
 def watch_functions(
-    module: Any, names: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+    target: Any, names: Sequence[str], monkeypatch: pytest.MonkeyPatch
 ) -> tuple[list[str], list[str]]:
-    """Wrap module-level functions the same way: (called, called on the event loop)."""
+    """Wrap ``target``'s functions or methods: (names called, names called on the event
+    loop thread)."""
     loop_thread = threading.current_thread()
     called: list[str] = []
     on_loop: list[str] = []
     for name in names:
-        function: Callable[..., Any] = getattr(module, name)
+        function: Callable[..., Any] = getattr(target, name)
 
         def wrapper(*args: Any, _name: str = name, _f: Any = function, **kwargs: Any) -> Any:
             called.append(_name)
@@ -280,7 +263,7 @@ def watch_functions(
                 on_loop.append(_name)
             return _f(*args, **kwargs)
 
-        monkeypatch.setattr(module, name, wrapper)
+        monkeypatch.setattr(target, name, wrapper)
     return called, on_loop
 
 
@@ -303,7 +286,7 @@ async def test_a_realtime_call_makes_no_database_call_on_the_event_loop(
         openai_api_key=ai.api_key,
         openai_base_url=ai.base_url,
     )
-    called, on_loop = watch_store(app.services.store)
+    called, on_loop = watch_functions(app.services.store, STORE_METHODS, monkeypatch)
     built, built_on_loop = watch_functions(finalize, CPU_AT_CALL_END, monkeypatch)
     result = await run_john_call(app, twilio_standin)
     await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
@@ -321,7 +304,7 @@ async def test_scripted_intake_webhooks_make_no_database_call_on_the_event_loop(
         twilio_auth_token=twilio_standin.auth_token,
         twilio_api_base_url=twilio_standin.api_base_url,
     )
-    called, on_loop = watch_store(app.services.store)
+    called, on_loop = watch_functions(app.services.store, STORE_METHODS, monkeypatch)
     built, built_on_loop = watch_functions(finalize, CPU_AT_CALL_END, monkeypatch)
     result = await twilio_standin.place_call(
         app_url=app.url,
@@ -341,7 +324,10 @@ async def test_scripted_intake_webhooks_make_no_database_call_on_the_event_loop(
 
 
 async def test_an_emergency_in_the_intake_makes_no_database_call_on_the_event_loop(
-    start_app: StartApp, twilio_standin: TwilioStandin, tmp_path: Path
+    start_app: StartApp,
+    twilio_standin: TwilioStandin,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A burst pipe in the scripted intake with warm transfer on: the alert is recorded,
     claimed, sent and marked, the transfer claimed within the emergency budget — all of it
@@ -350,7 +336,7 @@ async def test_an_emergency_in_the_intake_makes_no_database_call_on_the_event_lo
         businesses_file=businesses_file(tmp_path, "warm_transfer = true\n"),
         **twilio_settings(twilio_standin),
     )
-    called, on_loop = watch_store(app.services.store)
+    called, on_loop = watch_functions(app.services.store, STORE_METHODS, monkeypatch)
     result = await place_call(twilio_standin, app, CallerScript(speech=list(BURST_PIPE_SPEECH)))
     assert [m["To"] for m in twilio_standin.messages] == [ON_CALL_PHONE]
     assert result.dialed == [ON_CALL_PHONE]
