@@ -104,11 +104,13 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         rng: random.Random | None = None,
         on_outcome: Callable[[Outcome], None] | None = None,
+        on_wait: Callable[[str], None] | None = None,
         concurrency: int = 1,
     ) -> None:
         """``on_outcome`` is called (in the delivering thread) after every attempt; it must
-        not raise (exceptions are logged and ignored). ``concurrency``: how many jobs
-        ``run`` delivers at once."""
+        not raise (exceptions are logged and ignored). ``on_wait`` is called with the CallSid
+        of a job put back because its caller was taken (not an attempt: ``on_outcome`` is
+        not called for it). ``concurrency``: how many jobs ``run`` delivers at once."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
@@ -118,6 +120,7 @@ class DeliveryWorker:
         self.policy = policy or RetryPolicy()
         self.rng = rng or random.Random()
         self.on_outcome = on_outcome
+        self.on_wait = on_wait
         self.wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting: dict[str, set[int]] = {}
@@ -292,6 +295,11 @@ class DeliveryWorker:
             job.call_sid,
             self.policy.busy_delay,
         )
+        if self.on_wait is not None:
+            try:
+                self.on_wait(job.call_sid)
+            except Exception:  # an observer must not stop deliveries
+                log.exception("call %s: wait observer failed", job.call_sid)
         return Outcome(job.call_sid, WAITING)
 
     def _put_back(self, job: OutboxJob, next_at: dt.datetime, **values: object) -> None:

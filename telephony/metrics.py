@@ -44,6 +44,10 @@ DELIVERY_BACKLOG = Gauge(
 DEAD_LETTERS = Gauge(
     "receptionist_dead_letters", "CRM deliveries dead-lettered and waiting for staff"
 )
+DELIVERY_WAITS = Counter(
+    "receptionist_delivery_waits_total",
+    "CRM deliveries put back because another delivery of the same caller was under way",
+)
 HANGUP_TO_CRM = Histogram(
     "receptionist_hangup_to_crm_seconds",
     "From the end of a call to its delivery in the CRM",

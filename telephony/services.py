@@ -189,6 +189,7 @@ class Services:
             profile_for,
             policy=policy,
             on_outcome=lambda outcome: after_delivery(outcome, store, businesses, alerts),
+            on_wait=lambda _call_sid: metrics.DELIVERY_WAITS.inc(),
             concurrency=settings.delivery_concurrency,
         )
         metrics.DELIVERY_BACKLOG.set_function(

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from agent.summary import CallSummary, TranscriptTurn
 from crm.config import CrmProfile, DeliveryResult, SalesforceConfig
@@ -440,6 +441,7 @@ async def test_the_service_writes_two_callers_at_once_and_one_callers_calls_in_t
         )
         return result.call_sid
 
+    waits_before = REGISTRY.get_sample_value("receptionist_delivery_waits_total") or 0.0
     first, second, third = await asyncio.gather(call(dana), call(dana), call(other))
 
     def overlapped() -> bool:
@@ -465,3 +467,6 @@ async def test_the_service_writes_two_callers_at_once_and_one_callers_calls_in_t
     assert tasks_on(sf, leads[other]) == [third]
     for call_sid in (first, second, third):  # waiting spent no attempt
         assert [a.attempt for a in store.delivery_history(call_sid)] == [1]
+    # Counted for whoever watches /metrics (a caller flooding the line shows here).
+    waits = REGISTRY.get_sample_value("receptionist_delivery_waits_total") or 0.0
+    assert waits >= waits_before + 1
