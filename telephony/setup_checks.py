@@ -292,19 +292,10 @@ def incomplete_salesforce(values: Mapping[str, str], prefix: str) -> str | None:
 
 
 def salesforce_config(settings: Settings) -> SalesforceConfig | None:
+    """The default connection (``SALESFORCE_*``), or None for the local CRM."""
     if not settings.salesforce_configured:
         return None
-    return SalesforceConfig(
-        login_url=settings.salesforce_login_url,
-        client_id=settings.salesforce_client_id,
-        client_secret=settings.salesforce_client_secret.get_secret_value(),
-        username=settings.salesforce_username,
-        private_key_file=settings.salesforce_private_key_file,
-        access_token=settings.salesforce_access_token.get_secret_value(),
-        instance_url=settings.salesforce_instance_url,
-        api_version=settings.salesforce_api_version,
-        timeout_seconds=settings.salesforce_timeout_seconds,
-    )
+    return build_salesforce_config(default_salesforce_values(settings), settings)
 
 
 def build_salesforce_config(values: Mapping[str, str], settings: Settings) -> SalesforceConfig:
