@@ -18,6 +18,8 @@ NOISY = (
     "twilio.http_client",
     "httpx",
     "httpcore",
+    "httpx2",  # the openai SDK's HTTP client: a line per request at INFO
+    "httpcore2",
     "openai",
     "websockets",
     "alembic.runtime.plugins",

@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from openai import AsyncOpenAI
 
+from telephony.logs import NOISY, configure_logging
 from tests.conftest import BUSINESS_NUMBER, CALLER, PUBLIC_BASE_URL, StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin, ScriptedTurn, ToolCall
 from tests.standins.salesforce import SalesforceStandin
@@ -76,7 +78,7 @@ PRIVATE = [
 SECRETS = [TWILIO_TOKEN, OPENAI_KEY, SALESFORCE_SECRET]
 # The service's own dependencies that `receptionist` quiets (telephony.cli) print request
 # bodies at DEBUG; what the service itself logs at DEBUG is what this test reads.
-QUIETED_BY_THE_CLI = ("twilio.http_client", "httpx", "httpcore", "openai", "websockets")
+QUIETED_BY_THE_CLI = NOISY
 
 
 @pytest.fixture
@@ -231,3 +233,39 @@ def test_a_value_the_org_rejects_is_not_copied_into_the_log(
     logged = everything_logged(caplog.records)
     assert any("Email" in text for _name, text in logged), "the dropped field is named"
     assert leaks(logged, [spoken_email]) == []
+
+
+async def test_the_sdks_http_client_logs_nothing_at_info_after_the_cli_sets_logging_up(
+    make_realtime_standin: Callable[..., Any],
+) -> None:
+    """The openai SDK's HTTP client logs every request at INFO ("HTTP Request: POST ..."):
+    noise, and a write on the event loop per request. ``configure_logging`` quiets it."""
+    ai: RealtimeStandin = await make_realtime_standin(turns=[], extraction=None)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    saved_levels = {name: logging.getLogger(name).level for name in NOISY}
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    try:
+        configure_logging(verbose=False, log_format="text")
+        root.addHandler(Keep())
+        client = AsyncOpenAI(api_key=ai.api_key, base_url=ai.base_url)
+        speech = await client.audio.speech.create(
+            model="gpt-4o-mini-tts", voice="alloy", input="Hello there", response_format="pcm"
+        )
+        assert len(speech.content) > 0  # the request really went through the SDK's client
+        await client.close()
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in saved[0]:
+            root.addHandler(handler)
+        root.setLevel(saved[1])
+        for name, level in saved_levels.items():
+            logging.getLogger(name).setLevel(level)
+    chatty = [(r.name, r.getMessage()[:80]) for r in records if r.levelno < logging.WARNING]
+    assert chatty == []
