@@ -20,6 +20,7 @@ from telephony import pauses
 from telephony.services import LiveCalls
 from tests.conftest import StartApp, wait_for
 from tests.standins.twilio import TwilioStandin
+from tests.test_conversation_e2e import openai_settings, twilio_settings
 from tests.test_e2e_call import JOHN_EXTRACTION, JOHN_TURNS, run_john_call
 
 
@@ -217,13 +218,7 @@ async def test_running_service_collects_after_its_last_call_ends(
     threshold, switch = gc.get_threshold(), sys.getswitchinterval()
     ai = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
     twilio_standin.agent_busy = ai.responding
-    app = await start_app(
-        twilio_account_sid=twilio_standin.account_sid,
-        twilio_auth_token=twilio_standin.auth_token,
-        twilio_api_base_url=twilio_standin.api_base_url,
-        openai_api_key=ai.api_key,
-        openai_base_url=ai.base_url,
-    )
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     assert not pauses.automatic_full_collections()
     assert sys.getswitchinterval() == pytest.approx(pauses.SWITCH_INTERVAL_SECONDS)
     full: pauses.FullCollections = app.app.state.collections
