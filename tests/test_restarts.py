@@ -14,6 +14,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import update
@@ -48,6 +49,25 @@ from tests.test_conversation_e2e import (
     twilio_settings,
 )
 from tests.test_postgres import fresh_database
+
+
+def place_in_background(
+    twilio: TwilioStandin, app: RunningApp, steps: list[Step]
+) -> tuple[str, asyncio.Task[Any]]:
+    """A Realtime call with these steps then a hang-up, placed as a task: (CallSid, task)."""
+    call_sid = new_sid("CA")
+    call = asyncio.create_task(
+        twilio.place_call(
+            app_url=app.url,
+            public_base_url=PUBLIC_BASE_URL,
+            from_=CALLER,
+            to=BUSINESS_NUMBER,
+            script=CallerScript(steps=[*steps, HangUp()]),
+            call_sid=call_sid,
+            speed=SPEED,
+        )
+    )
+    return call_sid, call
 
 
 async def test_an_intake_call_continues_across_a_restart(
@@ -131,18 +151,7 @@ async def test_a_second_process_starting_does_not_cut_a_live_realtime_call(
     steps.append(Hold(until=lambda: second_started))
     for _ in THREE_TURNS[1:]:
         steps += [Say(ms=1200), ListenUntilAgentDone()]
-    call_sid = new_sid("CA")
-    call = asyncio.create_task(
-        twilio_standin.place_call(
-            app_url=first.url,
-            public_base_url=PUBLIC_BASE_URL,
-            from_=CALLER,
-            to=BUSINESS_NUMBER,
-            script=CallerScript(steps=[*steps, HangUp()]),
-            call_sid=call_sid,
-            speed=SPEED,
-        )
-    )
+    call_sid, call = place_in_background(twilio_standin, first, steps)
     store = first.services.store
     await wait_for(lambda: (c := store.get_call(call_sid)) is not None and bool(c.transcript))
     second = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
@@ -376,21 +385,10 @@ async def test_a_realtime_call_finalized_under_a_live_caller_is_amended(
     when the caller hangs up, delivered as an amendment of the same Lead."""
     ai = await make_realtime_standin(turns=THREE_TURNS, extraction=None)
     app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
-    steps = [ListenUntilAgentDone()]
+    steps: list[Step] = [ListenUntilAgentDone()]
     for _ in THREE_TURNS:
         steps += [Say(ms=1200), ListenUntilAgentDone()]
-    call_sid = new_sid("CA")
-    call = asyncio.create_task(
-        twilio_standin.place_call(
-            app_url=app.url,
-            public_base_url=PUBLIC_BASE_URL,
-            from_=CALLER,
-            to=BUSINESS_NUMBER,
-            script=CallerScript(steps=[*steps, HangUp()]),
-            call_sid=call_sid,
-            speed=SPEED,
-        )
-    )
+    call_sid, call = place_in_background(twilio_standin, app, steps)
     store = app.services.store
     await wait_for(
         lambda: ((c := store.get_call(call_sid)) is not None and bool(c.transcript)) or call.done()
