@@ -211,7 +211,7 @@ class DeliveryWorker:
 
     def _note_waiting(self, keys: list[str], job_id: int) -> None:
         with self._waiting_lock:
-            if sum(len(ids) for ids in self._waiting.values()) > 10_000:
+            if len(self._waiting) > 10_000:
                 self._waiting.clear()  # keys another process held: their jobs just wait
             for key in keys:
                 self._waiting.setdefault(key, set()).add(job_id)

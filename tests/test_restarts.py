@@ -232,19 +232,9 @@ async def test_a_process_never_recovers_a_call_it_is_serving(
     twilio_standin.agent_busy = ai.responding
     app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     store = app.services.store
-    live, stale = new_sid("CA"), new_sid("CA")
     swept: list[tuple[int, str]] = []
-    call = asyncio.create_task(
-        twilio_standin.place_call(
-            app_url=app.url,
-            public_base_url=PUBLIC_BASE_URL,
-            from_=CALLER,
-            to=BUSINESS_NUMBER,
-            script=CallerScript(steps=[Hold(until=lambda: swept), HangUp()]),
-            call_sid=live,
-            speed=SPEED,
-        )
-    )
+    live, call = place_in_background(twilio_standin, app, [Hold(until=lambda: swept)])
+    stale = new_sid("CA")
     await wait_for(lambda: live in app.services.live_calls)
     store.begin_call(
         stale,
