@@ -25,7 +25,10 @@ class SdkRealtimeConnection(Protocol):
     async def close(self, *, code: int = 1000, reason: str = "") -> None: ...
 
 
-_SOCKET_PARTS = ("protocol", "paused", "fragmented_send_waiter", "send_data", "transport")
+_SOCKET_PARTS = ("protocol", "paused", "send_data", "transport")
+_FRAGMENT_WAITERS = ("send_in_progress", "fragmented_send_waiter")
+"""What ``websockets`` calls the future set while a fragmented message is being sent:
+``send_in_progress`` since 16.0, ``fragmented_send_waiter`` before."""
 
 
 class RealtimeLink:
@@ -39,7 +42,13 @@ class RealtimeLink:
             for name in ("_connection", "_send_queue", "_is_reconnecting", "_intentionally_closed")
         )
         socket = getattr(sdk, "_connection", None)
-        self._frames = self._direct and all(hasattr(socket, name) for name in _SOCKET_PARTS)
+        waiter = next((name for name in _FRAGMENT_WAITERS if hasattr(socket, name)), None)
+        self._fragment_waiter = waiter or ""
+        self._frames = (
+            self._direct
+            and waiter is not None
+            and all(hasattr(socket, name) for name in _SOCKET_PARTS)
+        )
         # The SDK queues a message only while it reconnects or behind messages already
         # queued. Without a reconnect handler (the bridge never gives one) it never
         # reconnects, so a queue that is empty now (``enter`` flushed it) stays empty, and
@@ -73,8 +82,13 @@ class RealtimeLink:
             return
         await socket.send(payload, text=True)
 
-    @staticmethod
-    def _write_frame(socket: Any, payload: bytes) -> bool:
+    @property
+    def writes_frames(self) -> bool:
+        """Whether audio is framed and written here (the installed ``websockets`` has the
+        parts this module expects), not through ``websockets``' own ``send``."""
+        return self._frames
+
+    def _write_frame(self, socket: Any, payload: bytes) -> bool:
         """What ``websockets``' own ``send`` does when the connection is open, not paused by
         flow control and not mid-fragment: frame the message and write it, with no
         async-context-manager round trip. Anything else (and any error) takes the full
@@ -82,7 +96,7 @@ class RealtimeLink:
         if (
             socket.protocol.state is not State.OPEN
             or socket.paused
-            or socket.fragmented_send_waiter is not None
+            or getattr(socket, self._fragment_waiter) is not None
             or socket.transport.is_closing()
         ):
             return False

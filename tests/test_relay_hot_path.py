@@ -448,12 +448,24 @@ async def test_the_link_bypasses_send_raw_on_the_real_sdk_connection(
         await sdk_send_raw(data)
 
     connection.send_raw = counting_send_raw  # type: ignore[method-assign]
+    socket: Any = connection._connection
+    through_websockets: list[bytes | str] = []
+    websockets_send = socket.send
+
+    async def counting_send(message: bytes | str, text: bool | None = None) -> None:
+        through_websockets.append(message)
+        await websockets_send(message, text=text)
+
+    socket.send = counting_send
     link = RealtimeLink(connection)
     try:
         await link.send_raw(caller_audio_message(base64.b64encode(b"\xff" * 160).decode()))
         await wait_for(lambda: bool(ai.sessions) and bool(ai.sessions[0].client_events))
         assert ai.sessions[0].client_events[0]["type"] == "input_audio_buffer.append"
         assert through_sdk == []
+        # Framed and written by the link itself, not by websockets' send: the installed
+        # websockets still has the parts the link reads (a rename would turn this off).
+        assert link.writes_frames and through_websockets == []
         await link.close()
         with pytest.raises(ConnectionClosed):  # closed: the SDK's own path, and its error
             await link.send_raw('{"type":"response.create"}')
