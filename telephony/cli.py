@@ -114,11 +114,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN are not set: Twilio webhooks will be refused "
             "(signatures cannot be verified)"
         )
+    from telephony.ws_server import WEBSOCKET_OPTIONS
+
     app = create_app(settings, run_worker=not args.no_worker)
     config = uvicorn.Config(
         app,
         log_level="info",
-        ws="websockets-sansio",
+        **WEBSOCKET_OPTIONS,
         proxy_headers=True,
         forwarded_allow_ips=args.forwarded_allow_ips,
         log_config=None,
@@ -131,9 +133,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 async def _local_service(settings: Settings) -> AsyncIterator[str]:
     """Run the real service on a free local port for the simulated caller."""
     from telephony.app import create_app
+    from telephony.ws_server import WEBSOCKET_OPTIONS
 
     port = int(settings.public_base_url.rsplit(":", 1)[1])
-    config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", **WEBSOCKET_OPTIONS
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from telephony.app import create_app
 from telephony.services import Clock, Services, utc_now
 from telephony.settings import Settings
+from telephony.ws_server import WEBSOCKET_OPTIONS
 from tests.ports import bound_socket
 
 pytest_plugins = [
@@ -105,7 +106,7 @@ async def start_app(tmp_path: Path, businesses_file: Path) -> AsyncIterator[Star
         settings = Settings(**values)  # type: ignore[arg-type]
         app = create_app(settings, clock=clock or utc_now)
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=port, log_level="warning", ws="websockets-sansio"
+            app, host="127.0.0.1", port=port, log_level="warning", **WEBSOCKET_OPTIONS
         )
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -194,8 +194,9 @@ class SharedClientTwilioStandin(TwilioStandin):
 
 _SERVE = (
     "import sys, uvicorn; from telephony.app import create_app; "
+    "from telephony.ws_server import WEBSOCKET_OPTIONS; "
     "uvicorn.run(create_app(run_worker=False), host='127.0.0.1', port=int(sys.argv[1]), "
-    "log_level='warning', ws='websockets')"
+    "log_level='warning', **WEBSOCKET_OPTIONS)"
 )
 _SETTINGS_PREFIXES = (
     "PUBLIC_BASE_URL",
