@@ -14,7 +14,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from websockets.protocol import State
+from websockets.protocol import CLIENT, State
+
+from telephony.ws_framing import OP_TEXT, MaskKeys, client_frame
 
 
 class SdkRealtimeConnection(Protocol):
@@ -26,6 +28,7 @@ class SdkRealtimeConnection(Protocol):
 
 
 _SOCKET_PARTS = ("protocol", "paused", "send_data", "transport")
+_PROTOCOL_PARTS = ("state", "side", "extensions", "writes")
 _FRAGMENT_WAITERS = ("send_in_progress", "fragmented_send_waiter")
 """What ``websockets`` calls the future set while a fragmented message is being sent:
 ``send_in_progress`` since 16.0, ``fragmented_send_waiter`` before."""
@@ -44,11 +47,15 @@ class RealtimeLink:
         socket = getattr(sdk, "_connection", None)
         waiter = next((name for name in _FRAGMENT_WAITERS if hasattr(socket, name)), None)
         self._fragment_waiter = waiter or ""
+        protocol = getattr(socket, "protocol", None)
         self._frames = (
             self._direct
             and waiter is not None
             and all(hasattr(socket, name) for name in _SOCKET_PARTS)
+            and all(hasattr(protocol, name) for name in _PROTOCOL_PARTS)
+            and getattr(protocol, "side", None) is CLIENT
         )
+        self._keys = MaskKeys() if self._frames else None
         # The SDK queues a message only while it reconnects or behind messages already
         # queued. Without a reconnect handler (the bridge never gives one) it never
         # reconnects, so a queue that is empty now (``enter`` flushed it) stays empty, and
@@ -90,19 +97,24 @@ class RealtimeLink:
 
     def _write_frame(self, socket: Any, payload: bytes) -> bool:
         """What ``websockets``' own ``send`` does when the connection is open, not paused by
-        flow control and not mid-fragment: frame the message and write it, with no
-        async-context-manager round trip. Anything else (and any error) takes the full
-        ``send``, which waits for the write buffer or raises ``ConnectionClosed``."""
+        flow control, not mid-fragment and has nothing of its own waiting to be written:
+        one masked text frame on the transport (``telephony.ws_framing``, with a masking
+        key from a pool instead of a system call per frame), with no async-context-manager
+        round trip. Anything else (and any error) takes the full ``send``, which waits
+        for the write buffer or raises ``ConnectionClosed``."""
+        protocol = socket.protocol
         if (
-            socket.protocol.state is not State.OPEN
+            protocol.state is not State.OPEN
+            or protocol.extensions
+            or protocol.writes
             or socket.paused
             or getattr(socket, self._fragment_waiter) is not None
             or socket.transport.is_closing()
         ):
             return False
+        assert self._keys is not None
         try:
-            socket.protocol.send_text(payload)
-            socket.send_data()
+            socket.transport.write(client_frame(OP_TEXT, payload, self._keys.take()))
         except Exception:
             return False
         return True

@@ -457,15 +457,26 @@ async def test_the_link_bypasses_send_raw_on_the_real_sdk_connection(
         await websockets_send(message, text=text)
 
     socket.send = counting_send
+    framed_by_websockets: list[bytes] = []
+    websockets_send_text = socket.protocol.send_text
+
+    def counting_send_text(data: bytes, fin: bool = True) -> None:
+        framed_by_websockets.append(data)
+        websockets_send_text(data, fin)
+
+    socket.protocol.send_text = counting_send_text
     link = RealtimeLink(connection)
     try:
-        await link.send_raw(caller_audio_message(base64.b64encode(b"\xff" * 160).decode()))
-        await wait_for(lambda: bool(ai.sessions) and bool(ai.sessions[0].client_events))
-        assert ai.sessions[0].client_events[0]["type"] == "input_audio_buffer.append"
+        frames = [bytes([n]) * 160 for n in range(40)]  # each masked with a key of its own
+        for audio in frames:
+            await link.send_raw(caller_audio_message(base64.b64encode(audio).decode()))
+        await wait_for(lambda: bool(ai.sessions) and len(ai.sessions[0].client_events) >= 40)
+        events = ai.sessions[0].client_events
+        assert [base64.b64decode(e["audio"]) for e in events] == frames  # masked correctly
         assert through_sdk == []
         # Framed and written by the link itself, not by websockets' send: the installed
         # websockets still has the parts the link reads (a rename would turn this off).
-        assert link.writes_frames and through_websockets == []
+        assert link.writes_frames and through_websockets == [] and framed_by_websockets == []
         await link.close()
         with pytest.raises(ConnectionClosed):  # closed: the SDK's own path, and its error
             await link.send_raw('{"type":"response.create"}')
