@@ -10,8 +10,13 @@ arrives as, and clears the caller's playback when the caller starts speaking.
 The load benchmark runs it on the same rig in the same sitting as the service, so the
 service's cost can be read as a ratio to this.
 
-Usage: python benchmarks/bare_relay.py --port P  (settings from the same environment
-variables as the service: PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN, OPENAI_API_KEY, OPENAI_BASE_URL)
+``--fast-frames`` gives it the service's own websocket framing (``telephony.ws_server`` for
+Twilio's socket, ``telephony.ws_framing``'s masked frames to the model), so the floor can be
+read with the same framing as the service too.
+
+Usage: python benchmarks/bare_relay.py --port P [--fast-frames]  (settings from the same
+environment variables as the service: PUBLIC_BASE_URL, TWILIO_AUTH_TOKEN, OPENAI_API_KEY,
+OPENAI_BASE_URL)
 """
 
 from __future__ import annotations
@@ -20,13 +25,23 @@ import argparse
 import asyncio
 import contextlib
 import os
+import sys
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
 import uvicorn
 from twilio.request_validator import RequestValidator
-from websockets.asyncio.client import connect
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.protocol import State
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from telephony.ws_framing import OP_TEXT, MaskKeys, client_frame
+from telephony.ws_server import WEBSOCKET_OPTIONS
+
+FAST_FRAMES = False
 
 PUBLIC = os.environ.get("PUBLIC_BASE_URL", "http://localhost:8080").rstrip("/")
 WS_PUBLIC = "wss://" + PUBLIC.split("://", 1)[1]
@@ -138,6 +153,7 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
     ) as model:
         await model.send(SESSION, text=True)
         await model.send(GREET, text=True)
+        to_model = _fast_sender(model) if FAST_FRAMES else model.send
 
         async def to_caller() -> None:
             async for raw in model:
@@ -158,7 +174,7 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
                 event = orjson.loads(message.get("text") or "{}")
                 kind = event.get("event")
                 if kind == "media":
-                    await model.send(
+                    await to_model(
                         '{"type":"input_audio_buffer.append","audio":"'
                         + event["media"]["payload"]
                         + '"}'
@@ -173,9 +189,26 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "websocket.close", "code": 1000})
 
 
+def _fast_sender(model: ClientConnection) -> Any:
+    """One masked text frame on the transport while the connection is open and unpaused
+    (as the service's RealtimeLink writes), websockets' ``send`` otherwise."""
+    keys = MaskKeys()
+
+    async def send(text: str) -> None:
+        if model.protocol.state is State.OPEN and not model.paused and not model.protocol.writes:
+            model.transport.write(client_frame(OP_TEXT, text.encode(), keys.take()))
+        else:
+            await model.send(text)
+
+    return send
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--fast-frames", action="store_true")
     args = parser.parse_args()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", ws="websockets-sansio")
+    FAST_FRAMES = args.fast_frames
+    options: dict[str, Any] = WEBSOCKET_OPTIONS if FAST_FRAMES else {"ws": "websockets-sansio"}
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **options)

@@ -6,6 +6,8 @@ For each N of the sweep and each variant, side by side in the same sitting:
 - ``before``: ``receptionist serve`` from another tree (``--before-tree``, e.g. a
   ``git worktree`` of the commit before the performance work);
 - ``bare``: ``benchmarks/bare_relay.py``, the cheapest correct relay (the floor);
+- ``bare-ff``: the same relay with the service's own websocket framing
+  (``telephony.ws_server``, ``telephony.ws_framing``) instead of stock ``websockets``';
 - any ``--tree NAME=DIR``: ``receptionist serve`` from that tree as variant ``NAME``;
 - ``after-bN``: this tree with ``REALTIME_AUDIO_BATCH_FRAMES=N``; ``after-dN``: this tree
   with ``DELIVERY_CONCURRENCY=N`` (CRM deliveries a process makes at once).
@@ -184,6 +186,8 @@ class Server:
         python = sys.executable
         if variant.tree is None:
             command = [python, str(ROOT / "benchmarks" / "bare_relay.py"), "--port", str(port)]
+            if variant.name == "bare-ff":
+                command.append("--fast-frames")
             cwd = ROOT
         else:
             command = [
@@ -493,8 +497,8 @@ async def main(args: argparse.Namespace) -> None:
         trees[name] = Path(directory).resolve()
     variants = []
     for name in args.variants.split(","):
-        if name == "bare":
-            variants.append(Variant("bare", None))
+        if name in ("bare", "bare-ff"):
+            variants.append(Variant(name, None))
         elif name == "before":
             if args.before_tree is None:
                 raise SystemExit("--before-tree is needed for the 'before' variant")
@@ -602,6 +606,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--variants",
         default="after,bare",
         help="before, after, after-bK (batch K frames), after-dK (K deliveries at once), bare,"
+        " bare-ff (bare with the service's websocket framing),"
         " or a --tree NAME",
     )
     parser.add_argument("--before-tree", default=None)
