@@ -203,7 +203,10 @@ class FastFramesProtocol(WebSocketsSansIOProtocol):
         self.transport.pause_reading()
 
     def _release_early(self) -> None:
-        if not (self._early and self._splitting and self.handshake_complete):
+        """After the app's answer to the handshake: held frames are read if it accepted;
+        if it refused (a close or an HTTP response), they stay unread until the
+        connection closes, with reading still paused."""
+        if not (self._early and self._splitting and self.conn.state is State.OPEN):
             return
         early, self._early = bytes(self._early), bytearray()
         if self.close_sent or self.transport.is_closing():

@@ -145,6 +145,7 @@ class Run:
         loop: asyncio.AbstractEventLoop,
         *,
         echo: bool = False,
+        refuse: bool = False,
     ) -> None:
         self.received: list[dict[str, Any]] = []
         self.errors: list[str] = []
@@ -152,6 +153,10 @@ class Run:
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
             assert (await receive())["type"] == "websocket.connect"
+            if refuse:  # as the stream endpoint does with a forged signature
+                await send({"type": "websocket.close", "code": 1008})
+                self.received.append(dict(await receive()))
+                return
             await send({"type": "websocket.accept"})
             while True:
                 message = await receive()
@@ -400,6 +405,29 @@ def test_a_refused_handshake_drops_what_follows_it() -> None:
     assert fast == stock
     assert b"426" in fast[1] or b"400" in fast[1]
     assert fast[0] == [] and fast[4] is True and fast[5] == []
+
+
+def test_frames_sent_before_a_refusal_are_never_read() -> None:
+    """The app refuses the upgrade (a forged signature): frames the client sent before
+    the answer never reach it, and nothing but the refusal is written. (Plain uvicorn
+    parses them at once: it writes the ping's pong before its 403, and hands the text to
+    the app's next ``receive``, after the refusal.)"""
+    loop = asyncio.new_event_loop()
+    try:
+        outcomes = []
+        for protocol_class in (WebSocketsSansIOProtocol, FastFramesProtocol):
+            run = Run(protocol_class, loop, refuse=True)
+            run.feed(HANDSHAKE + raw_frame(OP_TEXT, b"sneaky") + raw_frame(Opcode.PING, b"p"))
+            run.finish()
+            outcomes.append(run.outcome())
+        stock, fast = outcomes
+        assert fast[0] == [{"type": "websocket.disconnect", "code": 1006}]
+        assert fast[1].startswith(b"HTTP/1.1 403") and fast[2] == fast[3] == []
+        assert fast[4] is True
+        assert stock[0][0] == {"type": "websocket.receive", "text": "sneaky"}
+        assert stock[1].startswith(b"\x8a\x01p" + fast[1]) and stock[4] is True
+    finally:
+        loop.close()
 
 
 def test_a_frame_larger_than_the_split_limit_is_left_to_websockets() -> None:
