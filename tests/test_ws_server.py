@@ -54,6 +54,7 @@ from telephony.ws_server import FastFramesProtocol, ReceiveQueue
 from tests.conftest import StartApp, wait_for
 from tests.standins.openai_realtime import RealtimeStandin
 from tests.standins.twilio import TwilioStandin
+from tests.test_conversation_e2e import openai_settings, twilio_settings
 from tests.test_e2e_call import JOHN_EXTRACTION, JOHN_TURNS, run_john_call
 
 MAX_SIZE = 4096
@@ -552,13 +553,7 @@ async def test_a_real_call_moves_its_frames_on_the_fast_path_both_ways(
     monkeypatch.setattr(WebSocketsSansIOProtocol, "handle_text", counting_handle_text)
     monkeypatch.setattr(WebSocketsSansIOProtocol, "send", counting_send)
     ai: RealtimeStandin = await make_realtime_standin(turns=JOHN_TURNS, extraction=JOHN_EXTRACTION)
-    app = await start_app(
-        twilio_account_sid=twilio_standin.account_sid,
-        twilio_auth_token=twilio_standin.auth_token,
-        twilio_api_base_url=twilio_standin.api_base_url,
-        openai_api_key=ai.api_key,
-        openai_base_url=ai.base_url,
-    )
+    app = await start_app(**twilio_settings(twilio_standin), **openai_settings(ai))
     result = await run_john_call(app, twilio_standin)
     await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
     assert len(fast_reads) > 100  # connected, start, 50 media frames a second, marks, stop
