@@ -545,7 +545,8 @@ async def test_a_real_call_moves_its_frames_on_the_fast_path_both_ways(
         handle_text(self, event)
 
     async def counting_send(self: WebSocketsSansIOProtocol, message: Any) -> None:
-        if isinstance(self, FastFramesProtocol):
+        # A send after the caller hung up rightly takes uvicorn's path (ClientDisconnected).
+        if isinstance(self, FastFramesProtocol) and not self.disconnected:
             slow_sends.append(message["type"])
         await stock_send(self, message)
 
@@ -558,5 +559,7 @@ async def test_a_real_call_moves_its_frames_on_the_fast_path_both_ways(
     await wait_for(lambda: app.services.store.get_summary(result.call_sid) is not None)
     assert len(fast_reads) > 100  # connected, start, 50 media frames a second, marks, stop
     assert slow_texts == []
-    # Only the handshake answer and the close go through uvicorn's own send.
-    assert set(slow_sends) == {"websocket.accept", "websocket.close"}
+    # Only the handshake answer and the close (when the caller has not hung up first) go
+    # through uvicorn's own send; every frame of the call was written here.
+    assert slow_sends[0] == "websocket.accept"
+    assert set(slow_sends) <= {"websocket.accept", "websocket.close"}
