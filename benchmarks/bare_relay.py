@@ -34,11 +34,10 @@ import orjson
 import uvicorn
 from twilio.request_validator import RequestValidator
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.protocol import State
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from telephony.ws_framing import OP_TEXT, MaskKeys, client_frame
+from telephony.realtime_link import DirectFrames
 from telephony.ws_server import WEBSOCKET_OPTIONS
 
 FAST_FRAMES = False
@@ -190,14 +189,14 @@ async def stream(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 def _fast_sender(model: ClientConnection) -> Any:
-    """One masked text frame on the transport while the connection is open and unpaused
-    (as the service's RealtimeLink writes), websockets' ``send`` otherwise."""
-    keys = MaskKeys()
+    """Frames written as the service's RealtimeLink writes them, websockets' ``send`` when
+    that cannot be done."""
+    writer = DirectFrames.for_socket(model)
+    if writer is None:
+        raise SystemExit("--fast-frames: the installed websockets lacks what it needs")
 
     async def send(text: str) -> None:
-        if model.protocol.state is State.OPEN and not model.paused and not model.protocol.writes:
-            model.transport.write(client_frame(OP_TEXT, text.encode(), keys.take()))
-        else:
+        if not writer.write(model, text.encode()):
             await model.send(text)
 
     return send

@@ -2,19 +2,27 @@
 
 Each sample is attributed to the innermost frame that belongs to a known kind (websockets
 framing, socket writes, the openai SDK, asyncio, JSON, base64, SQLite/SQLAlchemy, our own
-code...). Usage: python benchmarks/profile_summary.py PROFILE.txt [PROFILE2.txt ...]
+code...). A sample on a line that calls ``transport.write`` counts as a socket write: the
+line is read from the source, so summarize a profile with the tree it was taken from
+(``PROFILE_SOURCE=DIR``, default this tree) — after an edit the line numbers point
+elsewhere.
+Usage: python benchmarks/profile_summary.py PROFILE.txt [PROFILE2.txt ...]
 """
 
 from __future__ import annotations
 
 import collections
 import functools
+import os
 import re
 import site
 import sys
 from pathlib import Path
 
-ROOTS = [Path(__file__).resolve().parents[1], *map(Path, site.getsitepackages())]
+ROOTS = [
+    Path(os.environ.get("PROFILE_SOURCE") or Path(__file__).resolve().parents[1]),
+    *map(Path, site.getsitepackages()),
+]
 FRAME = re.compile(r"\((?P<file>[^():]+\.py):(?P<line>\d+)\)$")
 
 # (kind, substrings of "function (file:line)"), checked innermost frame first.
@@ -38,18 +46,23 @@ KINDS = [
 
 
 @functools.cache
+def source_lines(file: str) -> list[str]:
+    """A source file py-spy names (relative to the tree or to site-packages), read once."""
+    for root in ROOTS:
+        path = root / file
+        if path.is_file():
+            return path.read_text(encoding="utf-8").splitlines()
+    return []
+
+
 def source_line(frame: str) -> str:
     """The source line a py-spy frame ("function (file:line)") points at, if found here."""
     match = FRAME.search(frame)
     if match is None:
         return ""
-    for root in ROOTS:
-        path = root / match["file"]
-        if path.is_file():
-            lines = path.read_text(encoding="utf-8").splitlines()
-            number = int(match["line"])
-            return lines[number - 1] if 0 < number <= len(lines) else ""
-    return ""
+    lines = source_lines(match["file"])
+    number = int(match["line"])
+    return lines[number - 1] if 0 < number <= len(lines) else ""
 
 
 def kind_of(stack: list[str]) -> str:

@@ -27,11 +27,61 @@ class SdkRealtimeConnection(Protocol):
     async def close(self, *, code: int = 1000, reason: str = "") -> None: ...
 
 
-_SOCKET_PARTS = ("protocol", "paused", "send_data", "transport")
+_SOCKET_PARTS = ("protocol", "paused", "transport")
 _PROTOCOL_PARTS = ("state", "side", "extensions", "writes")
 _FRAGMENT_WAITERS = ("send_in_progress", "fragmented_send_waiter")
 """What ``websockets`` calls the future set while a fragmented message is being sent:
 ``send_in_progress`` since 16.0, ``fragmented_send_waiter`` before."""
+
+
+class DirectFrames:
+    """Text frames written on a ``websockets`` client connection's transport directly.
+
+    This is what ``websockets``' own ``send`` does when the connection is open, not paused
+    by flow control, not mid-fragment and has nothing of its own waiting to be written:
+    one masked text frame (``telephony.ws_framing``, with a masking key from a pool
+    instead of a system call per frame), with no async-context-manager round trip.
+    ``write`` returns False for anything else (and on any error): the caller then takes
+    the full ``send``, which waits for the write buffer or raises ``ConnectionClosed``."""
+
+    __slots__ = ("_keys", "_waiter")
+
+    def __init__(self, fragment_waiter: str) -> None:
+        self._waiter = fragment_waiter
+        self._keys = MaskKeys()
+
+    @classmethod
+    def for_socket(cls, socket: Any) -> DirectFrames | None:
+        """A writer for this connection, or None if the installed ``websockets`` lacks a
+        part this relies on, or the connection is not a client's without extensions
+        (negotiated at the handshake, so fixed from here on)."""
+        waiter = next((name for name in _FRAGMENT_WAITERS if hasattr(socket, name)), None)
+        protocol: Any = getattr(socket, "protocol", None)
+        if (
+            waiter is None
+            or not all(hasattr(socket, name) for name in _SOCKET_PARTS)
+            or not all(hasattr(protocol, name) for name in _PROTOCOL_PARTS)
+            or protocol.side is not CLIENT
+            or protocol.extensions
+        ):
+            return None
+        return cls(waiter)
+
+    def write(self, socket: Any, payload: bytes) -> bool:
+        protocol = socket.protocol
+        if (
+            protocol.state is not State.OPEN
+            or protocol.writes
+            or socket.paused
+            or getattr(socket, self._waiter) is not None
+            or socket.transport.is_closing()
+        ):
+            return False
+        try:
+            socket.transport.write(client_frame(OP_TEXT, payload, self._keys.take()))
+        except Exception:
+            return False
+        return True
 
 
 class RealtimeLink:
@@ -45,17 +95,7 @@ class RealtimeLink:
             for name in ("_connection", "_send_queue", "_is_reconnecting", "_intentionally_closed")
         )
         socket = getattr(sdk, "_connection", None)
-        waiter = next((name for name in _FRAGMENT_WAITERS if hasattr(socket, name)), None)
-        self._fragment_waiter = waiter or ""
-        protocol = getattr(socket, "protocol", None)
-        self._frames = (
-            self._direct
-            and waiter is not None
-            and all(hasattr(socket, name) for name in _SOCKET_PARTS)
-            and all(hasattr(protocol, name) for name in _PROTOCOL_PARTS)
-            and getattr(protocol, "side", None) is CLIENT
-        )
-        self._keys = MaskKeys() if self._frames else None
+        self._writer = DirectFrames.for_socket(socket) if self._direct else None
         # The SDK queues a message only while it reconnects or behind messages already
         # queued. Without a reconnect handler (the bridge never gives one) it never
         # reconnects, so a queue that is empty now (``enter`` flushed it) stays empty, and
@@ -85,7 +125,7 @@ class RealtimeLink:
             await self.connection.send_raw(data if isinstance(data, str) else data.decode())
             return
         payload = data.encode() if isinstance(data, str) else data
-        if self._frames and self._write_frame(socket, payload):
+        if self._writer is not None and self._writer.write(socket, payload):
             return
         await socket.send(payload, text=True)
 
@@ -93,31 +133,7 @@ class RealtimeLink:
     def writes_frames(self) -> bool:
         """Whether audio is framed and written here (the installed ``websockets`` has the
         parts this module expects), not through ``websockets``' own ``send``."""
-        return self._frames
-
-    def _write_frame(self, socket: Any, payload: bytes) -> bool:
-        """What ``websockets``' own ``send`` does when the connection is open, not paused by
-        flow control, not mid-fragment and has nothing of its own waiting to be written:
-        one masked text frame on the transport (``telephony.ws_framing``, with a masking
-        key from a pool instead of a system call per frame), with no async-context-manager
-        round trip. Anything else (and any error) takes the full ``send``, which waits
-        for the write buffer or raises ``ConnectionClosed``."""
-        protocol = socket.protocol
-        if (
-            protocol.state is not State.OPEN
-            or protocol.extensions
-            or protocol.writes
-            or socket.paused
-            or getattr(socket, self._fragment_waiter) is not None
-            or socket.transport.is_closing()
-        ):
-            return False
-        assert self._keys is not None
-        try:
-            socket.transport.write(client_frame(OP_TEXT, payload, self._keys.take()))
-        except Exception:
-            return False
-        return True
+        return self._writer is not None
 
     async def recv_bytes(self) -> bytes:
         """The next server event, raw."""

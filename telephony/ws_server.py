@@ -63,11 +63,8 @@ class ReceiveQueue:
 
     def put_nowait(self, item: ASGIReceiveEvent) -> None:
         self._items.append(item)
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+        if self._waiters:
+            self._wake_next()
 
     def empty(self) -> bool:
         return not self._items
